@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "roam_native",
+      "sources": ["src/netns.c", "src/addon.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"],
+      "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "roam-shim",
+      "type": "executable",
+      "sources": ["src/shim.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"]
+    },
+    {
+      "target_name": "roam-nsexec",
+      "type": "executable",
+      "sources": ["src/nsexec.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"]
+    }
+  ]
+}

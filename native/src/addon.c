@@ -1,0 +1,109 @@
+/*
+ * N-API glue: argument unpacking and errors only. Errors carry errno, code,
+ * syscall and path as properties; the message is built on the TypeScript
+ * side, never from strerror().
+ */
+#include <errno.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "netns.h"
+
+#define PATH_BUF 4096
+
+static napi_value throw_sys(napi_env env, int err, const char *syscall, const char *path) {
+  napi_value msg, error, value;
+  const char *code = strerrorname_np(err);
+  if (code == NULL) code = "EUNKNOWN";
+  char text[PATH_BUF + 128];
+  snprintf(text, sizeof text, "%s %s: %s", syscall, path, code);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_int32(env, err, &value);
+  napi_set_named_property(env, error, "errno", value);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, error, "code", value);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, error, "syscall", value);
+  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, error, "path", value);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int string_arg(napi_env env, napi_callback_info info, size_t index, char *out, napi_value *argv_out) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc <= index) {
+    napi_throw_type_error(env, NULL, "missing argument");
+    return 0;
+  }
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[index], out, PATH_BUF, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a string");
+    return 0;
+  }
+  if (argv_out) *argv_out = argv[index];
+  return 1;
+}
+
+static napi_value create_netns(napi_env env, napi_callback_info info) {
+  char path[PATH_BUF];
+  if (!string_arg(env, info, 0, path, NULL)) return NULL;
+  const char *syscall = "";
+  int err = roam_netns_create(path, &syscall);
+  if (err) return throw_sys(env, err, syscall, path);
+  return NULL;
+}
+
+static napi_value remove_netns(napi_env env, napi_callback_info info) {
+  char path[PATH_BUF];
+  if (!string_arg(env, info, 0, path, NULL)) return NULL;
+  const char *syscall = "";
+  int err = roam_netns_remove(path, &syscall);
+  if (err) return throw_sys(env, err, syscall, path);
+  return NULL;
+}
+
+static napi_value enter_netns(napi_env env, napi_callback_info info) {
+  char path[PATH_BUF];
+  if (!string_arg(env, info, 0, path, NULL)) return NULL;
+  const char *syscall = "";
+  int saved = -1;
+  int err = roam_netns_enter(path, &saved, &syscall);
+  if (err) return throw_sys(env, err, syscall, path);
+  napi_value result;
+  napi_create_int32(env, saved, &result);
+  return result;
+}
+
+static napi_value restore_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a file descriptor");
+    return NULL;
+  }
+  const char *syscall = "";
+  int err = roam_netns_restore(fd, &syscall);
+  if (err) return throw_sys(env, err, syscall, "saved netns");
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
+      {"removeNetns", NULL, remove_netns, NULL, NULL, NULL, napi_default, NULL},
+      {"enterNetns", NULL, enter_netns, NULL, NULL, NULL, napi_default, NULL},
+      {"restoreNetns", NULL, restore_netns, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,196 @@
+/*
+ * roam-shim --netns PATH --dir DIR -- CMD [ARGS...]
+ *
+ * The per-endpoint supervisor (the role conmon plays for containers). It runs
+ * CMD as PID 1 of a fresh PID namespace inside the endpoint's network
+ * namespace, holds the read ends of its stdout/stderr pipes and appends what
+ * arrives to DIR/log. Because the shim, not the agent, holds the pipes, an
+ * endpoint keeps running while its agent restarts. The workload never holds a
+ * file open that would have to match at restore: only pipes and /dev/null.
+ *
+ * To the agent it reports, on its own stdout, exactly one line:
+ *   "ok PID"                 the command is running (PID in the host's view)
+ *   "error SYSCALL ERRNAME"  nothing is running
+ * and afterwards keeps DIR/pid, DIR/shim.pid and, when the command ends,
+ * DIR/exit ("exited N" or "signaled N").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LOG_MAX_BYTES (8 * 1024 * 1024)
+
+static const char *dir;
+
+static void write_file(const char *name, const char *text) {
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ssize_t ignored = write(fd, text, strlen(text));
+  (void)ignored;
+  fsync(fd);
+  close(fd);
+  rename(tmp, path);
+}
+
+static int open_log(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/log", dir);
+  return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+static int rotate_log_if_full(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < LOG_MAX_BYTES) return fd;
+  char path[4096], old[4200];
+  snprintf(path, sizeof path, "%s/log", dir);
+  snprintf(old, sizeof old, "%s.1", path);
+  rename(path, old);
+  close(fd);
+  return open_log();
+}
+
+static void report(const char *line) {
+  ssize_t ignored = write(STDOUT_FILENO, line, strlen(line));
+  (void)ignored;
+  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup3(devnull, STDOUT_FILENO, 0);
+    close(devnull);
+  }
+}
+
+static void fail(const char *syscall, int err) {
+  char line[256];
+  snprintf(line, sizeof line, "error %s %s\n", syscall, strerrorname_np(err));
+  report(line);
+  exit(1);
+}
+
+int main(int argc, char **argv) {
+  const char *netns = NULL;
+  int i = 1;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--netns") == 0 && i + 1 < argc) netns = argv[++i];
+    else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
+    else if (strcmp(argv[i], "--") == 0) { i++; break; }
+    else break;
+  }
+  if (!netns || !dir || i >= argc) {
+    fprintf(stderr, "usage: roam-shim --netns PATH --dir DIR -- CMD [ARGS...]\n");
+    return 2;
+  }
+  char **command = &argv[i];
+
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+
+  int netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
+  if (netns_fd < 0) fail("open", errno);
+  int out[2], err[2], status_pipe[2];
+  if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) fail("pipe2", errno);
+  if (unshare(CLONE_NEWPID) != 0) fail("unshare", errno);
+
+  pid_t child = fork();
+  if (child < 0) fail("fork", errno);
+  if (child == 0) {
+    /* PID 1 of the new PID namespace. */
+    int code = 0;
+    const char *what = "";
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (setns(netns_fd, CLONE_NEWNET) != 0) { code = errno; what = "setns"; }
+    else if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) { code = errno; what = "dup2"; }
+    else {
+      if (devnull > 2) close(devnull);
+      execvp(command[0], command);
+      code = errno;
+      what = "execvp";
+    }
+    char line[128];
+    snprintf(line, sizeof line, "%s %s", what, strerrorname_np(code));
+    ssize_t ignored = write(status_pipe[1], line, strlen(line));
+    (void)ignored;
+    _exit(127);
+  }
+
+  close(out[1]);
+  close(err[1]);
+  close(status_pipe[1]);
+  close(netns_fd);
+
+  /* The status pipe closes on a successful exec and carries the reason otherwise. */
+  char why[128] = {0};
+  ssize_t n = read(status_pipe[0], why, sizeof why - 1);
+  close(status_pipe[0]);
+  if (n > 0) {
+    waitpid(child, NULL, 0);
+    char line[256];
+    snprintf(line, sizeof line, "error %s\n", why);
+    report(line);
+    return 1;
+  }
+
+  char text[64];
+  snprintf(text, sizeof text, "%d\n", (int)getpid());
+  write_file("shim.pid", text);
+  snprintf(text, sizeof text, "%d\n", (int)child);
+  write_file("pid", text);
+  snprintf(text, sizeof text, "ok %d\n", (int)child);
+  report(text);
+
+  int log_fd = open_log();
+  struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_streams = 2;
+  int child_status = 0;
+  int child_done = 0;
+  char buf[65536];
+  while (open_streams > 0 || !child_done) {
+    if (!child_done) {
+      pid_t r = waitpid(child, &child_status, WNOHANG);
+      if (r == child) child_done = 1;
+    }
+    if (open_streams == 0) {
+      /* Nothing left to read: block until the command ends. */
+      if (waitpid(child, &child_status, 0) == child) child_done = 1;
+      continue;
+    }
+    int ready = poll(fds, 2, 200);
+    if (ready < 0 && errno != EINTR) break;
+    for (int s = 0; s < 2; s++) {
+      if (fds[s].fd < 0 || !(fds[s].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t got = read(fds[s].fd, buf, sizeof buf);
+      if (got > 0) {
+        if (log_fd >= 0) {
+          log_fd = rotate_log_if_full(log_fd);
+          ssize_t ignored = write(log_fd, buf, (size_t)got);
+          (void)ignored;
+        }
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close(fds[s].fd);
+        fds[s].fd = -1;
+        open_streams--;
+      }
+    }
+  }
+
+  if (WIFSIGNALED(child_status)) snprintf(text, sizeof text, "signaled %d\n", WTERMSIG(child_status));
+  else snprintf(text, sizeof text, "exited %d\n", WEXITSTATUS(child_status));
+  write_file("exit", text);
+  if (log_fd >= 0) close(log_fd);
+  return 0;
+}

@@ -1,0 +1,118 @@
+/**
+ * The composition root: builds an agent from its parts and runs it. Tests
+ * build agents through here too. No side effects until start().
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { dirname } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createApp } from './api/app.js';
+import { registerControlRoutes } from './api/control-routes.js';
+import { PeerClient } from './api/peer-client.js';
+import { registerPeerRoutes } from './api/peer-routes.js';
+import { EndpointRouter } from './cluster/endpoint-router.js';
+import { LocationTable } from './cluster/locations.js';
+import { PeerSync } from './cluster/peer-sync.js';
+import type { AgentConfig } from './config/schema.js';
+import { splitHostPort } from './config/formats.js';
+import { EndpointManager } from './endpoint/manager.js';
+import { EventBus } from './events/bus.js';
+import { createAgentMetrics } from './metrics/agent-metrics.js';
+import { serveMetrics } from './metrics/server.js';
+import { KernelDataplane } from './overlay/kernel-dataplane.js';
+import { OverlayReconciler } from './overlay/reconciler.js';
+import { RtnlSession } from './sys/netlink/session.js';
+import { VERSION } from './version.js';
+
+export class Agent {
+  readonly events = new EventBus();
+  readonly table: LocationTable;
+  private session: RtnlSession | undefined;
+  private reconciler: OverlayReconciler | undefined;
+  private manager: EndpointManager | undefined;
+  private sync: PeerSync | undefined;
+  private control: FastifyInstance | undefined;
+  private peer: FastifyInstance | undefined;
+  private metrics: Server | undefined;
+
+  constructor(readonly config: Readonly<AgentConfig>) {
+    this.table = new LocationTable(config.node, config.underlay.address);
+    for (const p of config.peers) this.table.addPeer(p.node, p.address);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    mkdirSync(c.stateDir, { recursive: true });
+    this.session = RtnlSession.open();
+    const session = this.session;
+    const dataplane = new KernelDataplane(session, {
+      bridge: c.devices.bridge, vxlan: c.devices.vxlan, vni: c.vni, vxlanPort: c.vxlanPort,
+      underlayAddress: c.underlay.address, underlayInterface: c.underlay.interface, mtu: c.overlay.mtu,
+      log: (m) => this.events.warn(m),
+    });
+    const reconciler = new OverlayReconciler(
+      dataplane,
+      () => ({
+        self: c.node,
+        peers: this.table.nodeViews().map((n) => ({ node: n.node, vtep: n.address })),
+        endpoints: this.table.nodeViews().flatMap((n) => n.endpoints.map((e) => ({ name: e.name, mac: e.mac, node: n.node, generation: e.generation }))),
+      }),
+      this.events,
+    );
+    this.reconciler = reconciler;
+    const first = await reconciler.start(Math.max(c.syncIntervalMs * 5, 10000));
+    for (const e of first.errors) this.events.warn(`initial reconcile: ${e}`);
+
+    const manager = new EndpointManager({
+      node: c.node, stateDir: c.stateDir, subnet: c.overlay.subnet, range: c.overlay.range, mtu: c.overlay.mtu,
+      session, bridgeIndex: () => reconciler.overlayDevices!.bridgeIndex,
+      clusterEndpoints: () => this.table.endpoints().filter((e) => e.node !== c.node),
+      events: this.events,
+    });
+    this.manager = manager;
+    const client = new PeerClient(c.peerPort);
+    const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events);
+    this.sync = sync;
+    manager.onChange(() => this.table.setLocal(manager.records()));
+    this.table.onChange(() => {
+      void reconciler.reconcile();
+      void sync.pushAll();
+    });
+    await manager.adopt();
+    manager.startWatching();
+
+    const router = new EndpointRouter(c.node, this.table, manager, client);
+    this.peer = createApp();
+    registerPeerRoutes(this.peer, { manager, sync });
+    await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
+
+    this.control = createApp();
+    registerControlRoutes(this.control, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
+    mkdirSync(dirname(c.api.socket), { recursive: true });
+    rmSync(c.api.socket, { force: true });
+    await this.control.listen({ path: c.api.socket });
+
+    const registry = createAgentMetrics(this.events, {
+      node: c.node, version: VERSION,
+      peersKnown: () => this.table.peers().length,
+      peersReachable: () => this.table.peers().filter((p) => p.reachable).length,
+      endpointsLocal: () => manager.records().length,
+    });
+    const m = splitHostPort(c.metrics.listen);
+    this.metrics = await serveMetrics(registry, m.host, m.port);
+
+    sync.start();
+    this.events.info(`agent ${c.node} up: underlay ${c.underlay.address}, api ${c.api.socket}, metrics ${c.metrics.listen}`);
+  }
+
+  /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
+  async stop(): Promise<void> {
+    this.sync?.stop();
+    this.reconciler?.stop();
+    this.manager?.stopWatching();
+    await this.control?.close();
+    await this.peer?.close();
+    await new Promise<void>((resolve) => (this.metrics ? this.metrics.close(() => resolve()) : resolve()));
+    this.session?.close();
+  }
+}

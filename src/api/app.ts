@@ -1,0 +1,42 @@
+/**
+ * A fastify instance configured the roam way: TypeBox validates every body,
+ * parameter and query (unknown fields and wrong types are refused, never
+ * coerced or dropped), and every error leaves as {error: {code, message}}
+ * with the status from the error registry.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Value } from '@sinclair/typebox/value';
+import type { TSchema } from '@sinclair/typebox';
+import { describeValueError } from '../config/validate.js';
+import { httpStatusOf } from '../errors/codes.js';
+import { RoamError } from '../errors/roam-error.js';
+
+export function createApp(): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const part = httpPart ?? 'body';
+    return (data: unknown) => {
+      if (Value.Check(schema as TSchema, data)) return { value: data };
+      const first = [...Value.Errors(schema as TSchema, data)][0];
+      const message = first ? `${part === 'params' ? '' : `${part}.`}${describeValueError(first)}`.replace(/^body\.\(top level\)/, 'body') : `${part}: invalid`;
+      return { error: new RoamError('INPUT_INVALID', message) };
+    };
+  });
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    if (err instanceof RoamError) {
+      return reply.status(httpStatusOf(err.code)).send({ error: err.toJSON() });
+    }
+    const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
+    if (e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (e.statusCode === 400 && /JSON/i.test(e.message ?? ''))) {
+      return reply.status(400).send({ error: { code: 'INPUT_INVALID', message: `body: malformed JSON (${e.message ?? ''})` } });
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.status(e.statusCode).send({ error: { code: 'INPUT_INVALID', message: e.message ?? 'bad request' } });
+    }
+    return reply.status(500).send({ error: { code: 'SYSCALL_FAILED', message: e.message ?? String(err) } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
+  });
+  return app;
+}

@@ -1,0 +1,66 @@
+/**
+ * One small JSON-over-HTTP client for both of the agent's faces: the control
+ * API on a unix socket (the CLI) and the peer protocol over TCP (agents).
+ * A refusal from the other side comes back as the RoamError it described.
+ */
+import { request } from 'node:http';
+import { RoamError } from '../errors/roam-error.js';
+import { ErrorCodes, type ErrorCode } from '../errors/codes.js';
+
+export type Target = { socketPath: string } | { host: string; port: number };
+
+export interface CallOptions {
+  timeoutMs?: number;
+  /** error code when the other side cannot be reached */
+  unreachable?: ErrorCode;
+}
+
+export function describeTarget(t: Target): string {
+  return 'socketPath' in t ? t.socketPath : `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+export async function callJson<T>(target: Target, method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+  const text = await callRaw(target, method, path, body, options);
+  return (text === '' ? undefined : JSON.parse(text)) as T;
+}
+
+export function callRaw(target: Target, method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<string> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        ...target,
+        method,
+        path,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        timeout: options.timeoutMs ?? 30000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          if ((res.statusCode ?? 500) < 400) return resolve(text);
+          reject(errorFromBody(res.statusCode ?? 500, text, `${method} ${describeTarget(target)}${path}`));
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      reject(new RoamError(options.unreachable ?? 'PEER_UNREACHABLE', `${describeTarget(target)}: not reachable (${err.code ?? err.message})`, { target: describeTarget(target), errno: err.code }));
+    });
+    req.end(payload);
+  });
+}
+
+function errorFromBody(status: number, text: string, what: string): RoamError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string; details?: Record<string, unknown> } };
+    const code = body.error?.code;
+    if (code && code in ErrorCodes && body.error?.message) return new RoamError(code as ErrorCode, body.error.message, body.error.details ?? {});
+  } catch {
+    // not our error format
+  }
+  return new RoamError('PEER_PROTOCOL', `${what}: HTTP ${status} ${text.slice(0, 200)}`);
+}

@@ -1,0 +1,31 @@
+/** The agent-to-agent protocol, served on the underlay address. */
+import type { FastifyInstance } from 'fastify';
+import type { EndpointManager } from '../endpoint/manager.js';
+import type { NodeAnnouncement as Announcement } from '../cluster/locations.js';
+import type { PeerSync } from '../cluster/peer-sync.js';
+import { CreateEndpointBody, LogsQuery, NameParams, NodeAnnouncement } from './schemas.js';
+
+export interface PeerDeps {
+  manager: EndpointManager;
+  sync: PeerSync;
+}
+
+export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
+  app.post<{ Body: Announcement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
+
+  app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
+    const record = await d.manager.create({ name: req.body.name, ip: req.body.ip, command: req.body.command });
+    return reply.status(201).send(record);
+  });
+
+  app.delete<{ Params: NameParams }>('/peer/v1/endpoints/:name', { schema: { params: NameParams } }, async (req) => {
+    await d.manager.stop(req.params.name);
+    return { stopped: req.params.name };
+  });
+
+  app.get<{ Params: NameParams; Querystring: LogsQuery }>(
+    '/peer/v1/endpoints/:name/logs',
+    { schema: { params: NameParams, querystring: LogsQuery } },
+    async (req, reply) => reply.type('text/plain; charset=utf-8').send(d.manager.logs(req.params.name, Number(req.query.maxBytes ?? 262144))),
+  );
+}

@@ -1,0 +1,80 @@
+/**
+ * Every message the agent accepts or sends: control API bodies and the
+ * agent-to-agent wire protocol. Validation, types and (later) the OpenAPI
+ * document all come from these.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { IpAddress, NodeName } from '../config/schema.js';
+import { ENDPOINT_NAME_PATTERN } from '../endpoint/naming.js';
+import '../config/formats.js';
+
+export const EndpointName = Type.String({ pattern: ENDPOINT_NAME_PATTERN, description: 'endpoint name: lowercase letters, digits and dashes (DNS label)' });
+
+export const EndpointRecord = Type.Object(
+  {
+    name: EndpointName,
+    ip: IpAddress,
+    mac: Type.String({ format: 'mac' }),
+    node: NodeName,
+    generation: Type.Integer({ minimum: 1 }),
+    pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Undefined()]),
+    netns: Type.Union([Type.String(), Type.Undefined()]),
+    state: Type.Union([Type.Literal('running'), Type.Literal('exited')]),
+  },
+  { additionalProperties: false },
+);
+
+export const NodeAnnouncement = Type.Object(
+  {
+    node: NodeName,
+    address: IpAddress,
+    seq: Type.Integer({ minimum: 0 }),
+    endpoints: Type.Array(EndpointRecord, { maxItems: 100000 }),
+  },
+  { additionalProperties: false },
+);
+
+export const AnnounceResponse = Type.Object(
+  {
+    self: NodeAnnouncement,
+    peers: Type.Array(Type.Object({ node: NodeName, address: IpAddress }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateEndpointBody = Type.Object(
+  {
+    name: EndpointName,
+    node: Type.Optional(NodeName),
+    ip: Type.Optional(IpAddress),
+    command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 4096, description: 'program and its arguments' }),
+  },
+  { additionalProperties: false },
+);
+
+export const NameParams = Type.Object({ name: EndpointName }, { additionalProperties: false });
+
+export const LogsQuery = Type.Object(
+  { maxBytes: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'how many bytes from the end' })) },
+  { additionalProperties: false },
+);
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Record(Type.String(), Type.Unknown())) }),
+});
+
+export const NodeStatus = Type.Object({
+  node: NodeName,
+  address: IpAddress,
+  reachable: Type.Boolean(),
+  endpoints: Type.Integer(),
+  lastHeardMs: Type.Union([Type.Number(), Type.Null()]),
+});
+
+export type EndpointRecordWire = Static<typeof EndpointRecord>;
+export type NodeAnnouncementWire = Static<typeof NodeAnnouncement>;
+export type AnnounceResponseWire = Static<typeof AnnounceResponse>;
+export type CreateEndpointBody = Static<typeof CreateEndpointBody>;
+export type NodeStatus = Static<typeof NodeStatus>;
+export type NameParams = Static<typeof NameParams>;
+export type LogsQuery = Static<typeof LogsQuery>;

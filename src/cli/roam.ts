@@ -1,0 +1,158 @@
+/**
+ * The `roam` command. Each subcommand parses its own flags (unknown flags are
+ * errors that name the flag) and talks to an agent through its control API;
+ * only `agent`, `testbed` and `demo` do work themselves.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { RoamError, describeError } from '../errors/roam-error.js';
+import { callJson, callRaw } from '../api/http-client.js';
+import { resolveApiSocket, DEFAULT_TESTBED } from './api-target.js';
+import { runAgent } from './agent-command.js';
+import { runDemo } from './demo.js';
+import { formatTable } from './table.js';
+import { testbedUp } from '../testbed/up.js';
+import { testbedDown } from '../testbed/down.js';
+import { readTestbedState } from '../testbed/state.js';
+import type { EndpointRecordWire } from '../api/schemas.js';
+
+const USAGE = `usage: roam <command> [options]
+
+  agent --config FILE                      run a node agent
+  run --node NODE --name NAME [--ip IP] -- CMD [ARGS...]
+                                           start CMD as a migratable endpoint
+  ps [--json]                              list endpoints across the cluster
+  logs NAME                                print an endpoint's output
+  stop NAME                                stop an endpoint and remove every trace of it
+  testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
+  testbed down [--name NAME]
+  testbed status [--json] [--name NAME]
+  demo                                     bring up a testbed and show the overlay at work
+
+  Agent selection: --api SOCKET, $ROAM_API, or the testbed's agents (--testbed NAME).
+`;
+
+type Out = (line: string) => void;
+
+export async function runCli(argv: string[], out: Out = (l) => process.stdout.write(`${l}\n`), err: Out = (l) => process.stderr.write(`${l}\n`)): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'agent': return await runAgent(rest, err);
+      case 'run': return await cmdRun(rest, out);
+      case 'ps': return await cmdPs(rest, out);
+      case 'logs': return await cmdLogs(rest, out);
+      case 'stop': return await cmdStop(rest, out);
+      case 'testbed': return await cmdTestbed(rest, out);
+      case 'demo': return await runDemo(rest, out);
+      case undefined: case '-h': case '--help': case 'help':
+        out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new RoamError('INPUT_INVALID', `unknown command ${JSON.stringify(command)}; see 'roam --help'`);
+    }
+  } catch (e) {
+    err(`roam: error: ${describeError(e)}`);
+    return e instanceof RoamError && (e.code === 'INPUT_INVALID' || e.code === 'CONFIG_INVALID') ? 2 : 1;
+  }
+}
+
+const apiOptions = {
+  api: { type: 'string' },
+  testbed: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** parseArgs with errors that name the flag, as RoamErrors. */
+export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, what: string) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new RoamError('INPUT_INVALID', `${what}: ${(e as Error).message.replace(/\. To specify a positional argument.*$/s, '')}`);
+  }
+}
+
+async function cmdRun(args: string[], out: Out): Promise<number> {
+  const dash = args.indexOf('--');
+  const command = dash >= 0 ? args.slice(dash + 1) : [];
+  const { values, positionals } = parseFlags(dash >= 0 ? args.slice(0, dash) : args, { ...apiOptions, node: { type: 'string' }, name: { type: 'string' }, ip: { type: 'string' }, json: { type: 'boolean' } }, 'roam run');
+  if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam run: unexpected argument ${JSON.stringify(positionals[0])}; put the command after --`);
+  if (!values.node) throw new RoamError('INPUT_INVALID', 'roam run: --node is required');
+  if (!values.name) throw new RoamError('INPUT_INVALID', 'roam run: --name is required');
+  if (command.length === 0) throw new RoamError('INPUT_INVALID', 'roam run: give the program to run after --');
+  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed, node: values.node });
+  const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}) };
+  const record = await callJson<EndpointRecordWire>({ socketPath }, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
+  if (values.json) out(JSON.stringify(record));
+  else out(`${record.name} running on ${record.node}: ip ${record.ip}, mac ${record.mac}, pid ${record.pid ?? '-'}`);
+  return 0;
+}
+
+async function cmdPs(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...apiOptions, json: { type: 'boolean' } }, 'roam ps');
+  if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam ps: unexpected argument ${JSON.stringify(positionals[0])}`);
+  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed });
+  const eps = await callJson<EndpointRecordWire[]>({ socketPath }, 'GET', '/v1/endpoints', undefined, { unreachable: 'PRECONDITION' });
+  if (values.json) {
+    out(JSON.stringify(eps));
+    return 0;
+  }
+  out(formatTable(['NAME', 'NODE', 'IP', 'MAC', 'PID', 'STATE', 'NETNS'], eps.map((e) => [e.name, e.node, e.ip, e.mac, String(e.pid ?? '-'), e.state, e.netns ?? '-'])));
+  return 0;
+}
+
+function oneName(args: string[], what: string): { name: string; api: string | undefined; testbed: string | undefined } {
+  const { values, positionals } = parseFlags(args, apiOptions, what);
+  if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', `${what}: give exactly one endpoint name`);
+  return { name: positionals[0]!, api: values.api, testbed: values.testbed };
+}
+
+async function cmdLogs(args: string[], out: Out): Promise<number> {
+  const a = oneName(args, 'roam logs');
+  const text = await callRaw({ socketPath: resolveApiSocket(a) }, 'GET', `/v1/endpoints/${encodeURIComponent(a.name)}/logs`, undefined, { unreachable: 'PRECONDITION' });
+  out(text.replace(/\n$/, ''));
+  return 0;
+}
+
+async function cmdStop(args: string[], out: Out): Promise<number> {
+  const a = oneName(args, 'roam stop');
+  await callJson({ socketPath: resolveApiSocket(a) }, 'DELETE', `/v1/endpoints/${encodeURIComponent(a.name)}`, undefined, { unreachable: 'PRECONDITION' });
+  out(`${a.name} stopped`);
+  return 0;
+}
+
+async function cmdTestbed(args: string[], out: Out): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseFlags(rest, { name: { type: 'string' }, nodes: { type: 'string' }, 'underlay-rate': { type: 'string' }, json: { type: 'boolean' }, 'sync-interval-ms': { type: 'string' } }, `roam testbed ${sub ?? ''}`.trim());
+  if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam testbed: unexpected argument ${JSON.stringify(positionals[0])}`);
+  const name = values.name ?? process.env.ROAM_TESTBED ?? DEFAULT_TESTBED;
+  const say: Out = values.json ? () => undefined : out;
+  switch (sub) {
+    case 'up': {
+      if (values.nodes !== undefined && !/^\d+$/.test(values.nodes)) throw new RoamError('INPUT_INVALID', `--nodes: expected a whole number, got ${JSON.stringify(values.nodes)}`);
+      const sync = values['sync-interval-ms'] === undefined ? undefined : Number(values['sync-interval-ms']);
+      const state = await testbedUp({ name, nodes: values.nodes === undefined ? 3 : Number(values.nodes), underlayRate: values['underlay-rate'], say, ...(sync ? { syncIntervalMs: sync } : {}) });
+      if (values.json) out(JSON.stringify(describeTestbed(state)));
+      else out(`testbed ${name} up: ${state.nodes.map((n) => `${n.name} (${n.underlayIp})`).join(', ')}`);
+      return 0;
+    }
+    case 'down':
+      await testbedDown(name, say);
+      return 0;
+    case 'status': {
+      const state = readTestbedState(name);
+      if (!state) throw new RoamError('NOT_FOUND', `testbed ${name} is not up`);
+      if (values.json) out(JSON.stringify(describeTestbed(state)));
+      else out(formatTable(['NODE', 'UNDERLAY', 'API', 'METRICS', 'AGENT PID'], state.nodes.map((n) => [n.name, n.underlayIp, n.apiSocket, n.metrics, String(n.agentPid)])));
+      return 0;
+    }
+    default:
+      throw new RoamError('INPUT_INVALID', `roam testbed: expected up, down or status, got ${JSON.stringify(sub ?? '')}`);
+  }
+}
+
+function describeTestbed(state: NonNullable<ReturnType<typeof readTestbedState>>) {
+  return {
+    name: state.name,
+    underlayRate: state.underlayRate,
+    nodes: state.nodes.map((n) => ({ name: n.name, netns: n.netns, underlay: n.underlayIp, api: n.apiSocket, metrics: `http://${n.metrics}/metrics`, agentPid: n.agentPid, log: n.logPath })),
+  };
+}

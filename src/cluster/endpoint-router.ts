@@ -1,0 +1,67 @@
+/**
+ * Endpoint operations addressed to the cluster: each goes to the node that
+ * owns (or is to own) the endpoint — this agent's manager, or the owning
+ * agent over the peer protocol. Any agent can therefore serve the CLI.
+ */
+import { RoamError } from '../errors/roam-error.js';
+import type { EndpointManager } from '../endpoint/manager.js';
+import type { EndpointRecord, LocationTable } from './locations.js';
+
+export interface CreateRequest {
+  name: string;
+  node: string | undefined;
+  ip: string | undefined;
+  command: string[];
+}
+
+export interface RemoteEndpoints {
+  createEndpoint(address: string, body: { name: string; ip?: string; command: string[] }): Promise<EndpointRecord>;
+  stopEndpoint(address: string, name: string): Promise<void>;
+  logs(address: string, name: string, maxBytes: number): Promise<string>;
+}
+
+export class EndpointRouter {
+  constructor(
+    private readonly self: string,
+    private readonly table: LocationTable,
+    private readonly manager: EndpointManager,
+    private readonly remote: RemoteEndpoints,
+  ) {}
+
+  list(): EndpointRecord[] {
+    return this.table.endpoints();
+  }
+
+  get(name: string): EndpointRecord {
+    const found = this.table.endpoints().find((e) => e.name === name);
+    if (!found) throw new RoamError('NOT_FOUND', `endpoint ${name} does not exist`);
+    return found;
+  }
+
+  async create(req: CreateRequest): Promise<EndpointRecord> {
+    const node = req.node ?? this.self;
+    if (node === this.self) return this.manager.create({ name: req.name, ip: req.ip, command: req.command });
+    const peer = this.table.node(node);
+    if (!peer) throw new RoamError('NOT_FOUND', `node: unknown node ${node} (known: ${this.table.nodeViews().map((n) => n.node).join(', ')})`);
+    const record = await this.remote.createEndpoint(peer.address, { name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command });
+    return record;
+  }
+
+  async stop(name: string): Promise<void> {
+    if (this.manager.has(name)) return this.manager.stop(name);
+    const owner = this.ownerAddress(name);
+    await this.remote.stopEndpoint(owner, name);
+  }
+
+  async logs(name: string, maxBytes: number): Promise<string> {
+    if (this.manager.has(name)) return this.manager.logs(name, maxBytes);
+    return this.remote.logs(this.ownerAddress(name), name, maxBytes);
+  }
+
+  private ownerAddress(name: string): string {
+    const ep = this.get(name);
+    const node = this.table.node(ep.node);
+    if (!node || ep.node === this.self) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.self} and its owner is unknown`);
+    return node.address;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * The cluster's view of where every endpoint lives. Each node is the only
+ * authority on its own endpoints and announces them whole, with a sequence
+ * number that only grows (a restarted agent starts from the wall clock, so
+ * it still outranks its former self). Announcements are merged by sequence;
+ * a silent node keeps its last-known endpoints: the data path must not be
+ * torn down because a control plane blinked.
+ */
+export interface EndpointRecord {
+  name: string;
+  ip: string;
+  mac: string;
+  node: string;
+  /** grows by one every time the endpoint moves or is re-created */
+  generation: number;
+  pid: number | undefined;
+  netns: string | undefined;
+  state: 'running' | 'exited';
+}
+
+export interface NodeAnnouncement {
+  node: string;
+  /** the node's underlay address: its VTEP and its agent's peer address */
+  address: string;
+  seq: number;
+  endpoints: EndpointRecord[];
+}
+
+export interface NodeView extends NodeAnnouncement {
+  lastHeardMs: number | undefined;
+  reachable: boolean;
+}
+
+export class LocationTable {
+  private readonly nodes = new Map<string, NodeView>();
+  private lastSeq = 0;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly self: string, selfAddress: string, private readonly now: () => number = Date.now) {
+    this.nodes.set(self, { node: self, address: selfAddress, seq: this.nextSeq(), endpoints: [], lastHeardMs: now(), reachable: true });
+  }
+
+  private nextSeq(): number {
+    this.lastSeq = Math.max(this.lastSeq + 1, this.now());
+    return this.lastSeq;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) l();
+  }
+
+  /** Replaces this node's own endpoint list (and bumps its sequence). */
+  setLocal(endpoints: EndpointRecord[]): void {
+    const me = this.nodes.get(this.self)!;
+    const sorted = [...endpoints].sort((a, b) => a.name.localeCompare(b.name));
+    if (JSON.stringify(sorted) === JSON.stringify(me.endpoints)) return;
+    this.nodes.set(this.self, { ...me, endpoints: sorted, seq: this.nextSeq(), lastHeardMs: this.now() });
+    this.changed();
+  }
+
+  /** A peer known from configuration, before it has said anything. */
+  addPeer(node: string, address: string): void {
+    if (this.nodes.has(node)) return;
+    this.nodes.set(node, { node, address, seq: 0, endpoints: [], lastHeardMs: undefined, reachable: false });
+    this.changed();
+  }
+
+  /** Merges a peer's announcement; returns true if it taught us anything. */
+  merge(a: NodeAnnouncement): boolean {
+    if (a.node === this.self) return false;
+    const known = this.nodes.get(a.node);
+    if (known && a.seq <= known.seq && known.address === a.address) {
+      this.markHeard(a.node, true);
+      return false;
+    }
+    this.nodes.set(a.node, { ...a, endpoints: [...a.endpoints], lastHeardMs: this.now(), reachable: true });
+    this.changed();
+    return true;
+  }
+
+  markHeard(node: string, reachable: boolean): void {
+    const known = this.nodes.get(node);
+    if (!known || node === this.self) return;
+    known.reachable = reachable;
+    if (reachable) known.lastHeardMs = this.now();
+  }
+
+  announcement(): NodeAnnouncement {
+    const me = this.nodes.get(this.self)!;
+    return { node: me.node, address: me.address, seq: me.seq, endpoints: me.endpoints };
+  }
+
+  nodeViews(): NodeView[] {
+    return [...this.nodes.values()].sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  node(name: string): NodeView | undefined {
+    return this.nodes.get(name);
+  }
+
+  peers(): NodeView[] {
+    return this.nodeViews().filter((n) => n.node !== this.self);
+  }
+
+  /** Every endpoint in the cluster; during a move the newest generation wins. */
+  endpoints(): EndpointRecord[] {
+    const byName = new Map<string, EndpointRecord>();
+    for (const n of this.nodes.values()) {
+      for (const ep of n.endpoints) {
+        const seen = byName.get(ep.name);
+        if (!seen || ep.generation > seen.generation) byName.set(ep.name, ep);
+      }
+    }
+    return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+}

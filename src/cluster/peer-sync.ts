@@ -1,0 +1,86 @@
+/**
+ * Keeps the location table converged across agents: on every local change,
+ * and every `intervalMs` anyway, this agent announces its own endpoints to
+ * each peer; the answer carries the peer's own announcement and the peers it
+ * knows, so a node that joins late learns everyone from anyone it can reach.
+ */
+import { describeError } from '../errors/roam-error.js';
+import type { EventBus } from '../events/bus.js';
+import type { LocationTable, NodeAnnouncement } from './locations.js';
+
+export interface PeerTransport {
+  announce(address: string, mine: NodeAnnouncement): Promise<{ self: NodeAnnouncement; peers: { node: string; address: string }[] }>;
+}
+
+export class PeerSync {
+  private timer: NodeJS.Timeout | undefined;
+  private pushing = false;
+  private pushAgain = false;
+
+  constructor(
+    private readonly table: LocationTable,
+    private readonly transport: PeerTransport,
+    private readonly intervalMs: number,
+    private readonly events: EventBus,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.pushAll(), this.intervalMs);
+    this.timer.unref();
+    void this.pushAll();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Announces to every known peer now (coalescing overlapping calls). */
+  async pushAll(): Promise<void> {
+    if (this.pushing) {
+      this.pushAgain = true;
+      return;
+    }
+    this.pushing = true;
+    try {
+      do {
+        this.pushAgain = false;
+        await Promise.all(this.table.peers().map((p) => this.exchange(p.node, p.address)));
+      } while (this.pushAgain);
+    } finally {
+      this.pushing = false;
+    }
+  }
+
+  private async exchange(node: string, address: string): Promise<void> {
+    const started = performance.now();
+    try {
+      const answer = await this.transport.announce(address, this.table.announcement());
+      this.table.merge(answer.self);
+      for (const p of answer.peers) this.learnPeer(p.node, p.address);
+      this.events.emit('peer.sync', { node, ok: true, durationMs: performance.now() - started });
+    } catch (err) {
+      const wasReachable = this.table.node(node)?.reachable;
+      this.table.markHeard(node, false);
+      if (wasReachable) this.events.warn(`peer ${node} (${address}) unreachable: ${describeError(err)}`);
+      this.events.emit('peer.sync', { node, ok: false, durationMs: performance.now() - started });
+    }
+  }
+
+  /** Handles an announcement a peer sent us; returns our answer. */
+  receive(a: NodeAnnouncement): { self: NodeAnnouncement; peers: { node: string; address: string }[] } {
+    this.learnPeer(a.node, a.address);
+    this.table.merge(a);
+    return {
+      self: this.table.announcement(),
+      peers: this.table.peers().filter((p) => p.node !== a.node).map((p) => ({ node: p.node, address: p.address })),
+    };
+  }
+
+  private learnPeer(node: string, address: string): void {
+    if (this.table.node(node) || node === this.table.announcement().node) return;
+    this.table.addPeer(node, address);
+    this.events.emit('peer.joined', { node, address });
+    this.events.info(`peer ${node} (${address}) joined`);
+    void this.pushAll();
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Reads the agent's config file once: JSON, schema, then the relations the
+ * schema cannot express (range inside subnet, peers unique). Returns a frozen
+ * value; a wrong config never starts an agent.
+ */
+import { readFileSync } from 'node:fs';
+import { RoamError } from '../errors/roam-error.js';
+import { familyOf, parsePrefix, prefixWithin } from '../net/ip.js';
+import { AgentConfig } from './schema.js';
+import { parseWithSchema } from './validate.js';
+
+export function loadConfigFile(path: string): Readonly<AgentConfig> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new RoamError('CONFIG_INVALID', `config ${path}: cannot read (${code})`, { path });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new RoamError('CONFIG_INVALID', `config ${path}: not valid JSON (${(err as Error).message})`, { path });
+  }
+  return parseConfig(json, `config ${path}`);
+}
+
+export function parseConfig(json: unknown, what = 'config'): Readonly<AgentConfig> {
+  const config = parseWithSchema(AgentConfig, json, 'CONFIG_INVALID', what);
+  const problems: string[] = [];
+  const subnet = parsePrefix(config.overlay.subnet);
+  const range = parsePrefix(config.overlay.range);
+  if (!prefixWithin(range, subnet)) problems.push(`overlay.range: ${config.overlay.range} is not inside overlay.subnet ${config.overlay.subnet}`);
+  const underlayFamily = familyOf(config.underlay.address);
+  const seen = new Set<string>([config.node]);
+  const addresses = new Set<string>([config.underlay.address]);
+  config.peers.forEach((peer, i) => {
+    if (seen.has(peer.node)) problems.push(`peers.${i}.node: ${peer.node} appears twice (or is this node)`);
+    if (addresses.has(peer.address)) problems.push(`peers.${i}.address: ${peer.address} is used twice`);
+    if (familyOf(peer.address) !== underlayFamily) problems.push(`peers.${i}.address: ${peer.address} is not the same IP family as underlay.address`);
+    seen.add(peer.node);
+    addresses.add(peer.address);
+  });
+  if (problems.length > 0) throw new RoamError('CONFIG_INVALID', `${what}: ${problems.join('; ')}`, { problems });
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

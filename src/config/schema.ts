@@ -1,0 +1,72 @@
+/**
+ * The agent's configuration, as a TypeBox schema. One JSON file per node;
+ * parsed once at the edge (config/load.ts), then frozen.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const NodeName = Type.String({
+  pattern: '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$',
+  description: 'DNS-label style node name: lowercase letters, digits and dashes, 1-32 characters',
+});
+
+export const IpAddress = Type.String({ format: 'ip', description: 'IPv4 or IPv6 address' });
+export const Prefix = Type.String({ format: 'prefix', description: 'address/length, e.g. 10.244.0.0/16' });
+export const HostPort = Type.String({ format: 'hostport', description: 'ADDRESS:PORT, e.g. 127.0.0.1:9464 or [::1]:9464' });
+
+export const PeerConfig = Type.Object(
+  {
+    node: NodeName,
+    address: IpAddress,
+  },
+  { additionalProperties: false, description: "Another node: its name and its underlay address (its VTEP and its agent's peer endpoint)" },
+);
+
+export const AgentConfig = Type.Object(
+  {
+    node: NodeName,
+    underlay: Type.Object(
+      {
+        address: IpAddress,
+        interface: Type.Optional(Type.String({ minLength: 1, maxLength: 15, description: 'underlay device for VXLAN; by default the one holding the address' })),
+      },
+      { additionalProperties: false },
+    ),
+    vni: Type.Integer({ minimum: 1, maximum: 16777215, description: 'VXLAN network identifier shared by all nodes' }),
+    vxlanPort: Type.Integer({ minimum: 1, maximum: 65535, default: 4789 }),
+    overlay: Type.Object(
+      {
+        subnet: Prefix,
+        range: Prefix,
+        mtu: Type.Integer({ minimum: 1280, maximum: 65000, default: 1450 }),
+      },
+      { additionalProperties: false, description: "subnet: the whole overlay; range: this node's allocation range inside it" },
+    ),
+    peers: Type.Array(PeerConfig, { default: [] }),
+    peerPort: Type.Integer({ minimum: 1, maximum: 65535, default: 7946, description: 'agent-to-agent port on the underlay address' }),
+    api: Type.Object(
+      {
+        socket: Type.String({ minLength: 1, description: 'unix socket of the control API' }),
+      },
+      { additionalProperties: false },
+    ),
+    metrics: Type.Object(
+      {
+        listen: HostPort,
+      },
+      { additionalProperties: false },
+    ),
+    stateDir: Type.String({ minLength: 1, description: 'directory for endpoint records, logs and namespaces' }),
+    syncIntervalMs: Type.Integer({ minimum: 100, maximum: 600000, default: 2000, description: 'anti-entropy period between agents' }),
+    devices: Type.Object(
+      {
+        bridge: Type.String({ minLength: 1, maxLength: 15, default: 'roam0' }),
+        vxlan: Type.String({ minLength: 1, maxLength: 15, default: 'roam-vx' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type AgentConfig = Static<typeof AgentConfig>;
+export type PeerConfig = Static<typeof PeerConfig>;

@@ -1,0 +1,224 @@
+/**
+ * The endpoints that live on this node: create (network, then process, then
+ * record), stop (process, then network, then record), re-adopt after an agent
+ * restart, and watch for exits. One operation at a time, so two creates can
+ * never pick the same address. A failed create leaves nothing behind.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { RoamError, describeError } from '../errors/roam-error.js';
+import type { EventBus } from '../events/bus.js';
+import type { EndpointRecord } from '../cluster/locations.js';
+import { parsePrefix } from '../net/ip.js';
+import { macForIp } from '../net/mac.js';
+import type { RtnlSession } from '../sys/netlink/session.js';
+import { isNetns } from '../sys/netns/netns.js';
+import { allocateIp } from './allocator.js';
+import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
+import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
+import { exitStatus, isSameProcessAlive, startUnderShim, stopProcess, waitForShimExit } from './process.js';
+import { EndpointStore, type StoredEndpoint } from './store.js';
+
+export interface CreateEndpointRequest {
+  name: string;
+  ip: string | undefined;
+  command: string[];
+}
+
+export interface EndpointManagerOptions {
+  node: string;
+  stateDir: string;
+  subnet: string;
+  range: string;
+  mtu: number;
+  session: RtnlSession;
+  bridgeIndex: () => number;
+  /** every endpoint the cluster knows of, for name and address uniqueness */
+  clusterEndpoints: () => readonly EndpointRecord[];
+  events: EventBus;
+  stopGraceMs?: number;
+}
+
+export class EndpointManager {
+  private readonly store: EndpointStore;
+  private readonly local = new Map<string, StoredEndpoint>();
+  private readonly exited = new Map<string, string>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private watcher: NodeJS.Timeout | undefined;
+  private readonly changeListeners = new Set<() => void>();
+
+  constructor(private readonly o: EndpointManagerOptions) {
+    this.store = new EndpointStore(o.stateDir);
+  }
+
+  onChange(listener: () => void): void {
+    this.changeListeners.add(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) l();
+  }
+
+  private serialized<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Re-adopts endpoints left by a previous run of this agent; removes half-made ones. */
+  adopt(): Promise<void> {
+    return this.serialized(async () => {
+      for (const name of this.store.names()) {
+        const record = this.store.load(name);
+        if (!record || !isNetns(record.netns)) {
+          this.o.events.warn(`endpoint ${name}: incomplete leftovers found at start, removing them`);
+          if (record) {
+            await stopProcess(record.pid, record.startTime, 0);
+            await removeEndpointNetwork(this.o.session, record).catch(() => undefined);
+          }
+          this.store.remove(name);
+          continue;
+        }
+        this.local.set(name, record);
+        if (!isSameProcessAlive(record.pid, record.startTime)) this.exited.set(name, exitStatus(this.store.dirOf(name)) ?? 'gone');
+        this.o.events.info(`endpoint ${name}: adopted (${record.ip}, pid ${record.pid}${this.exited.has(name) ? ', exited' : ''})`);
+      }
+      this.changed();
+    });
+  }
+
+  startWatching(intervalMs = 500): void {
+    this.watcher = setInterval(() => this.checkExits(), intervalMs);
+    this.watcher.unref();
+  }
+
+  stopWatching(): void {
+    if (this.watcher) clearInterval(this.watcher);
+  }
+
+  private checkExits(): void {
+    let any = false;
+    for (const [name, r] of this.local) {
+      if (this.exited.has(name) || isSameProcessAlive(r.pid, r.startTime)) continue;
+      const status = exitStatus(this.store.dirOf(name)) ?? 'gone';
+      this.exited.set(name, status);
+      this.o.events.emit('endpoint.exited', { name, status });
+      any = true;
+    }
+    if (any) this.changed();
+  }
+
+  has(name: string): boolean {
+    return this.local.has(name);
+  }
+
+  records(): EndpointRecord[] {
+    return [...this.local.values()].map((r) => this.toRecord(r));
+  }
+
+  private toRecord(r: StoredEndpoint): EndpointRecord {
+    return {
+      name: r.name, ip: r.ip, mac: r.mac, node: this.o.node, generation: r.generation,
+      pid: r.pid, netns: r.netns, state: this.exited.has(r.name) ? 'exited' : 'running',
+    };
+  }
+
+  create(req: CreateEndpointRequest): Promise<EndpointRecord> {
+    return this.serialized(() => this.createNow(req));
+  }
+
+  private async createNow(req: CreateEndpointRequest): Promise<EndpointRecord> {
+    if (!new RegExp(ENDPOINT_NAME_PATTERN).test(req.name)) {
+      throw new RoamError('INPUT_INVALID', `name: ${JSON.stringify(req.name)} must be lowercase letters, digits and dashes (1-63, DNS label)`);
+    }
+    if (req.command.length === 0 || req.command[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    const cluster = this.o.clusterEndpoints();
+    const previous = cluster.find((e) => e.name === req.name);
+    if (this.local.has(req.name) || previous) {
+      throw new RoamError('CONFLICT', `name: endpoint ${req.name} already exists on ${previous?.node ?? this.o.node}`);
+    }
+    const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
+    const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested: req.ip });
+    const record: StoredEndpoint = {
+      name: req.name,
+      ip,
+      prefixLength: parsePrefix(this.o.subnet).length,
+      mac: macForIp(ip),
+      generation: 1,
+      netns: join(this.o.stateDir, 'netns', req.name),
+      hostVeth: hostVethName(req.name),
+      command: req.command,
+      pid: 0,
+      startTime: 0,
+      shimPid: 0,
+      createdAt: new Date().toISOString(),
+    };
+    const dir = this.store.dirOf(req.name);
+    this.store.save(record);
+    try {
+      await this.ensureNetnsDir();
+      await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex() });
+      try {
+        const started = await startUnderShim(dir, record.netns, record.command);
+        Object.assign(record, started);
+        this.store.save(record);
+      } catch (err) {
+        await removeEndpointNetwork(this.o.session, record).catch(() => undefined);
+        throw err;
+      }
+    } catch (err) {
+      this.store.remove(req.name);
+      throw err;
+    }
+    this.local.set(record.name, record);
+    this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
+    this.changed();
+    return this.toRecord(record);
+  }
+
+  private async ensureNetnsDir(): Promise<void> {
+    mkdirSync(join(this.o.stateDir, 'netns'), { recursive: true });
+  }
+
+  stop(name: string): Promise<void> {
+    return this.serialized(async () => {
+      const r = this.local.get(name);
+      if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+      await stopProcess(r.pid, r.startTime, this.o.stopGraceMs ?? 2000);
+      await waitForShimExit(this.store.dirOf(name), r.shimPid, 2000);
+      try {
+        await removeEndpointNetwork(this.o.session, r);
+      } catch (err) {
+        this.o.events.error(`endpoint ${name}: network removal failed: ${describeError(err)}`);
+        throw err;
+      }
+      this.store.remove(name);
+      this.local.delete(name);
+      this.exited.delete(name);
+      this.o.events.emit('endpoint.stopped', { name });
+      this.changed();
+    });
+  }
+
+  /** Stops every local endpoint (testbed teardown, node drain before migration exists). */
+  async stopAll(): Promise<void> {
+    for (const name of [...this.local.keys()]) await this.stop(name);
+  }
+
+  /** The last `maxBytes` of the endpoint's combined stdout/stderr. */
+  logs(name: string, maxBytes = 256 * 1024): string {
+    if (!this.local.has(name)) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+    const path = join(this.store.dirOf(name), 'log');
+    if (!existsSync(path)) return '';
+    const size = statSync(path).size;
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, buf, 0, length, size - length);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString('utf8');
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Local endpoint records on disk: `<stateDir>/endpoints/<name>/record.json`,
+ * beside the shim's files (pid, shim.pid, log, exit). Written atomically; an
+ * agent restart reads them back to re-adopt running endpoints.
+ */
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface StoredEndpoint {
+  name: string;
+  ip: string;
+  prefixLength: number;
+  mac: string;
+  generation: number;
+  netns: string;
+  hostVeth: string;
+  command: string[];
+  pid: number;
+  /** /proc/PID/stat starttime: tells our process from a later one with a recycled PID */
+  startTime: number;
+  shimPid: number;
+  createdAt: string;
+}
+
+export class EndpointStore {
+  readonly root: string;
+
+  constructor(stateDir: string) {
+    this.root = join(stateDir, 'endpoints');
+    mkdirSync(this.root, { recursive: true });
+  }
+
+  dirOf(name: string): string {
+    return join(this.root, name);
+  }
+
+  save(record: StoredEndpoint): void {
+    const dir = this.dirOf(record.name);
+    mkdirSync(dir, { recursive: true });
+    const tmp = join(dir, 'record.json.tmp');
+    writeFileSync(tmp, JSON.stringify(record, null, 2));
+    renameSync(tmp, join(dir, 'record.json'));
+  }
+
+  load(name: string): StoredEndpoint | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.dirOf(name), 'record.json'), 'utf8')) as StoredEndpoint;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Names of endpoint directories, including ones whose record was never written. */
+  names(): string[] {
+    return existsSync(this.root) ? readdirSync(this.root).sort() : [];
+  }
+
+  remove(name: string): void {
+    rmSync(this.dirOf(name), { recursive: true, force: true });
+  }
+}

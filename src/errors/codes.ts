@@ -1,0 +1,25 @@
+/**
+ * The one registry of roam's error codes. Every error that leaves a module
+ * carries one of these; the API maps them to HTTP status codes and the CLI
+ * prints them. Keep each description true: docs/ERRORS.md is generated from
+ * nowhere else.
+ */
+export const ErrorCodes = {
+  CONFIG_INVALID: { status: 400, description: 'The agent configuration file is missing, not JSON, or violates the schema; the message names the field.' },
+  INPUT_INVALID: { status: 400, description: 'A request or command-line argument is malformed; the message names the field and why.' },
+  NOT_FOUND: { status: 404, description: 'The named endpoint or node does not exist.' },
+  CONFLICT: { status: 409, description: 'The request conflicts with existing state (name or address taken, endpoint busy).' },
+  ADDRESS_EXHAUSTED: { status: 409, description: "The node's allocation range has no free address left." },
+  ENDPOINT_START_FAILED: { status: 422, description: 'The endpoint program could not be started (e.g. the command does not exist); nothing was left behind.' },
+  PEER_UNREACHABLE: { status: 502, description: 'Another agent did not answer on the underlay.' },
+  PEER_PROTOCOL: { status: 502, description: 'Another agent answered with a message that does not match the wire schema.' },
+  SYSCALL_FAILED: { status: 500, description: 'A kernel operation failed; errno, operation and target are attached.' },
+  PRECONDITION: { status: 500, description: 'The host lacks something roam needs (root, a kernel feature, a binary); the message says what.' },
+  TESTBED: { status: 500, description: 'The testbed could not be brought up or down; the message names the step.' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ErrorCodes[code].status;
+}

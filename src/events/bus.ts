@@ -1,0 +1,48 @@
+/**
+ * What the core tells the world. Modules emit; metrics/ and logging listen.
+ * Nothing in the core ever calls metrics directly.
+ */
+import { EventEmitter } from 'node:events';
+
+export interface AgentEvents {
+  'overlay.reconciled': { added: number; removed: number; errors: number; durationMs: number };
+  'overlay.fdb_write': { op: 'ensure' | 'delete'; table: 'self' | 'master'; ok: boolean };
+  'overlay.error': { message: string };
+  'peer.sync': { node: string; ok: boolean; durationMs: number };
+  'peer.joined': { node: string; address: string };
+  'endpoint.started': { name: string; ip: string };
+  'endpoint.stopped': { name: string };
+  'endpoint.exited': { name: string; status: string };
+  log: { level: 'info' | 'warn' | 'error'; message: string };
+}
+
+type Listener<K extends keyof AgentEvents> = (payload: AgentEvents[K]) => void;
+
+export class EventBus {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(50);
+  }
+
+  emit<K extends keyof AgentEvents>(event: K, payload: AgentEvents[K]): void {
+    this.emitter.emit(event, payload);
+  }
+
+  on<K extends keyof AgentEvents>(event: K, listener: Listener<K>): () => void {
+    this.emitter.on(event, listener);
+    return () => this.emitter.off(event, listener);
+  }
+
+  info(message: string): void {
+    this.emit('log', { level: 'info', message });
+  }
+
+  warn(message: string): void {
+    this.emit('log', { level: 'warn', message });
+  }
+
+  error(message: string): void {
+    this.emit('log', { level: 'error', message });
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The only loader of roam's Node-API addon (native/), and the only place that
+ * knows where its helper executables live. Everything here is typed; nothing
+ * crosses this boundary as `any`.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { RoamError } from '../errors/roam-error.js';
+
+/** Errors thrown by the addon carry these properties (see native/src/addon.c). */
+export interface NativeErrorFields {
+  errno: number;
+  code: string;
+  syscall: string;
+  path: string;
+}
+
+interface NativeAddon {
+  createNetns(path: string): void;
+  removeNetns(path: string): void;
+  enterNetns(path: string): number;
+  restoreNetns(savedFd: number): void;
+}
+
+const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));
+
+export const nativePaths = {
+  addon: `${releaseDir}roam_native.node`,
+  shim: `${releaseDir}roam-shim`,
+  nsexec: `${releaseDir}roam-nsexec`,
+} as const;
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (addon) return addon;
+  if (!existsSync(nativePaths.addon)) {
+    throw new RoamError('PRECONDITION', `native addon not built (${nativePaths.addon}); run 'npm run setup'`);
+  }
+  const require = createRequire(import.meta.url);
+  addon = require(nativePaths.addon) as NativeAddon;
+  return addon;
+}
+
+export function isNativeError(err: unknown): err is Error & NativeErrorFields {
+  return err instanceof Error && typeof (err as Partial<NativeErrorFields>).errno === 'number' && typeof (err as Partial<NativeErrorFields>).syscall === 'string';
+}

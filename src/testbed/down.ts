@@ -1,0 +1,63 @@
+/**
+ * `roam testbed down`: asks each agent to stop its endpoints, stops the
+ * agents, then sweeps whatever is left (processes, namespaces, state) even if
+ * agents were already dead. Down with nothing up is harmless.
+ */
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { callJson } from '../api/http-client.js';
+import { describeError } from '../errors/roam-error.js';
+import { isSameProcessAlive, stopProcess } from '../endpoint/process.js';
+import type { StoredEndpoint } from '../endpoint/store.js';
+import { removeNetns } from '../sys/netns/netns.js';
+import { isAgentRunning, stopAgent } from './agent-process.js';
+import { NETNS_DIR, TESTBED_ROOT } from './layout.js';
+import { readTestbedState } from './state.js';
+
+export async function testbedDown(name: string, say: (line: string) => void): Promise<boolean> {
+  const dir = join(TESTBED_ROOT, name);
+  const state = readTestbedState(name);
+  if (!state && !existsSync(dir) && leftoverNetns(name).length === 0) {
+    say(`testbed ${name}: nothing to remove`);
+    return false;
+  }
+  for (const n of state?.nodes ?? []) {
+    if (!isAgentRunning(n.agentPid)) continue;
+    try {
+      const eps = await callJson<{ name: string; node: string }[]>({ socketPath: n.apiSocket }, 'GET', '/v1/endpoints', undefined, { timeoutMs: 3000 });
+      for (const ep of eps.filter((e) => e.node === n.name)) {
+        await callJson({ socketPath: n.apiSocket }, 'DELETE', `/v1/endpoints/${ep.name}`, undefined, { timeoutMs: 10000 });
+      }
+    } catch (err) {
+      say(`${n.name}: could not stop endpoints through the agent (${describeError(err)}); sweeping them`);
+    }
+  }
+  for (const n of state?.nodes ?? []) await stopAgent(n.agentPid);
+  // Sweep: endpoint processes and namespaces the agents did not remove.
+  for (const n of state?.nodes ?? []) await sweepEndpoints(n.stateDir);
+  for (const ns of leftoverNetns(name)) removeNetns(join(NETNS_DIR, ns));
+  rmSync(dir, { recursive: true, force: true });
+  say(`testbed ${name}: removed`);
+  return true;
+}
+
+async function sweepEndpoints(stateDir: string): Promise<void> {
+  const root = join(stateDir, 'endpoints');
+  if (existsSync(root)) {
+    for (const name of readdirSync(root)) {
+      try {
+        const r = JSON.parse(readFileSync(join(root, name, 'record.json'), 'utf8')) as StoredEndpoint;
+        if (r.pid && isSameProcessAlive(r.pid, r.startTime)) await stopProcess(r.pid, r.startTime, 0);
+      } catch {
+        // no record: nothing was started
+      }
+    }
+  }
+  const netnsDir = join(stateDir, 'netns');
+  if (existsSync(netnsDir)) for (const f of readdirSync(netnsDir)) removeNetns(join(netnsDir, f));
+}
+
+function leftoverNetns(name: string): string[] {
+  if (!existsSync(NETNS_DIR)) return [];
+  return readdirSync(NETNS_DIR).filter((f) => f.startsWith(`roam-${name}-`));
+}
