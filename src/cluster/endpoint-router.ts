@@ -4,7 +4,6 @@
  * agent over the peer protocol. Any agent can therefore serve the CLI.
  */
 import { RoamError } from '../errors/roam-error.js';
-import type { EndpointManager } from '../endpoint/manager.js';
 import type { EndpointRecord, LocationTable } from './locations.js';
 
 export interface CreateRequest {
@@ -12,6 +11,14 @@ export interface CreateRequest {
   node: string | undefined;
   ip: string | undefined;
   command: string[];
+}
+
+/** What the router needs of this node's endpoint manager. */
+export interface LocalEndpoints {
+  has(name: string): boolean;
+  create(req: { name: string; ip: string | undefined; command: string[] }): Promise<EndpointRecord>;
+  stop(name: string): Promise<void>;
+  logs(name: string, maxBytes: number): string;
 }
 
 export interface RemoteEndpoints {
@@ -24,7 +31,7 @@ export class EndpointRouter {
   constructor(
     private readonly self: string,
     private readonly table: LocationTable,
-    private readonly manager: EndpointManager,
+    private readonly manager: LocalEndpoints,
     private readonly remote: RemoteEndpoints,
   ) {}
 

@@ -144,8 +144,15 @@ export async function addVeth(s: RtnlSession, spec: VethSpec): Promise<void> {
   const data = encodeAttrs([[VETH_INFO_PEER, peer]]);
   const linkinfo = streamToBuffer(ifla.formatInfo({ kind: 'veth', data }));
   await s.call('link.add', `veth ${spec.name} <-> ${spec.peerName}@${spec.peerNetns}`, () =>
-    s.socket.newLink({}, { ifname: spec.name, ifalias: spec.alias, mtu: spec.mtu, linkinfo }, s.requestOptions(ADD)),
+    s.socket.newLink({}, { ifname: spec.name, mtu: spec.mtu, linkinfo }, s.requestOptions(ADD)),
   );
+  // The kernel ignores IFLA_IFALIAS when creating a link; only setlink applies it.
+  await setLinkAlias(s, await requireLink(s, spec.name), spec.alias);
+}
+
+export async function setLinkAlias(s: RtnlSession, link: LinkInfo, alias: string): Promise<void> {
+  if (link.alias === alias) return;
+  await s.call('link.alias', `${link.name} "${alias}"`, () => s.socket.setLink({ index: link.index }, { ifalias: alias }, s.requestOptions()));
 }
 
 export async function setLinkUp(s: RtnlSession, link: LinkInfo): Promise<void> {

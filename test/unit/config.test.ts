@@ -1,0 +1,64 @@
+import test from 'ava';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { RoamError } from '../../src/errors/roam-error.js';
+
+const good = {
+  node: 'node1',
+  underlay: { address: '172.31.0.1' },
+  vni: 42,
+  overlay: { subnet: '10.244.0.0/16', range: '10.244.1.0/24' },
+  peers: [{ node: 'node2', address: '172.31.0.2' }],
+  api: { socket: '/run/roam/agent.sock' },
+  metrics: { listen: '172.31.0.1:9464' },
+  stateDir: '/run/roam/state',
+};
+
+function refused(t: import('ava').ExecutionContext, input: unknown, pattern: RegExp): void {
+  const err = t.throws(() => parseConfig(input), { instanceOf: RoamError });
+  t.is(err?.code, 'CONFIG_INVALID');
+  t.regex(err?.message ?? '', pattern);
+}
+
+test('a valid config parses, gets defaults, and is frozen', (t) => {
+  const c = parseConfig(good);
+  t.is(c.vxlanPort, 4789);
+  t.is(c.overlay.mtu, 1450);
+  t.is(c.peerPort, 7946);
+  t.deepEqual(c.devices, { bridge: 'roam0', vxlan: 'roam-vx' });
+  t.true(Object.isFrozen(c) && Object.isFrozen(c.overlay));
+});
+
+test('wrong types, formats, ranges and unknown fields are refused naming the field', (t) => {
+  refused(t, { ...good, vni: 'forty-two' }, /vni: expected integer/);
+  refused(t, { ...good, vni: 0 }, /vni: .*greater or equal to 1/);
+  refused(t, { ...good, underlay: { address: '300.1.1.1' } }, /underlay\.address: expected string to match 'ip' format, got "300\.1\.1\.1"/);
+  refused(t, { ...good, overlay: { ...good.overlay, subnet: '10.244.0.0' } }, /overlay\.subnet: expected string to match 'prefix' format/);
+  refused(t, { ...good, metrics: { listen: 'localhost' } }, /metrics\.listen/);
+  refused(t, { ...good, colour: 'blue' }, /colour: unknown field/);
+  refused(t, { ...good, node: 'Node_1' }, /node: expected string to match .*, got "Node_1" \(DNS-label/);
+  const { stateDir: _dropped, ...missing } = good;
+  refused(t, missing, /stateDir: required field is missing/);
+});
+
+test('relations the schema cannot express are checked too', (t) => {
+  refused(t, { ...good, overlay: { ...good.overlay, range: '10.9.0.0/24' } }, /overlay\.range: 10\.9\.0\.0\/24 is not inside overlay\.subnet/);
+  refused(t, { ...good, peers: [{ node: 'node1', address: '172.31.0.9' }] }, /peers\.0\.node: node1 appears twice/);
+  refused(t, { ...good, peers: [{ node: 'node2', address: '172.31.0.1' }] }, /peers\.0\.address: 172\.31\.0\.1 is used twice/);
+  refused(t, { ...good, peers: [{ node: 'node2', address: 'fd00::2' }] }, /not the same IP family/);
+});
+
+test('an unreadable or non-JSON file is refused naming the file', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'roam-config-'));
+  try {
+    t.throws(() => loadConfigFile(join(dir, 'missing.json')), { message: /missing\.json: cannot read \(ENOENT\)/ });
+    writeFileSync(join(dir, 'bad.json'), '{ "node": ');
+    t.throws(() => loadConfigFile(join(dir, 'bad.json')), { message: /bad\.json: not valid JSON/ });
+    writeFileSync(join(dir, 'ok.json'), JSON.stringify(good));
+    t.is(loadConfigFile(join(dir, 'ok.json')).node, 'node1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
