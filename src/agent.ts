@@ -81,7 +81,10 @@ export class Agent {
     await manager.adopt();
     manager.startWatching();
 
-    const router = new EndpointRouter(c.node, this.table, manager, client);
+    const router = new EndpointRouter(c.node, this.table, manager, client, {
+      publish: () => sync.publish(2000),
+      refresh: (node) => sync.exchangeWith(node),
+    });
     this.peer = createApp();
     registerPeerRoutes(this.peer, { manager, sync });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });

@@ -27,12 +27,23 @@ export interface RemoteEndpoints {
   logs(address: string, name: string, maxBytes: number): Promise<string>;
 }
 
+/**
+ * Read-your-writes across agents: a change made here is pushed to every peer,
+ * and a change forwarded to another node is read back from it, before the
+ * request is answered.
+ */
+export interface Propagation {
+  publish(): Promise<void>;
+  refresh(node: string): Promise<void>;
+}
+
 export class EndpointRouter {
   constructor(
     private readonly self: string,
     private readonly table: LocationTable,
     private readonly manager: LocalEndpoints,
     private readonly remote: RemoteEndpoints,
+    private readonly propagation: Propagation = { publish: async () => undefined, refresh: async () => undefined },
   ) {}
 
   list(): EndpointRecord[] {
@@ -47,17 +58,27 @@ export class EndpointRouter {
 
   async create(req: CreateRequest): Promise<EndpointRecord> {
     const node = req.node ?? this.self;
-    if (node === this.self) return this.manager.create({ name: req.name, ip: req.ip, command: req.command });
+    if (node === this.self) {
+      const record = await this.manager.create({ name: req.name, ip: req.ip, command: req.command });
+      await this.propagation.publish();
+      return record;
+    }
     const peer = this.table.node(node);
     if (!peer) throw new RoamError('NOT_FOUND', `node: unknown node ${node} (known: ${this.table.nodeViews().map((n) => n.node).join(', ')})`);
     const record = await this.remote.createEndpoint(peer.address, { name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command });
+    await this.propagation.refresh(node);
     return record;
   }
 
   async stop(name: string): Promise<void> {
-    if (this.manager.has(name)) return this.manager.stop(name);
-    const owner = this.ownerAddress(name);
-    await this.remote.stopEndpoint(owner, name);
+    if (this.manager.has(name)) {
+      await this.manager.stop(name);
+      await this.propagation.publish();
+      return;
+    }
+    const owner = this.get(name).node;
+    await this.remote.stopEndpoint(this.ownerAddress(name), name);
+    await this.propagation.refresh(owner);
   }
 
   async logs(name: string, maxBytes: number): Promise<string> {

@@ -14,7 +14,7 @@ export interface PeerTransport {
 
 export class PeerSync {
   private timer: NodeJS.Timeout | undefined;
-  private pushing = false;
+  private round: Promise<void> | undefined;
   private pushAgain = false;
 
   constructor(
@@ -34,21 +34,38 @@ export class PeerSync {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Announces to every known peer now (coalescing overlapping calls). */
-  async pushAll(): Promise<void> {
-    if (this.pushing) {
+  /**
+   * Announces to every known peer now. Overlapping calls coalesce: a call
+   * made during a round gets a promise for the round after it, so when it
+   * resolves, what the caller changed has been offered to every peer.
+   */
+  pushAll(): Promise<void> {
+    if (this.round) {
       this.pushAgain = true;
-      return;
+      return this.round;
     }
-    this.pushing = true;
-    try {
-      do {
-        this.pushAgain = false;
-        await Promise.all(this.table.peers().map((p) => this.exchange(p.node, p.address)));
-      } while (this.pushAgain);
-    } finally {
-      this.pushing = false;
-    }
+    this.round = (async () => {
+      try {
+        do {
+          this.pushAgain = false;
+          await Promise.all(this.table.peers().map((p) => this.exchange(p.node, p.address)));
+        } while (this.pushAgain);
+      } finally {
+        this.round = undefined;
+      }
+    })();
+    return this.round;
+  }
+
+  /** pushAll, but waits at most `ms`: answers to clients must not hang on a dead peer. */
+  async publish(ms: number): Promise<void> {
+    await Promise.race([this.pushAll(), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+  }
+
+  /** One exchange with one peer, now. */
+  async exchangeWith(node: string): Promise<void> {
+    const peer = this.table.node(node);
+    if (peer && node !== this.table.announcement().node) await this.exchange(node, peer.address);
   }
 
   private async exchange(node: string, address: string): Promise<void> {

@@ -1,0 +1,147 @@
+/**
+ * The overlay on a 3-node testbed with real agents: reachability across
+ * nodes, stable addresses, traffic that survives agent restarts, a node that
+ * joins late, and clear refusals of bad requests. Nothing is left afterwards.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callJson } from '../../src/api/http-client.js';
+import type { NodeStatus } from '../../src/api/schemas.js';
+import { isAgentRunning } from '../../src/testbed/agent-process.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+import { inNs } from '../helpers/netns.js';
+import { requireRoot } from '../helpers/root.js';
+import { cli, downAndCheck, endpointLog, endpoints, run, streamProgress, uniqueTestbedName, upTestbed, workload } from '../helpers/testbed.js';
+
+const name = uniqueTestbedName();
+let tb: TestbedState;
+const node = process.execPath;
+
+test.before(async () => {
+  requireRoot();
+  tb = await upTestbed(name, 3);
+});
+
+test.after.always(async (t) => {
+  const left = await downAndCheck(name);
+  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+  t.log?.('clean');
+});
+
+function fdbOf(nodeName: string): string {
+  return execFileSync('bridge', ['-n', `roam-${name}-${nodeName}`, 'fdb', 'show', 'dev', 'roam-vx'], { encoding: 'utf8' })
+    .split('\n').filter((l) => /^(02:72|00:00:00:00:00:00)/.test(l)).sort().join('\n');
+}
+
+async function ping(fromNetns: string, ip: string, port = 7001): Promise<string> {
+  return inNs(fromNetns, [node, workload('tcp-ping.js'), ip, String(port)]).trim();
+}
+
+test.serial('endpoints on all three nodes reach each other over TCP through the overlay', async (t) => {
+  const eps = [];
+  for (const n of ['node1', 'node2', 'node3']) eps.push(await run(tb, n, `echo-${n}`, [node, workload('echo-server.js'), '--port', '7001']));
+  await sleep(300);
+  for (const from of eps) {
+    for (const to of eps) {
+      if (from === to) continue;
+      t.regex(await ping(from.netns!, to.ip), new RegExp(`^ok ${from.ip.replaceAll('.', '\\.')} -> ${to.ip.replaceAll('.', '\\.')}:7001$`), `${from.name} -> ${to.name}`);
+    }
+  }
+  // Every node pins every remote endpoint MAC to the right VTEP.
+  t.regex(fdbOf('node1'), /02:72:0a:f4:02:01 dst 172\.31\.0\.2 self permanent/);
+  t.regex(fdbOf('node1'), /02:72:0a:f4:03:01 dst 172\.31\.0\.3 self permanent/);
+});
+
+test.serial("an endpoint's IP and MAC are unchanged after stop and re-run with --ip, even on another node", async (t) => {
+  const first = await cli(['run', '--testbed', name, '--node', 'node2', '--name', 'keeper', '--json', '--', node, workload('echo-server.js'), '--port', '7001']);
+  t.is(first.code, 0, first.err);
+  const before = JSON.parse(first.out) as { ip: string; mac: string };
+  t.is((await cli(['stop', '--testbed', name, 'keeper'])).code, 0);
+  t.false((await endpoints(tb)).some((e) => e.name === 'keeper'), 'gone from every node');
+  const again = await cli(['run', '--testbed', name, '--node', 'node3', '--name', 'keeper', '--ip', before.ip, '--json', '--', node, workload('echo-server.js'), '--port', '7001']);
+  t.is(again.code, 0, again.err);
+  const after = JSON.parse(again.out) as { ip: string; mac: string; node: string };
+  t.is(after.ip, before.ip);
+  t.is(after.mac, before.mac);
+  t.is(after.node, 'node3');
+  const ps = JSON.parse((await cli(['ps', '--testbed', name, '--json'])).out) as { name: string; node: string; ip: string; mac: string; pid: number; netns: string }[];
+  const listed = ps.find((e) => e.name === 'keeper')!;
+  t.like(listed, { node: 'node3', ip: before.ip, mac: before.mac });
+  t.true(listed.pid > 0);
+  t.regex(execFileSync('nsenter', [`--net=${listed.netns}`, 'ip', '-br', 'addr', 'show', 'eth0'], { encoding: 'utf8' }), new RegExp(before.ip.replaceAll('.', '\\.')));
+  await sleep(300);
+  const echo1 = (await endpoints(tb)).find((e) => e.name === 'echo-node1')!;
+  t.regex(await ping(echo1.netns!, before.ip), /^ok /);
+  t.regex(fdbOf('node1'), new RegExp(`${before.mac} dst 172\\.31\\.0\\.3 self permanent`));
+  t.notRegex(fdbOf('node1'), new RegExp(`${before.mac} dst 172\\.31\\.0\\.2`));
+});
+
+test.serial('a long-lived TCP stream keeps flowing while agents are killed and restarted', async (t) => {
+  const server = (await endpoints(tb)).find((e) => e.name === 'echo-node1')!;
+  await run(tb, 'node2', 'stream', [node, workload('stream-check.js'), server.ip, '7001', '--rate', '100000']);
+  await sleep(800);
+  const start = streamProgress(endpointLog(tb, 'node2', 'stream'));
+  t.truthy(start.last && start.last.verified > 0, 'stream is flowing');
+  const fdbBefore = fdbOf('node1');
+  for (const n of tb.nodes.slice(0, 2)) process.kill(n.agentPid, 'SIGKILL');
+  while (tb.nodes.slice(0, 2).some((n) => isAgentRunning(n.agentPid))) await sleep(20);
+  const duringStart = streamProgress(endpointLog(tb, 'node2', 'stream')).last!.verified;
+  await sleep(1500);
+  const during = streamProgress(endpointLog(tb, 'node2', 'stream'));
+  t.is(during.failed, undefined);
+  t.true(during.last!.verified > duringStart + 50000, 'bytes kept flowing with both agents dead');
+  tb = await upTestbed(name, 3); // restarts the dead agents, leaves the rest alone
+  await sleep(1500);
+  t.is(fdbOf('node1'), fdbBefore, 'the restarted agent re-adopted the overlay without rewriting it');
+  const end = streamProgress(endpointLog(tb, 'node2', 'stream'));
+  t.is(end.failed, undefined, 'no mismatch, no disconnect');
+  t.true(end.last!.verified > during.last!.verified);
+  t.true(end.last!.maxGapMs < 1000, `longest gap ${end.last!.maxGapMs} ms`);
+  const ps = await endpoints(tb, 1);
+  t.is(ps.find((e) => e.name === 'stream')?.state, 'running', 'the restarted agent adopted its endpoint');
+});
+
+test.serial('a node that joins late converges: everyone learns it, it learns everyone', async (t) => {
+  tb = await upTestbed(name, 4);
+  for (const n of tb.nodes) {
+    const view = await callJson<NodeStatus[]>({ socketPath: n.apiSocket }, 'GET', '/v1/nodes');
+    t.deepEqual(view.map((v) => v.node), ['node1', 'node2', 'node3', 'node4'], `${n.name}'s view`);
+  }
+  const late = await run(tb, 'node4', 'echo-node4', [node, workload('echo-server.js'), '--port', '7001']);
+  t.is(late.ip, '10.244.4.1');
+  const deadline = Date.now() + 10000;
+  while (!/02:72:0a:f4:04:01 dst 172\.31\.0\.4/.test(fdbOf('node1')) && Date.now() < deadline) await sleep(50);
+  t.regex(fdbOf('node1'), /00:00:00:00:00:00 dst 172\.31\.0\.4 self permanent/);
+  const all = await endpoints(tb, 3);
+  t.true(['echo-node1', 'echo-node2', 'keeper', 'stream'].every((n) => all.some((e) => e.name === n)), 'node4 knows the endpoints that existed before it');
+  const echo1 = all.find((e) => e.name === 'echo-node1')!;
+  t.regex(await ping(echo1.netns!, late.ip), /^ok /);
+  t.regex(await ping(late.netns!, echo1.ip), /^ok /);
+});
+
+test.serial('bad requests against a live cluster are refused clearly and change nothing', async (t) => {
+  const before = (await endpoints(tb)).map((e) => e.name).sort();
+  const cases: [string[], number, RegExp][] = [
+    [['run', '--testbed', name, '--node', 'node9', '--name', 'x', '--', 'true'], 1, /--node: testbed \S+ has no node node9/],
+    [['run', '--testbed', name, '--node', 'node1', '--name', 'keeper', '--', 'true'], 1, /name: endpoint keeper already exists on node3/],
+    [['run', '--testbed', name, '--node', 'node1', '--name', 'far', '--ip', '192.0.2.1', '--', 'true'], 2, /ip: 192\.0\.2\.1 is outside the overlay subnet 10\.244\.0\.0\/16/],
+    [['run', '--testbed', name, '--node', 'node1', '--name', 'twin', '--ip', '10.244.1.1', '--', 'true'], 1, /ip: 10\.244\.1\.1 is already used/],
+    [['run', '--testbed', name, '--node', 'node1', '--name', 'nothing', '--', '/no/such/binary'], 1, /cannot start "\/no\/such\/binary": execvp ENOENT/],
+    [['run', '--testbed', name, '--node', 'node1', '--name', 'Bad_Name', '--', 'true'], 2, /body\.name: .*DNS label/],
+    [['stop', '--testbed', name, 'ghost'], 1, /endpoint ghost does not exist/],
+    [['logs', '--testbed', name, 'ghost'], 1, /endpoint ghost does not exist/],
+  ];
+  for (const [args, code, message] of cases) {
+    const r = await cli(args);
+    t.is(r.code, code, args.join(' '));
+    t.regex(r.err, message, args.join(' '));
+  }
+  t.deepEqual((await endpoints(tb)).map((e) => e.name).sort(), before, 'nothing was created or removed');
+});
+
+test.serial('roam logs shows what an endpoint wrote, from any node', async (t) => {
+  const r = await cli(['logs', '--testbed', name, 'echo-node3']);
+  t.is(r.code, 0, r.err);
+  t.regex(r.out, /echo listening on :7001/);
+});

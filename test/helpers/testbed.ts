@@ -1,0 +1,81 @@
+/**
+ * A testbed per test file, with a unique name, torn down even on failure,
+ * and a check that nothing of it is left: namespaces, state, processes.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { callJson } from '../../src/api/http-client.js';
+import type { EndpointRecordWire } from '../../src/api/schemas.js';
+import { runCli } from '../../src/cli/roam.js';
+import { testbedDown } from '../../src/testbed/down.js';
+import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
+import { testbedUp } from '../../src/testbed/up.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+
+export const workload = (file: string): string => fileURLToPath(new URL(`../../src/workloads/${file}`, import.meta.url));
+
+export function uniqueTestbedName(): string {
+  return `t${randomBytes(3).toString('hex')}`;
+}
+
+export async function upTestbed(name: string, nodes = 3): Promise<TestbedState> {
+  return testbedUp({ name, nodes, underlayRate: undefined, syncIntervalMs: 500, say: () => undefined });
+}
+
+/** Tears down and returns what is left of it (empty when clean). */
+export async function downAndCheck(name: string): Promise<string[]> {
+  await testbedDown(name, () => undefined);
+  const left: string[] = [];
+  if (existsSync(NETNS_DIR)) left.push(...readdirSync(NETNS_DIR).filter((f) => f.startsWith(`roam-${name}-`)).map((f) => `netns ${f}`));
+  if (existsSync(`${TESTBED_ROOT}/${name}`)) left.push(`state dir ${TESTBED_ROOT}/${name}`);
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      if (cmd.includes(`${TESTBED_ROOT}/${name}/`)) left.push(`process ${pid}: ${cmd.slice(0, 120)}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return left;
+}
+
+export async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli(args, (l) => out.push(l), (l) => err.push(l));
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+export async function run(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecordWire> {
+  return callJson<EndpointRecordWire>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });
+}
+
+export async function endpoints(tb: TestbedState, node = 0): Promise<EndpointRecordWire[]> {
+  return callJson<EndpointRecordWire[]>({ socketPath: tb.nodes[node]!.apiSocket }, 'GET', '/v1/endpoints');
+}
+
+/** The endpoint's log straight from the node's state dir (works while its agent is down). */
+export function endpointLog(tb: TestbedState, node: string, name: string): string {
+  const n = tb.nodes.find((x) => x.name === node)!;
+  try {
+    return readFileSync(`${n.stateDir}/endpoints/${name}/log`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export interface StreamProgress {
+  sent: number;
+  verified: number;
+  maxGapMs: number;
+}
+
+/** The last progress line of a stream-check endpoint, and whether it ever failed. */
+export function streamProgress(log: string): { last: StreamProgress | undefined; failed: string | undefined } {
+  const lines = log.trim().split('\n');
+  const failed = lines.find((l) => l.startsWith('MISMATCH') || l.startsWith('DISCONNECTED'));
+  const progress = lines.filter((l) => l.startsWith('{"sent"'));
+  const last = progress.length ? (JSON.parse(progress[progress.length - 1]!) as StreamProgress) : undefined;
+  return { last, failed };
+}
