@@ -74,9 +74,9 @@ export class Agent {
     const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events);
     this.sync = sync;
     manager.onChange(() => this.table.setLocal(manager.records()));
-    this.table.onChange(() => {
+    this.table.onChange((what) => {
       void reconciler.reconcile();
-      void sync.pushAll();
+      if (what !== 'remote') void sync.pushAll();
     });
     await manager.adopt();
     manager.startWatching();

@@ -10,7 +10,7 @@ ROOT=$PWD
 CRIU_MIN=4.2
 CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
-RUNTIME_PACKAGES=(nftables iproute2 util-linux procps)
+RUNTIME_PACKAGES=(nftables iproute2 util-linux procps iperf3)
 CRIU_BUILD_PACKAGES=(build-essential pkg-config libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler python3-protobuf libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev
   libnftables-dev uuid-dev libdrm-dev xz-utils)

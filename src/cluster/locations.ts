@@ -26,6 +26,13 @@ export interface NodeAnnouncement {
   endpoints: EndpointRecord[];
 }
 
+/**
+ * What changed: this node's own endpoints ('local', which must be announced),
+ * a peer's announcement ('remote', which must only be applied: re-announcing
+ * it would make every change cost N² messages), or the set of peers ('peer').
+ */
+export type TableChange = 'local' | 'remote' | 'peer';
+
 export interface NodeView extends NodeAnnouncement {
   lastHeardMs: number | undefined;
   reachable: boolean;
@@ -34,7 +41,7 @@ export interface NodeView extends NodeAnnouncement {
 export class LocationTable {
   private readonly nodes = new Map<string, NodeView>();
   private lastSeq = 0;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(what: TableChange) => void>();
 
   constructor(private readonly self: string, selfAddress: string, private readonly now: () => number = Date.now) {
     this.nodes.set(self, { node: self, address: selfAddress, seq: this.nextSeq(), endpoints: [], lastHeardMs: now(), reachable: true });
@@ -45,13 +52,13 @@ export class LocationTable {
     return this.lastSeq;
   }
 
-  onChange(listener: () => void): () => void {
+  onChange(listener: (what: TableChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  private changed(): void {
-    for (const l of this.listeners) l();
+  private changed(what: TableChange): void {
+    for (const l of this.listeners) l(what);
   }
 
   /** Replaces this node's own endpoint list (and bumps its sequence). */
@@ -60,14 +67,14 @@ export class LocationTable {
     const sorted = [...endpoints].sort((a, b) => a.name.localeCompare(b.name));
     if (JSON.stringify(sorted) === JSON.stringify(me.endpoints)) return;
     this.nodes.set(this.self, { ...me, endpoints: sorted, seq: this.nextSeq(), lastHeardMs: this.now() });
-    this.changed();
+    this.changed('local');
   }
 
   /** A peer known from configuration, before it has said anything. */
   addPeer(node: string, address: string): void {
     if (this.nodes.has(node)) return;
     this.nodes.set(node, { node, address, seq: 0, endpoints: [], lastHeardMs: undefined, reachable: false });
-    this.changed();
+    this.changed('peer');
   }
 
   /** Merges a peer's announcement; returns true if it taught us anything. */
@@ -79,7 +86,7 @@ export class LocationTable {
       return false;
     }
     this.nodes.set(a.node, { ...a, endpoints: [...a.endpoints], lastHeardMs: this.now(), reachable: true });
-    this.changed();
+    this.changed('remote');
     return true;
   }
 

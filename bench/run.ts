@@ -1,0 +1,34 @@
+/**
+ * `npm run bench`: runs every scenario, prints one JSON document, and keeps
+ * a copy in bench/results/. Figures are ratios against baselines measured in
+ * the same run: this machine is shared and noisy.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { convergenceBench, throughputBench } from './overlay.js';
+import { lineChart } from './svg-plot.js';
+
+const quick = process.argv.includes('--quick');
+const only = process.argv.slice(2).find((a) => !a.startsWith('--'));
+const started = new Date().toISOString();
+const scenarios = [
+  only && only !== 'throughput' ? { scenario: 'overlay_throughput', skipped: true } : await throughputBench(quick ? 1 : 3, quick ? 2 : 5),
+  only && only !== 'convergence' ? { scenario: 'location_convergence', skipped: true } : await convergenceBench(quick ? [3, 8] : [3, 8, 16], quick ? 3 : 10),
+];
+const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
+const text = JSON.stringify(report, null, 2);
+const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}overlay.json`, `${text}\n`);
+const convergence = scenarios[1] as { results?: { nodes: number; median_ms: number; p95_ms: number; after_create_returned_median_ms: number }[] };
+if (convergence.results) writeFileSync(`${dir}convergence.svg`, lineChart({
+  title: 'Time for every node to reflect an endpoint\'s new location',
+  xLabel: 'nodes',
+  yLabel: 'milliseconds',
+  series: [
+    { name: 'median', points: convergence.results.map((r) => ({ x: r.nodes, y: r.median_ms })) },
+    { name: 'p95', points: convergence.results.map((r) => ({ x: r.nodes, y: r.p95_ms })) },
+    { name: 'after API answered', points: convergence.results.map((r) => ({ x: r.nodes, y: r.after_create_returned_median_ms })) },
+  ],
+}));
+process.stdout.write(`${text}\n`);
