@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
 import { PeerClient } from './api/peer-client.js';
@@ -34,6 +35,7 @@ export class Agent {
   private control: FastifyInstance | undefined;
   private peer: FastifyInstance | undefined;
   private metrics: Server | undefined;
+  private registry: Registry | undefined;
 
   constructor(readonly config: Readonly<AgentConfig>) {
     this.table = new LocationTable(config.node, config.underlay.address);
@@ -42,6 +44,13 @@ export class Agent {
 
   async start(): Promise<void> {
     const c = this.config;
+    // Metrics subscribe first, so that no event of the start-up is lost.
+    this.registry = createAgentMetrics(this.events, {
+      node: c.node, version: VERSION,
+      peersKnown: () => this.table.peers().length,
+      peersReachable: () => this.table.peers().filter((p) => p.reachable).length,
+      endpointsLocal: () => this.manager?.records().length ?? 0,
+    });
     mkdirSync(c.stateDir, { recursive: true });
     this.session = RtnlSession.open();
     const session = this.session;
@@ -95,14 +104,8 @@ export class Agent {
     rmSync(c.api.socket, { force: true });
     await this.control.listen({ path: c.api.socket });
 
-    const registry = createAgentMetrics(this.events, {
-      node: c.node, version: VERSION,
-      peersKnown: () => this.table.peers().length,
-      peersReachable: () => this.table.peers().filter((p) => p.reachable).length,
-      endpointsLocal: () => manager.records().length,
-    });
     const m = splitHostPort(c.metrics.listen);
-    this.metrics = await serveMetrics(registry, m.host, m.port);
+    this.metrics = await serveMetrics(this.registry, m.host, m.port);
 
     sync.start();
     this.events.info(`agent ${c.node} up: underlay ${c.underlay.address}, api ${c.api.socket}, metrics ${c.metrics.listen}`);

@@ -50,22 +50,22 @@ static int string_arg(napi_env env, napi_callback_info info, size_t index, char 
   return 1;
 }
 
-static napi_value create_netns(napi_env env, napi_callback_info info) {
+/* Calls a `int op(path, &syscall)` from the C core with the first argument. */
+static napi_value path_call(napi_env env, napi_callback_info info, int (*op)(const char *, const char **)) {
   char path[PATH_BUF];
   if (!string_arg(env, info, 0, path, NULL)) return NULL;
   const char *syscall = "";
-  int err = roam_netns_create(path, &syscall);
+  int err = op(path, &syscall);
   if (err) return throw_sys(env, err, syscall, path);
   return NULL;
 }
 
+static napi_value create_netns(napi_env env, napi_callback_info info) {
+  return path_call(env, info, roam_netns_create);
+}
+
 static napi_value remove_netns(napi_env env, napi_callback_info info) {
-  char path[PATH_BUF];
-  if (!string_arg(env, info, 0, path, NULL)) return NULL;
-  const char *syscall = "";
-  int err = roam_netns_remove(path, &syscall);
-  if (err) return throw_sys(env, err, syscall, path);
-  return NULL;
+  return path_call(env, info, roam_netns_remove);
 }
 
 static napi_value enter_netns(napi_env env, napi_callback_info info) {

@@ -58,7 +58,11 @@ test.serial("an endpoint's IP and MAC are unchanged after stop and re-run with -
   t.is(first.code, 0, first.err);
   const before = JSON.parse(first.out) as { ip: string; mac: string };
   t.is((await cli(['stop', '--testbed', name, 'keeper'])).code, 0);
-  t.false((await endpoints(tb)).some((e) => e.name === 'keeper'), 'gone from every node');
+  t.false((await endpoints(tb)).some((e) => e.name === 'keeper'), 'gone from the cluster view');
+  const deadline = Date.now() + 5000;
+  while (['node1', 'node2', 'node3'].some((n) => fdbOf(n).includes(before.mac)) && Date.now() < deadline) await sleep(20);
+  for (const n of ['node1', 'node2', 'node3']) t.false(fdbOf(n).includes(before.mac), `no FDB entry for the stopped endpoint on ${n}`);
+  t.false(execFileSync('ip', ['-n', `roam-${name}-node2`, '-o', 'link'], { encoding: 'utf8' }).includes('roam:keeper'), 'its bridge port is gone');
   const again = await cli(['run', '--testbed', name, '--node', 'node3', '--name', 'keeper', '--ip', before.ip, '--json', '--', node, workload('echo-server.js'), '--port', '7001']);
   t.is(again.code, 0, again.err);
   const after = JSON.parse(again.out) as { ip: string; mac: string; node: string };
@@ -138,6 +142,32 @@ test.serial('bad requests against a live cluster are refused clearly and change 
     t.regex(r.err, message, args.join(' '));
   }
   t.deepEqual((await endpoints(tb)).map((e) => e.name).sort(), before, 'nothing was created or removed');
+});
+
+test.serial('testbed up again changes nothing that runs; --underlay-rate rate-limits every node; down with nothing up is harmless', async (t) => {
+  const pids = tb.nodes.map((n) => n.agentPid);
+  const again = await cli(['testbed', 'up', '--name', name, '--underlay-rate', '1gbit', '--json']);
+  t.is(again.code, 0, again.err);
+  const described = JSON.parse(again.out) as { nodes: { name: string; agentPid: number; api: string; metrics: string }[]; underlayRate: string };
+  t.deepEqual(described.nodes.map((n) => n.agentPid), pids, 'same agents, not restarted');
+  t.is(described.underlayRate, '1gbit');
+  t.regex(described.nodes[0]!.metrics, /^http:\/\/172\.31\.0\.1:9464\/metrics$/);
+  for (const n of described.nodes) {
+    t.regex(execFileSync('tc', ['-n', `roam-${name}-${n.name}`, 'qdisc', 'show', 'dev', 'ul0'], { encoding: 'utf8' }), /tbf .*rate 1Gbit/);
+  }
+  const empty = await cli(['testbed', 'down', '--name', 'nothere']);
+  t.is(empty.code, 0);
+  t.regex(empty.out, /testbed nothere: nothing to remove/);
+});
+
+test.serial("each agent's /metrics counts its overlay work from start-up on", async (t) => {
+  const script = "fetch(process.argv[1]).then((r) => r.text()).then((t) => process.stdout.write(t))";
+  const text = inNs(`/run/netns/roam-${name}-underlay`, [node, '-e', script, 'http://172.31.0.3:9464/metrics']);
+  t.regex(text, /^roam_build_info\{version="[^"]+",node="node3"\} 1$/m);
+  t.regex(text, /^roam_peers_known 3$/m);
+  const selfWrites = /^roam_fdb_writes_total\{op="ensure",table="self",result="ok"\} (\d+)$/m.exec(text);
+  t.truthy(selfWrites && Number(selfWrites[1]) >= 2, 'the flood entries written at start-up are counted');
+  t.regex(text, /^roam_reconcile_errors_total 0$/m);
 });
 
 test.serial('roam logs shows what an endpoint wrote, from any node', async (t) => {
