@@ -4,6 +4,11 @@
  * strings ("Request rejected: EEXIST"); every call here turns them into a
  * SysError with errno, operation and target. `netlink` sends REQUEST|ACK only,
  * so every write states its own CREATE/EXCL/REPLACE/APPEND flags.
+ *
+ * One request at a time per session: `netlink` groups multipart (dump)
+ * replies assuming nothing else arrives in between; a reply to a concurrent
+ * request landing between the chunks of a dump breaks that grouping
+ * ("Multipart message not terminated properly").
  */
 import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
 import { SysError, errnoOf } from '../../errors/roam-error.js';
@@ -26,6 +31,7 @@ const REQUEST_TIMEOUT_MS = 5000;
 export class RtnlSession {
   readonly netns: string;
   readonly socket: RtNetlinkSocket;
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(socket: RtNetlinkSocket, netns: string) {
     this.socket = socket;
@@ -45,12 +51,17 @@ export class RtnlSession {
   readonly requestOptions = (flags = 0): { flags: number; timeout: number } => ({ flags, timeout: REQUEST_TIMEOUT_MS });
 
   /** Runs one request; a kernel refusal becomes a SysError naming `op` and `target`. */
-  async call<T>(op: string, target: string, request: () => Promise<T>): Promise<T> {
-    try {
-      return await request();
-    } catch (err) {
-      throw toSysError(err, op, target, this.netns);
-    }
+  call<T>(op: string, target: string, request: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      try {
+        return await request();
+      } catch (err) {
+        throw toSysError(err, op, target, this.netns);
+      }
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
   }
 }
 
