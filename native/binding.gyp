@@ -2,9 +2,9 @@
   "targets": [
     {
       "target_name": "roam_native",
-      "sources": ["src/netns.c", "src/addon.c"],
+      "sources": ["src/netns.c", "src/nft.c", "src/addon.c"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-lnftables"]
     },
     {
       "target_name": "roam-shim",

@@ -11,6 +11,9 @@ CRIU_MIN=4.2
 CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
 RUNTIME_PACKAGES=(nftables iproute2 util-linux procps iperf3)
+# The addon links libnftables (the network lock) and builds with node-gyp.
+NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev)
+CRIU_RPC_PROTO=$CRIU_PREFIX/share/roam/criu/rpc.proto
 CRIU_BUILD_PACKAGES=(build-essential pkg-config libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler python3-protobuf libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev
   libnftables-dev uuid-dev libdrm-dev xz-utils)
@@ -61,7 +64,7 @@ installed_criu_version() {
 ensure_criu() {
   local have
   have=$(installed_criu_version)
-  if [ -n "$have" ] && version_at_least "$have" "$CRIU_MIN"; then
+  if [ -n "$have" ] && version_at_least "$have" "$CRIU_MIN" && [ -f "$CRIU_RPC_PROTO" ]; then
     say "criu $have: already installed"
     return
   fi
@@ -140,6 +143,7 @@ ensure_typescript() {
 }
 
 ensure_packages "runtime packages" "${RUNTIME_PACKAGES[@]}"
+ensure_packages "native build packages" "${NATIVE_BUILD_PACKAGES[@]}"
 ensure_criu
 ensure_node_modules
 ensure_native

@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "netns.h"
+#include "nft.h"
+
+#include <sys/socket.h>
 
 #define PATH_BUF 4096
 
@@ -95,12 +98,62 @@ static napi_value restore_netns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A SOCK_SEQPACKET pair for `criu swrk`: CRIU's RPC is one message per packet. */
+static napi_value seqpacket_pair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) return throw_sys(env, errno, "socketpair", "seqpacket");
+  napi_value result, value;
+  napi_create_array_with_length(env, 2, &result);
+  for (uint32_t i = 0; i < 2; i++) {
+    napi_create_int32(env, fds[i], &value);
+    napi_set_element(env, result, i, value);
+  }
+  return result;
+}
+
+/* nftRun(netnsPath, commands) -> nft's output; throws with `nftMessage` when nft refuses. */
+static napi_value nft_run(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, PATH_BUF, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "nftRun(netns, commands)");
+    return NULL;
+  }
+  size_t cmd_len = 0;
+  napi_get_value_string_utf8(env, argv[1], NULL, 0, &cmd_len);
+  char *commands = malloc(cmd_len + 1);
+  napi_get_value_string_utf8(env, argv[1], commands, cmd_len + 1, &cmd_len);
+  static char message[65536];
+  const char *syscall = "";
+  int err = roam_nft_run(path, commands, message, sizeof message, &syscall);
+  free(commands);
+  if (err > 0) return throw_sys(env, err, syscall, path);
+  if (err < 0) {
+    napi_value msg, error, value;
+    napi_create_string_utf8(env, "nft refused the commands", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &error);
+    napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, error, "nftMessage", value);
+    napi_throw(env, error);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
       {"removeNetns", NULL, remove_netns, NULL, NULL, NULL, napi_default, NULL},
       {"enterNetns", NULL, enter_netns, NULL, NULL, NULL, napi_default, NULL},
       {"restoreNetns", NULL, restore_netns, NULL, NULL, NULL, napi_default, NULL},
+      {"seqpacketPair", NULL, seqpacket_pair, NULL, NULL, NULL, napi_default, NULL},
+      {"nftRun", NULL, nft_run, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

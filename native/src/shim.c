@@ -13,6 +13,17 @@
  *   "error SYSCALL ERRNAME"  nothing is running
  * and afterwards keeps DIR/pid, DIR/shim.pid and, when the command ends,
  * DIR/exit ("exited N" or "signaled N").
+ *
+ * roam-shim --restore --dir DIR -- criu swrk 3
+ *
+ * Restore mode, for an endpoint arriving by migration: the shim makes fresh
+ * stdout/stderr pipes and runs CMD (CRIU's RPC worker) with their write ends
+ * at fds 5 and 6, for CRIU to hand to the restored process in place of the
+ * pipes it had on the source (inherit_fd). Fds 3 and 4 pass through from the
+ * agent untouched (the RPC socket and the target network namespace). CRIU
+ * restores with rst_sibling, so the restored process becomes the shim's own
+ * child. The report names CRIU's pid; the agent writes DIR/pid once CRIU has
+ * said which process it restored. CRIU's own output goes to DIR/criu.out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,15 +90,17 @@ static void fail(const char *syscall, int err) {
 
 int main(int argc, char **argv) {
   const char *netns = NULL;
+  int restore = 0;
   int i = 1;
   for (; i < argc; i++) {
-    if (strcmp(argv[i], "--netns") == 0 && i + 1 < argc) netns = argv[++i];
+    if (strcmp(argv[i], "--restore") == 0) restore = 1;
+    else if (strcmp(argv[i], "--netns") == 0 && i + 1 < argc) netns = argv[++i];
     else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else break;
   }
-  if (!netns || !dir || i >= argc) {
-    fprintf(stderr, "usage: roam-shim --netns PATH --dir DIR -- CMD [ARGS...]\n");
+  if ((!netns && !restore) || !dir || i >= argc) {
+    fprintf(stderr, "usage: roam-shim --netns PATH --dir DIR -- CMD [ARGS...]\n       roam-shim --restore --dir DIR -- CMD [ARGS...]\n");
     return 2;
   }
   char **command = &argv[i];
@@ -95,14 +108,37 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
 
-  int netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
-  if (netns_fd < 0) fail("open", errno);
+  int netns_fd = -1;
+  if (!restore) {
+    netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (netns_fd < 0) fail("open", errno);
+  }
   int out[2], err[2], status_pipe[2];
   if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) fail("pipe2", errno);
-  if (unshare(CLONE_NEWPID) != 0) fail("unshare", errno);
+  if (!restore && unshare(CLONE_NEWPID) != 0) fail("unshare", errno);
 
   pid_t child = fork();
   if (child < 0) fail("fork", errno);
+  if (child == 0 && restore) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/criu.out", dir);
+    int devnull = open("/dev/null", O_RDONLY);
+    int log = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* dup2 clears close-on-exec: CRIU inherits 5 and 6 (and 3, 4 from the agent). */
+    if (devnull < 0 || log < 0 || dup2(devnull, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0 || dup2(out[1], 5) < 0 || dup2(err[1], 6) < 0) {
+      ssize_t ignored = write(status_pipe[1], "dup2 failed", 11);
+      (void)ignored;
+      _exit(127);
+    }
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    execvp(command[0], command);
+    char line[128];
+    snprintf(line, sizeof line, "execvp %s", strerrorname_np(errno));
+    ssize_t ignored = write(status_pipe[1], line, strlen(line));
+    (void)ignored;
+    _exit(127);
+  }
   if (child == 0) {
     /* PID 1 of the new PID namespace. */
     int code = 0;
@@ -113,6 +149,8 @@ int main(int argc, char **argv) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     int devnull = open("/dev/null", O_RDONLY);
+    /* Its own session: the checkpoint must not reach outside the endpoint. */
+    setsid();
     if (setns(netns_fd, CLONE_NEWNET) != 0) { code = errno; what = "setns"; }
     else if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) { code = errno; what = "dup2"; }
     else {
@@ -131,7 +169,12 @@ int main(int argc, char **argv) {
   close(out[1]);
   close(err[1]);
   close(status_pipe[1]);
-  close(netns_fd);
+  if (netns_fd >= 0) close(netns_fd);
+  if (restore) {
+    /* The RPC socket and the netns are CRIU's, not ours. */
+    close(3);
+    close(4);
+  }
 
   /* The status pipe closes on a successful exec and carries the reason otherwise. */
   char why[128] = {0};
@@ -148,8 +191,10 @@ int main(int argc, char **argv) {
   char text[64];
   snprintf(text, sizeof text, "%d\n", (int)getpid());
   write_file("shim.pid", text);
-  snprintf(text, sizeof text, "%d\n", (int)child);
-  write_file("pid", text);
+  if (!restore) {
+    snprintf(text, sizeof text, "%d\n", (int)child);
+    write_file("pid", text);
+  }
   snprintf(text, sizeof text, "ok %d\n", (int)child);
   report(text);
 
@@ -157,16 +202,33 @@ int main(int argc, char **argv) {
   struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   int open_streams = 2;
   int child_status = 0;
-  int child_done = 0;
+  int have_status = 0;
+  int helper_status = 0;
+  int children = 1;
   char buf[65536];
-  while (open_streams > 0 || !child_done) {
-    if (!child_done) {
-      pid_t r = waitpid(child, &child_status, WNOHANG);
-      if (r == child) child_done = 1;
+  while (open_streams > 0 || children) {
+    /* Reap whatever ended: the command, or in restore mode CRIU and then the
+     * process it restored (our child through rst_sibling). */
+    for (;;) {
+      int st = 0;
+      pid_t r = waitpid(-1, &st, WNOHANG);
+      if (r > 0) {
+        if (restore && r == child) helper_status = st;
+        else { child_status = st; have_status = 1; }
+        continue;
+      }
+      if (r < 0 && errno == ECHILD) children = 0;
+      break;
     }
     if (open_streams == 0) {
-      /* Nothing left to read: block until the command ends. */
-      if (waitpid(child, &child_status, 0) == child) child_done = 1;
+      if (children) {
+        int st = 0;
+        pid_t r = waitpid(-1, &st, 0);
+        if (r > 0) {
+          if (restore && r == child) helper_status = st;
+          else { child_status = st; have_status = 1; }
+        } else if (errno == ECHILD) children = 0;
+      }
       continue;
     }
     int ready = poll(fds, 2, 200);
@@ -188,6 +250,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (restore && !have_status) {
+    snprintf(text, sizeof text, "restore-failed %d\n", WIFEXITED(helper_status) ? WEXITSTATUS(helper_status) : 128 + WTERMSIG(helper_status));
+    write_file("exit", text);
+    if (log_fd >= 0) close(log_fd);
+    return 0;
+  }
   if (WIFSIGNALED(child_status)) snprintf(text, sizeof text, "signaled %d\n", WTERMSIG(child_status));
   else snprintf(text, sizeof text, "exited %d\n", WEXITSTATUS(child_status));
   write_file("exit", text);

@@ -13,6 +13,8 @@ export const ErrorCodes = {
   ENDPOINT_START_FAILED: { status: 422, description: 'The endpoint program could not be started (e.g. the command does not exist); nothing was left behind.' },
   PEER_UNREACHABLE: { status: 502, description: 'Another agent did not answer on the underlay.' },
   PEER_PROTOCOL: { status: 502, description: 'Another agent answered with a message that does not match the wire schema.' },
+  CHECKPOINT_FAILED: { status: 500, description: 'CRIU refused or failed a dump or restore; the message quotes the error lines of its log.' },
+  MIGRATION_FAILED: { status: 500, description: 'A migration did not complete; the handover report says in which phase, why, and where the service runs now.' },
   SYSCALL_FAILED: { status: 500, description: 'A kernel operation failed; errno, operation and target are attached.' },
   PRECONDITION: { status: 500, description: 'The host lacks something roam needs (root, a kernel feature, a binary); the message says what.' },
   TESTBED: { status: 500, description: 'The testbed could not be brought up or down; the message names the step.' },

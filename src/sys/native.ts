@@ -21,6 +21,10 @@ interface NativeAddon {
   removeNetns(path: string): void;
   enterNetns(path: string): number;
   restoreNetns(savedFd: number): void;
+  /** [ours, theirs]: a connected AF_UNIX SOCK_SEQPACKET pair, not close-on-exec */
+  seqpacketPair(): [number, number];
+  /** runs nft commands inside the netns at `path`; returns nft's output */
+  nftRun(path: string, commands: string): string;
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));

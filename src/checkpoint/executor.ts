@@ -1,0 +1,169 @@
+/**
+ * The checkpoint/restore executor: what CRIU does to one endpoint's process
+ * tree, with hooks for the migration sequence. It knows nothing of nodes or
+ * agents; migration/ decides when and where.
+ *
+ * Dump: the tree is frozen, its established TCP connections are checkpointed
+ * in repair mode behind CRIU's nftables lock, and on success the tree is
+ * gone (its sockets closed silently, still in repair mode, so no peer sees a
+ * FIN or RST). The namespace is external: it stays where it is, and
+ * restore joins the tree to whichever namespace it is given under the same key.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RoamError } from '../errors/roam-error.js';
+import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
+import { nativePaths } from '../sys/native.js';
+import { netnsInode } from '../sys/netns/netns.js';
+
+export const NETNS_KEY = 'roam-netns';
+const LOG_LEVEL = 4;
+
+export interface DumpSpec {
+  pid: number;
+  netns: string;
+  imagesDir: string;
+  onHook?: (name: string) => Promise<void> | void;
+}
+
+export interface DumpResult {
+  durationMs: number;
+  imageBytes: number;
+  /** "pipe:[inode]" of the tree's stdout and stderr, the keys restore hands new pipes under */
+  pipeKeys: string[];
+  tcpConnections: number;
+  hooks: { name: string; atMs: number }[];
+}
+
+/** Established TCP connections in the process's network namespace. */
+export function countEstablished(pid: number): number {
+  let n = 0;
+  for (const file of ['tcp', 'tcp6']) {
+    try {
+      for (const line of readFileSync(`/proc/${pid}/net/${file}`, 'utf8').split('\n').slice(1)) {
+        if (line.trim().split(/\s+/)[3] === '01') n++;
+      }
+    } catch {
+      // no IPv6 in this namespace
+    }
+  }
+  return n;
+}
+
+function pipeKeysOf(pid: number): string[] {
+  const keys = new Set<string>();
+  for (const fd of [1, 2]) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (target.startsWith('pipe:')) keys.add(target);
+    } catch {
+      // fd closed by the program
+    }
+  }
+  return [...keys];
+}
+
+export function directoryBytes(dir: string): number {
+  return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}
+
+export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
+  const pipeKeys = pipeKeysOf(spec.pid);
+  const tcpConnections = countEstablished(spec.pid);
+  const inode = netnsInode(spec.netns);
+  const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  const started = performance.now();
+  try {
+    const result = await criuCall({
+      type: 'DUMP',
+      opts: {
+        // CRIU resolves images_dir_fd in the requesting process (this one), through the socket's peer credentials.
+        imagesDirFd: imagesFd,
+        pid: spec.pid,
+        tcpEstablished: true,
+        leaveRunning: false,
+        logLevel: LOG_LEVEL,
+        logFile: 'dump.log',
+        notifyScripts: true,
+        external: [`net[${inode}]:${NETNS_KEY}`],
+        networkLock: NetworkLock.NFTABLES,
+      },
+      spawn: (fd) => spawn('criu', ['swrk', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }),
+      ...(spec.onHook ? { onHook: spec.onHook } : {}),
+      logDir: spec.imagesDir,
+    });
+    return { durationMs: performance.now() - started, imageBytes: imageBytes(spec.imagesDir), pipeKeys, tcpConnections, hooks: result.hooks };
+  } finally {
+    closeSync(imagesFd);
+  }
+}
+
+/** Bytes of the images proper (CRIU's logs are not part of what must travel). */
+export function imageBytes(dir: string): number {
+  return readdirSync(dir).filter((f) => f.endsWith('.img')).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}
+
+export interface RestoreSpec {
+  /** the endpoint's state dir: the shim keeps log, exit and pid there */
+  dir: string;
+  netns: string;
+  imagesDir: string;
+  pipeKeys: string[];
+  onHook?: (name: string) => Promise<void> | void;
+}
+
+export interface RestoreResult {
+  pid: number;
+  shimPid: number;
+  durationMs: number;
+  hooks: { name: string; atMs: number }[];
+}
+
+/**
+ * Restores the tree into `netns` under a new shim (restore mode): fresh
+ * stdout/stderr pipes replace the ones the tree had, and the restored root
+ * becomes the shim's child, supervised like any endpoint.
+ */
+export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult> {
+  if (spec.pipeKeys.length > 2) throw new RoamError('INPUT_INVALID', `at most two stdio pipes can be handed over, got ${spec.pipeKeys.length}`);
+  rmSync(join(spec.dir, 'exit'), { force: true });
+  const netnsFd = openSync(spec.netns, 'r');
+  const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  let shimPid = 0;
+  const started = performance.now();
+  try {
+    const result = await criuCall({
+      type: 'RESTORE',
+      opts: {
+        imagesDirFd: imagesFd,
+        tcpEstablished: true,
+        logLevel: LOG_LEVEL,
+        logFile: 'restore.log',
+        notifyScripts: true,
+        rstSibling: true,
+        networkLock: NetworkLock.NFTABLES,
+        inheritFd: [{ key: NETNS_KEY, fd: 4 }, ...spec.pipeKeys.map((key, i) => ({ key, fd: 5 + i }))],
+      },
+      spawn: (fd) => {
+        const shim = spawn(nativePaths.shim, ['--restore', '--dir', spec.dir, '--', 'criu', 'swrk', '3'], {
+          detached: true,
+          stdio: ['ignore', 'ignore', 'ignore', fd, netnsFd],
+        });
+        shim.unref();
+        shimPid = shim.pid ?? 0;
+        return shim;
+      },
+      ...(spec.onHook ? { onHook: spec.onHook } : {}),
+      logDir: spec.imagesDir,
+      waitExit: false,
+    });
+    if (!result.pid) throw new RoamError('CHECKPOINT_FAILED', 'criu restore answered without the restored pid');
+    writeFileSync(join(spec.dir, 'pid'), `${result.pid}\n`);
+    writeFileSync(join(spec.dir, 'shim.pid'), `${shimPid}\n`);
+    return { pid: result.pid, shimPid, durationMs: performance.now() - started, hooks: result.hooks };
+  } finally {
+    closeSync(netnsFd);
+    closeSync(imagesFd);
+  }
+}
