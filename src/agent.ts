@@ -11,6 +11,9 @@ import { createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
 import { PeerClient } from './api/peer-client.js';
 import { registerPeerRoutes } from './api/peer-routes.js';
+import { registerMigrationControlRoutes, registerMigrationPeerRoutes } from './api/migration-routes.js';
+import { MigrationSource } from './migration/source.js';
+import { MigrationTarget } from './migration/target.js';
 import { EndpointRouter } from './cluster/endpoint-router.js';
 import { LocationTable } from './cluster/locations.js';
 import { PeerSync } from './cluster/peer-sync.js';
@@ -90,16 +93,23 @@ export class Agent {
     await manager.adopt();
     manager.startWatching();
 
+    const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events);
+    const target = new MigrationTarget(manager, c.stateDir, async () => {
+      await reconciler.reconcile();
+      await sync.publish(2000);
+    });
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
     });
     this.peer = createApp();
     registerPeerRoutes(this.peer, { manager, sync });
+    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, table: this.table, peers: client });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
 
     this.control = createApp();
     registerControlRoutes(this.control, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
+    registerMigrationControlRoutes(this.control, { node: c.node, source, table: this.table, peers: client });
     mkdirSync(dirname(c.api.socket), { recursive: true });
     rmSync(c.api.socket, { force: true });
     await this.control.listen({ path: c.api.socket });

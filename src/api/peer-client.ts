@@ -5,6 +5,10 @@
 import { parseWithSchema } from '../config/validate.js';
 import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
 import { callJson, callRaw, type Target } from './http-client.js';
+import { sendImages } from '../migration/image-transfer.js';
+import type { PrepareRequest } from '../migration/target.js';
+import type { TargetAgent } from '../migration/source.js';
+import type { MigrationStatus } from '../migration/report.js';
 import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, type CreateEndpointBody } from './schemas.js';
 
 export interface AnnounceResult {
@@ -12,7 +16,7 @@ export interface AnnounceResult {
   peers: { node: string; address: string }[];
 }
 
-export class PeerClient {
+export class PeerClient implements TargetAgent {
   constructor(private readonly port: number, private readonly timeoutMs = 3000) {}
 
   private target(address: string): Target {
@@ -35,5 +39,41 @@ export class PeerClient {
 
   logs(address: string, name: string, maxBytes: number): Promise<string> {
     return callRaw(this.target(address), 'GET', `/peer/v1/endpoints/${encodeURIComponent(name)}/logs?maxBytes=${maxBytes}`, undefined, { timeoutMs: 10000 });
+  }
+
+  // ---- migrations: this agent as the source, talking to the target ----
+
+  async prepare(address: string, body: PrepareRequest): Promise<void> {
+    await callRaw(this.target(address), 'POST', '/peer/v1/migrations/prepare', body, { timeoutMs: 15000 });
+  }
+
+  sendImages(address: string, id: string, imagesDir: string): Promise<number> {
+    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id);
+  }
+
+  async restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }> {
+    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys }, { timeoutMs: 60000 });
+  }
+
+  async switchOver(address: string, id: string): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/switch`, {}, { timeoutMs: 15000 });
+  }
+
+  async unlock(address: string, id: string): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, {}, { timeoutMs: 15000 });
+  }
+
+  async abort(address: string, id: string): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/abort`, {}, { timeoutMs: 15000 });
+  }
+
+  // ---- migrations: forwarding a request to the node the endpoint lives on ----
+
+  startMigration(address: string, body: { endpoint: string; to: string; mode?: string }): Promise<{ id: string; from: string }> {
+    return callJson(this.target(address), 'POST', '/peer/v1/migrations', body, { timeoutMs: 15000 });
+  }
+
+  migrationStatus(address: string, id: string): Promise<MigrationStatus> {
+    return callJson(this.target(address), 'GET', `/peer/v1/migrations/${id}`, undefined, { timeoutMs: 5000 });
   }
 }

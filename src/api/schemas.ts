@@ -78,3 +78,47 @@ export type CreateEndpointBody = Static<typeof CreateEndpointBody>;
 export type NodeStatus = Static<typeof NodeStatus>;
 export type NameParams = Static<typeof NameParams>;
 export type LogsQuery = Static<typeof LogsQuery>;
+
+// ---- migrations ----
+
+export const MigrationId = Type.String({ pattern: '^m-[a-z0-9]+-[0-9a-f]{6}$', description: 'migration id' });
+
+export const MigrateBody = Type.Object(
+  {
+    endpoint: EndpointName,
+    to: NodeName,
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy' })),
+  },
+  { additionalProperties: false },
+);
+
+export const MigrationParams = Type.Object({ id: MigrationId }, { additionalProperties: false });
+export const MigrationQuery = Type.Object({ from: Type.Optional(NodeName) }, { additionalProperties: false });
+
+export const PrepareBody = Type.Object(
+  {
+    id: MigrationId,
+    name: EndpointName,
+    ip: IpAddress,
+    prefixLength: Type.Integer({ minimum: 0, maximum: 128 }),
+    mac: Type.String({ format: 'mac' }),
+    generation: Type.Integer({ minimum: 1 }),
+    command: Type.Array(Type.String(), { minItems: 1, maxItems: 4096 }),
+    createdAt: Type.String({ maxLength: 64 }),
+  },
+  { additionalProperties: false },
+);
+
+export const ImageParams = Type.Object({ id: MigrationId, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }) }, { additionalProperties: false });
+
+export const RestoreBody = Type.Object(
+  { pipeKeys: Type.Array(Type.String({ pattern: '^pipe:\\[[0-9]+\\]$' }), { maxItems: 2 }) },
+  { additionalProperties: false },
+);
+
+export type MigrateBody = Static<typeof MigrateBody>;
+export type MigrationParams = Static<typeof MigrationParams>;
+export type MigrationQuery = Static<typeof MigrationQuery>;
+export type PrepareBody = Static<typeof PrepareBody>;
+export type ImageParams = Static<typeof ImageParams>;
+export type RestoreBody = Static<typeof RestoreBody>;

@@ -14,6 +14,7 @@ import { testbedUp } from '../testbed/up.js';
 import { testbedDown } from '../testbed/down.js';
 import { readTestbedState } from '../testbed/state.js';
 import type { EndpointRecordWire } from '../api/schemas.js';
+import type { HandoverReport, MigrationStatus } from '../migration/report.js';
 
 const USAGE = `usage: roam <command> [options]
 
@@ -22,6 +23,8 @@ const USAGE = `usage: roam <command> [options]
                                            start CMD as a migratable endpoint
   ps [--json]                              list endpoints across the cluster
   logs NAME                                print an endpoint's output
+  migrate NAME --to NODE [--mode stop-copy] [--json]
+                                           move a running endpoint, its IP and its TCP connections
   stop NAME                                stop an endpoint and remove every trace of it
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
   testbed down [--name NAME]
@@ -42,6 +45,7 @@ export async function runCli(argv: string[], out: Out = (l) => process.stdout.wr
       case 'ps': return await cmdPs(rest, out);
       case 'logs': return await cmdLogs(rest, out);
       case 'stop': return await cmdStop(rest, out);
+      case 'migrate': return await cmdMigrate(rest, out);
       case 'testbed': return await cmdTestbed(rest, out);
       case 'demo': return await runDemo(rest, out);
       case undefined: case '-h': case '--help': case 'help':
@@ -117,6 +121,37 @@ async function cmdStop(args: string[], out: Out): Promise<number> {
   await callJson({ socketPath: resolveApiSocket(a) }, 'DELETE', `/v1/endpoints/${encodeURIComponent(a.name)}`, undefined, { unreachable: 'PRECONDITION' });
   out(`${a.name} stopped`);
   return 0;
+}
+
+async function cmdMigrate(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
+  if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', 'roam migrate: give exactly one endpoint name');
+  if (!values.to) throw new RoamError('INPUT_INVALID', 'roam migrate: --to NODE is required');
+  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed });
+  const api = { socketPath };
+  const body = { endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}) };
+  const started = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', body, { unreachable: 'PRECONDITION' });
+  const report = await followMigration(api, started, values.json ? () => undefined : out);
+  if (values.json) out(JSON.stringify(report));
+  return report.result === 'success' ? 0 : 1;
+}
+
+/** Polls a migration's status, printing each phase as it completes; returns the report. */
+async function followMigration(api: { socketPath: string }, m: { id: string; from: string }, out: Out): Promise<HandoverReport> {
+  let shown = 0;
+  let headed = false;
+  for (;;) {
+    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    if (!headed && (headed = true)) out(`migrating ${s.name}: ${s.from} -> ${s.to} (${s.mode}, ${s.id})`);
+    for (; shown < s.completed.length; shown++) out(`  ${s.completed[shown]!.phase.padEnd(9)} ${s.completed[shown]!.ms.toFixed(1).padStart(8)} ms`);
+    if (s.report) {
+      const r = s.report;
+      if (r.result === 'success') out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
+      else out(`${r.result}: ${r.reason ?? ''}`);
+      return r;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function cmdTestbed(args: string[], out: Out): Promise<number> {

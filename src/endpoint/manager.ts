@@ -4,7 +4,7 @@
  * restart, and watch for exits. One operation at a time, so two creates can
  * never pick the same address. A failed create leaves nothing behind.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
@@ -16,7 +16,7 @@ import { isNetns } from '../sys/netns/netns.js';
 import { allocateIp } from './allocator.js';
 import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
 import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
-import { exitStatus, isSameProcessAlive, startUnderShim, stopProcess, waitForShimExit } from './process.js';
+import { exitStatus, isSameProcessAlive, processStartTime, startUnderShim, stopProcess, waitForShimExit } from './process.js';
 import { EndpointStore, type StoredEndpoint } from './store.js';
 
 export interface CreateEndpointRequest {
@@ -43,6 +43,10 @@ export class EndpointManager {
   private readonly store: EndpointStore;
   private readonly local = new Map<string, StoredEndpoint>();
   private readonly exited = new Map<string, string>();
+  /** endpoints being migrated away: frozen or dumped, their exit is not an exit */
+  private readonly outgoing = new Set<string>();
+  /** endpoints arriving by migration: prepared and locked, not announced until adopted */
+  private readonly incoming = new Map<string, StoredEndpoint>();
   private queue: Promise<unknown> = Promise.resolve();
   private watcher: NodeJS.Timeout | undefined;
   private readonly changeListeners = new Set<() => void>();
@@ -70,7 +74,7 @@ export class EndpointManager {
     return this.serialized(async () => {
       for (const name of this.store.names()) {
         const record = this.store.load(name);
-        if (!record || !isNetns(record.netns)) {
+        if (!record || !isNetns(record.netns) || record.incoming) {
           this.o.events.warn(`endpoint ${name}: incomplete leftovers found at start, removing them`);
           if (record) {
             await stopProcess(record.pid, record.startTime, 0);
@@ -99,7 +103,7 @@ export class EndpointManager {
   private checkExits(): void {
     let any = false;
     for (const [name, r] of this.local) {
-      if (this.exited.has(name) || isSameProcessAlive(r.pid, r.startTime)) continue;
+      if (this.exited.has(name) || this.outgoing.has(name) || isSameProcessAlive(r.pid, r.startTime)) continue;
       const status = exitStatus(this.store.dirOf(name)) ?? 'gone';
       this.exited.set(name, status);
       this.o.events.emit('endpoint.exited', { name, status });
@@ -110,6 +114,114 @@ export class EndpointManager {
 
   has(name: string): boolean {
     return this.local.has(name);
+  }
+
+  /** The stored record of a local endpoint (what a migration needs to move it). */
+  stored(name: string): StoredEndpoint | undefined {
+    const r = this.local.get(name);
+    return r ? { ...r, command: [...r.command] } : undefined;
+  }
+
+  dirOf(name: string): string {
+    return this.store.dirOf(name);
+  }
+
+  isRunning(name: string): boolean {
+    return this.local.has(name) && !this.exited.has(name);
+  }
+
+  // ---- migration, source side ----
+
+  /** Marks the endpoint as leaving: from now its process may vanish without counting as an exit. */
+  beginOutgoing(name: string): StoredEndpoint {
+    const r = this.local.get(name);
+    if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+    if (this.exited.has(name)) throw new RoamError('CONFLICT', `endpoint ${name} is not running (${this.exited.get(name)}); nothing to migrate`);
+    this.outgoing.add(name);
+    return { ...r };
+  }
+
+  /** The migration failed before dumping: the process never stopped. */
+  endOutgoing(name: string): void {
+    this.outgoing.delete(name);
+  }
+
+  /** The migration rolled back: the tree was restored here, under a new shim. */
+  resumedLocally(name: string, restored: { pid: number; shimPid: number }): void {
+    const r = this.local.get(name);
+    if (!r) return;
+    Object.assign(r, { pid: restored.pid, shimPid: restored.shimPid, startTime: processStartTime(restored.pid) ?? 0 });
+    this.store.save(r);
+    this.outgoing.delete(name);
+    this.changed();
+  }
+
+  /** The endpoint now lives on another node: remove every local trace of it. */
+  release(name: string): Promise<void> {
+    return this.serialized(async () => {
+      const r = this.local.get(name);
+      if (!r) return;
+      await stopProcess(r.pid, r.startTime, 0);
+      await removeEndpointNetwork(this.o.session, r);
+      this.store.remove(name);
+      this.local.delete(name);
+      this.outgoing.delete(name);
+      this.exited.delete(name);
+      this.changed();
+    });
+  }
+
+  // ---- migration, target side ----
+
+  /** Builds the arriving endpoint's network, locked, with its own IP and MAC; announces nothing. */
+  prepareIncoming(spec: Omit<StoredEndpoint, 'netns' | 'hostVeth' | 'pid' | 'startTime' | 'shimPid' | 'incoming'>, migrationId: string): Promise<StoredEndpoint> {
+    return this.serialized(async () => {
+      if (this.local.has(spec.name) || this.incoming.has(spec.name)) throw new RoamError('CONFLICT', `endpoint ${spec.name} already exists on ${this.o.node}`);
+      const record: StoredEndpoint = {
+        ...spec, netns: join(this.o.stateDir, 'netns', spec.name), hostVeth: hostVethName(spec.name), pid: 0, startTime: 0, shimPid: 0, incoming: migrationId,
+      };
+      this.store.save(record);
+      try {
+        await this.ensureNetnsDir();
+        await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex(), locked: true });
+      } catch (err) {
+        this.store.remove(spec.name);
+        throw err;
+      }
+      this.incoming.set(spec.name, record);
+      return { ...record };
+    });
+  }
+
+  incomingRecord(name: string): StoredEndpoint | undefined {
+    const r = this.incoming.get(name);
+    return r ? { ...r } : undefined;
+  }
+
+  /** The restored tree is the endpoint now: it becomes local and is announced (the switch). */
+  adoptIncoming(name: string, restored: { pid: number; shimPid: number }): EndpointRecord {
+    const r = this.incoming.get(name);
+    if (!r) throw new RoamError('NOT_FOUND', `no endpoint ${name} is arriving on ${this.o.node}`);
+    delete r.incoming;
+    Object.assign(r, { pid: restored.pid, shimPid: restored.shimPid, startTime: processStartTime(restored.pid) ?? 0 });
+    this.store.save(r);
+    this.incoming.delete(name);
+    this.local.set(name, r);
+    this.changed();
+    return this.toRecord(r);
+  }
+
+  /** Removes an arrival that will not happen: any restored process, the network, the record. */
+  abortIncoming(name: string): Promise<void> {
+    return this.serialized(async () => {
+      const r = this.incoming.get(name) ?? (this.store.load(name)?.incoming ? this.store.load(name) : undefined);
+      if (!r) return;
+      const pid = readPidFile(join(this.store.dirOf(name), 'pid'));
+      if (pid) await stopProcess(pid, processStartTime(pid) ?? 0, 0);
+      await removeEndpointNetwork(this.o.session, r).catch(() => undefined);
+      this.store.remove(name);
+      this.incoming.delete(name);
+    });
   }
 
   records(): EndpointRecord[] {
@@ -220,5 +332,13 @@ export class EndpointManager {
       closeSync(fd);
     }
     return buf.toString('utf8');
+  }
+}
+
+function readPidFile(path: string): number {
+  try {
+    return Number(readFileSync(path, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
   }
 }

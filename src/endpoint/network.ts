@@ -10,6 +10,7 @@ import { ensureAddress } from '../sys/netlink/addresses.js';
 import { addVeth, deleteLink, requireLink, setLinkMaster, setLinkUp } from '../sys/netlink/links.js';
 import { RtnlSession } from '../sys/netlink/session.js';
 import { createNetns, removeNetns } from '../sys/netns/netns.js';
+import { lockNetns } from '../sys/nft.js';
 import { ENDPOINT_INTERFACE } from './naming.js';
 
 export interface EndpointNetworkSpec {
@@ -21,11 +22,15 @@ export interface EndpointNetworkSpec {
   mac: string;
   mtu: number;
   bridgeIndex: number;
+  /** lock the namespace (drop all IP traffic) before its interface exists: a migration target */
+  locked?: boolean;
 }
 
 export async function createEndpointNetwork(node: RtnlSession, spec: EndpointNetworkSpec): Promise<void> {
   createNetns(spec.netns);
   try {
+    // A namespace with a borrowed IP and MAC must never answer or reset anyone until it owns them.
+    if (spec.locked) lockNetns(spec.netns);
     const fd = openSync(spec.netns, 'r');
     try {
       await addVeth(node, { name: spec.hostVeth, alias: portAlias(spec.name), peerName: ENDPOINT_INTERFACE, peerMac: spec.mac, peerNetns: spec.netns, peerNetnsFd: fd, mtu: spec.mtu });

@@ -20,6 +20,8 @@ export interface StoredEndpoint {
   startTime: number;
   shimPid: number;
   createdAt: string;
+  /** set while the endpoint is arriving by migration: prepared, locked, not yet ours */
+  incoming?: string;
 }
 
 export class EndpointStore {

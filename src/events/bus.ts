@@ -13,6 +13,8 @@ export interface AgentEvents {
   'endpoint.started': { name: string; ip: string };
   'endpoint.stopped': { name: string };
   'endpoint.exited': { name: string; status: string };
+  'migration.phase': { id: string; name: string; phase: string; state: 'started' | 'done'; ms: number };
+  'migration.finished': { report: import('../migration/report.js').HandoverReport };
   log: { level: 'info' | 'warn' | 'error'; message: string };
 }
 

@@ -1,0 +1,102 @@
+/**
+ * Migration routes. Control API: start a migration of an endpoint wherever
+ * it lives, and read its live status and final report. Peer protocol: the
+ * target's steps (prepare, images, restore, switch, unlock, abort) and the
+ * forwarding of a start or status request to the node the endpoint lives on.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { LocationTable } from '../cluster/locations.js';
+import { RoamError } from '../errors/roam-error.js';
+import type { MigrationSource } from '../migration/source.js';
+import type { MigrationTarget } from '../migration/target.js';
+import type { PeerClient } from './peer-client.js';
+import {
+  ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody,
+  type ImageParams as ImageParamsT, type MigrateBody as MigrateBodyT, type MigrationParams as MigrationParamsT,
+  type MigrationQuery as MigrationQueryT, type PrepareBody as PrepareBodyT, type RestoreBody as RestoreBodyT,
+} from './schemas.js';
+
+export interface MigrationDeps {
+  node: string;
+  source: MigrationSource;
+  table: LocationTable;
+  peers: PeerClient;
+}
+
+function start(d: MigrationDeps, body: MigrateBodyT): { id: string; from: string } {
+  const { id } = d.source.start({ name: body.endpoint, to: body.to, mode: body.mode });
+  return { id, from: d.node };
+}
+
+function ownerOf(d: MigrationDeps, name: string): { node: string; address: string } {
+  const ep = d.table.endpoints().find((e) => e.name === name);
+  if (!ep) throw new RoamError('NOT_FOUND', `endpoint ${name} does not exist`);
+  const node = d.table.node(ep.node);
+  if (!node) throw new RoamError('NOT_FOUND', `endpoint ${name} lives on unknown node ${ep.node}`);
+  return { node: ep.node, address: node.address };
+}
+
+export function registerMigrationControlRoutes(app: FastifyInstance, d: MigrationDeps): void {
+  app.post<{ Body: MigrateBodyT }>('/v1/migrations', { schema: { body: MigrateBody } }, async (req, reply) => {
+    const owner = ownerOf(d, req.body.endpoint);
+    if (owner.node !== d.node) {
+      if (!d.table.node(req.body.to)) throw new RoamError('NOT_FOUND', `to: unknown node ${req.body.to}`);
+      return reply.status(202).send(await d.peers.startMigration(owner.address, req.body));
+    }
+    return reply.status(202).send(start(d, req.body));
+  });
+
+  app.get<{ Params: MigrationParamsT; Querystring: MigrationQueryT }>('/v1/migrations/:id', { schema: { params: MigrationParams, querystring: MigrationQuery } }, async (req) => {
+    const from = req.query.from ?? d.node;
+    if (from !== d.node) {
+      const node = d.table.node(from);
+      if (!node) throw new RoamError('NOT_FOUND', `from: unknown node ${from}`);
+      return d.peers.migrationStatus(node.address, req.params.id);
+    }
+    const status = d.source.status(req.params.id);
+    if (!status) throw new RoamError('NOT_FOUND', `migration ${req.params.id} is not known on ${d.node}`);
+    return status;
+  });
+}
+
+export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDeps & { target: MigrationTarget }): void {
+  // Images arrive as raw streams; the route reads them itself.
+  app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null, undefined));
+
+  app.post<{ Body: MigrateBodyT }>('/peer/v1/migrations', { schema: { body: MigrateBody } }, async (req, reply) => reply.status(202).send(start(d, req.body)));
+
+  app.get<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id', { schema: { params: MigrationParams } }, async (req) => {
+    const status = d.source.status(req.params.id);
+    if (!status) throw new RoamError('NOT_FOUND', `migration ${req.params.id} is not known on ${d.node}`);
+    return status;
+  });
+
+  app.post<{ Body: PrepareBodyT }>('/peer/v1/migrations/prepare', { schema: { body: PrepareBody } }, async (req) => {
+    await d.target.prepare(req.body);
+    return { prepared: req.body.id };
+  });
+
+  app.put<{ Params: ImageParamsT }>('/peer/v1/migrations/:id/images/:file', { schema: { params: ImageParams } }, async (req) => {
+    const bytes = await d.target.receiveImage(req.params.id, req.params.file, req.raw);
+    return { file: req.params.file, bytes };
+  });
+
+  app.post<{ Params: MigrationParamsT; Body: RestoreBodyT }>('/peer/v1/migrations/:id/restore', { schema: { params: MigrationParams, body: RestoreBody } }, async (req) =>
+    d.target.restore(req.params.id, req.body.pipeKeys),
+  );
+
+  app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/switch', { schema: { params: MigrationParams } }, async (req) => {
+    await d.target.switchOver(req.params.id);
+    return { switched: req.params.id };
+  });
+
+  app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams } }, async (req) => {
+    d.target.unlock(req.params.id);
+    return { unlocked: req.params.id };
+  });
+
+  app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/abort', { schema: { params: MigrationParams } }, async (req) => {
+    await d.target.abort(req.params.id);
+    return { aborted: req.params.id };
+  });
+}
