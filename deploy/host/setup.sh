@@ -10,7 +10,7 @@ ROOT=$PWD
 CRIU_MIN=4.2
 CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
-RUNTIME_PACKAGES=(nftables iproute2 util-linux procps iperf3)
+RUNTIME_PACKAGES=(nftables iproute2 util-linux procps iperf3 python3)
 # The addon links libnftables (the network lock) and builds with node-gyp.
 NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev)
 CRIU_RPC_PROTO=$CRIU_PREFIX/share/roam/criu/rpc.proto

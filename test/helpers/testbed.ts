@@ -69,6 +69,7 @@ export interface StreamProgress {
   sent: number;
   verified: number;
   maxGapMs: number;
+  open?: number;
 }
 
 /** The last progress line of a stream-check endpoint, and whether it ever failed. */
@@ -78,4 +79,47 @@ export function streamProgress(log: string): { last: StreamProgress | undefined;
   const progress = lines.filter((l) => l.startsWith('{"sent"'));
   const last = progress.length ? (JSON.parse(progress[progress.length - 1]!) as StreamProgress) : undefined;
   return { last, failed };
+}
+
+export interface Report {
+  id: string;
+  name: string;
+  from: string;
+  to: string;
+  mode: string;
+  result: 'success' | 'rolled_back' | 'failed';
+  reason?: string;
+  running_on: string;
+  frozen_ms: number;
+  phases: Record<string, number>;
+  image_bytes: number;
+  tcp_connections: number;
+}
+
+export async function migrate(tbName: string, name: string, to: string): Promise<Report> {
+  const r = await cli(['migrate', '--testbed', tbName, name, '--to', to, '--json']);
+  if (!r.out) throw new Error(`roam migrate printed nothing: ${r.err}`);
+  return JSON.parse(r.out) as Report;
+}
+
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Waits until a stream-check endpoint has verified `beyond` more bytes than now, failing on any error line. */
+export async function streamAdvances(tb: TestbedState, node: string, name: string, beyond: number, timeoutMs = 10000): Promise<StreamProgress> {
+  const start = streamProgress(endpointLog(tb, node, name)).last?.verified ?? 0;
+  let last: StreamProgress | undefined;
+  await waitFor(`${name} to verify ${beyond} more bytes`, () => {
+    const p = streamProgress(endpointLog(tb, node, name));
+    if (p.failed) throw new Error(`${name}: ${p.failed}`);
+    last = p.last;
+    return (p.last?.verified ?? 0) > start + beyond;
+  }, timeoutMs);
+  return last!;
 }

@@ -1,0 +1,143 @@
+/**
+ * Live migration on the testbed with unmodified programs: many connections,
+ * a forking server, a Node.js server with state; every stream checked byte
+ * for byte across each move; a long ping-pong leaves nothing behind.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callJson } from '../../src/api/http-client.js';
+import { listTables } from '../../src/sys/nft.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+import { requireRoot } from '../helpers/root.js';
+import {
+  cli, downAndCheck, endpointLog, endpoints, migrate, run, streamAdvances, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload,
+} from '../helpers/testbed.js';
+
+const name = uniqueTestbedName();
+let tb: TestbedState;
+const node = process.execPath;
+const forkingEcho = fileURLToPath(new URL('../../../test/fixtures/forking_echo.py', import.meta.url));
+
+test.before(async () => {
+  requireRoot();
+  tb = await upTestbed(name, 3);
+});
+
+test.after.always(async () => {
+  const left = await downAndCheck(name);
+  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+});
+
+function fdbOf(nodeName: string): string {
+  return execFileSync('bridge', ['-n', `roam-${name}-${nodeName}`, 'fdb', 'show', 'dev', 'roam-vx'], { encoding: 'utf8' });
+}
+
+function nodeOf(n: string) {
+  return tb.nodes.find((x) => x.name === n)!;
+}
+
+test.serial('a single-process server holding 110 connections and 16 MiB moves with every byte intact in both directions', async (t) => {
+  const srv = await run(tb, 'node1', 'echo', [node, workload('echo-server.js'), '--port', '7001', '--hold-mb', '16']);
+  await waitFor('echo to listen', () => endpointLog(tb, 'node1', 'echo').includes('listening'));
+  const sumBefore = /sha256 ([0-9a-f]+)/.exec(endpointLog(tb, 'node1', 'echo'))![1];
+  await run(tb, 'node3', 'many', [node, workload('stream-check.js'), srv.ip, '7001', '--connections', '110', '--rate', '2000']);
+  await waitFor('110 connections', () => endpointLog(tb, 'node3', 'many').includes('"connected":110'));
+  await streamAdvances(tb, 'node3', 'many', 50000);
+  const report = await migrate(name, 'echo', 'node2');
+  t.is(report.result, 'success', report.reason);
+  t.is(report.running_on, 'node2');
+  t.true(report.tcp_connections >= 110, `${report.tcp_connections} connections carried`);
+  t.true(report.image_bytes > 16 * 1048576);
+  t.true(report.frozen_ms > 0);
+  for (const p of ['prepare_ms', 'dump_ms', 'transfer_ms', 'restore_ms', 'switch_ms', 'unlock_ms']) t.true(report.phases[p]! > 0, p);
+  const after = await streamAdvances(tb, 'node3', 'many', 200000, 15000);
+  t.is(after.open, 110);
+  t.true(after.verified <= after.sent);
+  const moved = (await endpoints(tb)).find((e) => e.name === 'echo')!;
+  t.like(moved, { node: 'node2', ip: srv.ip, mac: srv.mac, state: 'running' });
+  process.kill(moved.pid!, 'SIGUSR2');
+  await waitFor('checksum line', () => endpointLog(tb, 'node2', 'echo').includes('memory sha256'));
+  t.regex(endpointLog(tb, 'node2', 'echo'), new RegExp(`memory sha256 ${sumBefore}, 110 connections`), 'memory and connections survived');
+  t.false(existsSync(`${nodeOf('node1').stateDir}/netns/echo`), 'nothing of it left on node1');
+});
+
+test.serial('a forking server (a process per connection) moves with its connections', async (t) => {
+  const srv = await run(tb, 'node2', 'forking', ['/usr/bin/python3', forkingEcho, '7002']);
+  await waitFor('forking server', () => endpointLog(tb, 'node2', 'forking').includes('listening'));
+  await run(tb, 'node1', 'forked-client', [node, workload('stream-check.js'), srv.ip, '7002', '--connections', '5', '--rate', '20000']);
+  await waitFor('5 connections', () => endpointLog(tb, 'node1', 'forked-client').includes('"connected":5'));
+  await streamAdvances(tb, 'node1', 'forked-client', 50000);
+  const children = execFileSync('ps', ['--ppid', String((await endpoints(tb)).find((e) => e.name === 'forking')!.pid), '-o', 'pid='], { encoding: 'utf8' }).trim().split('\n');
+  t.is(children.length, 5, 'one process per connection');
+  const report = await migrate(name, 'forking', 'node3');
+  t.is(report.result, 'success', report.reason);
+  t.is(report.tcp_connections, 5);
+  await streamAdvances(tb, 'node1', 'forked-client', 100000, 15000);
+});
+
+test.serial("a Node.js server's in-memory state survives and its client never reconnects", async (t) => {
+  const srv = await run(tb, 'node3', 'counter', [node, workload('counter-server.js'), '--port', '7000']);
+  await waitFor('counter', () => endpointLog(tb, 'node3', 'counter').includes('listening'));
+  await run(tb, 'node1', 'counting', [node, workload('counter-client.js'), srv.ip, '7000', '--interval-ms', '20']);
+  await waitFor('replies', () => endpointLog(tb, 'node1', 'counting').includes('reply 10:'));
+  const report = await migrate(name, 'counter', 'node1');
+  t.is(report.result, 'success', report.reason);
+  await sleep(1000);
+  const replies = endpointLog(tb, 'node1', 'counting').trim().split('\n').filter((l) => l.startsWith('reply'));
+  replies.forEach((l, i) => t.regex(l, new RegExp(`^reply ${i + 1}: count ${i + 1} `), 'every answer continues the count'));
+  t.false(endpointLog(tb, 'node1', 'counting').includes('connection'), 'no lost or closed connection');
+});
+
+test.serial('a second migration of an endpoint already moving is refused with 409; bad requests name what is wrong', async (t) => {
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const first = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'echo', to: 'node3' });
+  const second = await cli(['migrate', '--testbed', name, 'echo', '--to', 'node1']);
+  t.is(second.code, 1);
+  t.regex(second.err, /endpoint echo is already moving \(migration m-/);
+  await waitFor('first migration', async () => (await callJson<{ state: string }>(api, 'GET', `/v1/migrations/${first.id}?from=${first.from}`)).state !== 'running', 20000);
+  const cases: [string[], RegExp][] = [
+    [['migrate', '--testbed', name, 'ghost', '--to', 'node1'], /endpoint ghost does not exist/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node9'], /to: unknown node node9/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node3'], /to: endpoint echo is already on node3/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy/],
+    [['migrate', '--testbed', name, 'echo'], /--to NODE is required/],
+  ];
+  for (const [args, message] of cases) t.regex((await cli(args)).err, message, args.join(' '));
+  await streamAdvances(tb, 'node3', 'many', 100000, 15000);
+});
+
+test.serial('ping-pong node1 -> node2 -> node3 -> node1, ten times, leaves no namespace, lock, FDB entry, image or process behind', async (t) => {
+  const order = ['node2', 'node3', 'node1'];
+  const frozen: number[] = [];
+  for (let round = 0; round < 10; round++) {
+    for (const to of order) {
+      const r = await migrate(name, 'counter', to);
+      t.is(r.result, 'success', `round ${round} to ${to}: ${r.reason ?? ''}`);
+      frozen.push(r.frozen_ms);
+    }
+  }
+  t.log(`frozen ms: median ${frozen.sort((a, b) => a - b)[15]}, max ${frozen[frozen.length - 1]}`);
+  await sleep(1000);
+  const counting = endpointLog(tb, 'node1', 'counting');
+  t.false(counting.includes('connection'), 'the client never lost its connection');
+  const eps = await endpoints(tb);
+  for (const n of tb.nodes) {
+    const local = eps.filter((e) => e.node === n.name).map((e) => e.name).sort();
+    t.deepEqual(readdirSync(`${n.stateDir}/netns`).sort(), local, `${n.name}: only live endpoints have namespaces`);
+    t.deepEqual(readdirSync(`${n.stateDir}/endpoints`).sort(), local, `${n.name}: only live endpoints have state`);
+    t.deepEqual(existsSync(`${n.stateDir}/migrations`) ? readdirSync(`${n.stateDir}/migrations`) : [], [], `${n.name}: no images left`);
+    for (const ep of local) t.deepEqual(listTables(`${n.stateDir}/netns/${ep}`), [], `${n.name}/${ep}: no lock left`);
+  }
+  const counter = eps.find((e) => e.name === 'counter')!;
+  for (const n of tb.nodes) {
+    const entries = fdbOf(n.name).split('\n').filter((l) => l.startsWith(counter.mac));
+    if (n.name === counter.node) t.false(entries.some((l) => l.includes(' self')), `${n.name} owns it: no tunnel entry`);
+    else t.deepEqual(entries.filter((l) => l.includes(' self')).map((l) => /dst (\S+)/.exec(l)![1]), [nodeOf(counter.node).underlayIp], `${n.name}: one tunnel entry, to the owner`);
+  }
+  const shims = execFileSync('pgrep', ['-f', `roam-shim .*${name}/`], { encoding: 'utf8' }).trim().split('\n');
+  t.is(shims.length, eps.length, 'one shim per endpoint, no strays');
+  t.is(streamProgress(endpointLog(tb, 'node1', 'forked-client')).failed, undefined);
+});
