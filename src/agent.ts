@@ -91,6 +91,7 @@ export class Agent {
       if (what !== 'remote') void sync.pushAll();
     });
     await manager.adopt();
+    MigrationTarget.removeLeftovers(c.stateDir, (m) => this.events.warn(m));
     manager.startWatching();
 
     const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events);

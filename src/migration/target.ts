@@ -6,7 +6,7 @@
  * every trace; after it, abort is refused.
  */
 import type { IncomingMessage } from 'node:http';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { restoreUnderShim } from '../checkpoint/executor.js';
 import type { EndpointManager } from '../endpoint/manager.js';
@@ -106,6 +106,21 @@ export class MigrationTarget {
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
+  }
+
+  /**
+   * At start: arrivals of a previous run of this agent can never complete.
+   * Their endpoint state goes with EndpointManager.adopt(); their images here.
+   * (A source keeps its own images after a failed rollback: those have a dump log.)
+   */
+  static removeLeftovers(stateDir: string, log: (m: string) => void): void {
+    const root = join(stateDir, 'migrations');
+    if (!existsSync(root)) return;
+    for (const id of readdirSync(root)) {
+      if (existsSync(join(root, id, 'images', 'dump.log'))) continue;
+      rmSync(join(root, id), { recursive: true, force: true });
+      log(`removed the images of unfinished arrival ${id}`);
+    }
   }
 
   inFlight(): number {

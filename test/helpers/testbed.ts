@@ -19,8 +19,8 @@ export function uniqueTestbedName(): string {
   return `t${randomBytes(3).toString('hex')}`;
 }
 
-export async function upTestbed(name: string, nodes = 3): Promise<TestbedState> {
-  return testbedUp({ name, nodes, underlayRate: undefined, syncIntervalMs: 500, say: () => undefined });
+export async function upTestbed(name: string, nodes = 3, underlayRate?: string): Promise<TestbedState> {
+  return testbedUp({ name, nodes, underlayRate, syncIntervalMs: 500, say: () => undefined });
 }
 
 /** Tears down and returns what is left of it (empty when clean). */
