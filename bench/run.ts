@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { convergenceBench, throughputBench } from './overlay.js';
+import { migrationBench } from './migration.js';
 import { lineChart } from './svg-plot.js';
 
 const quick = process.argv.includes('--quick');
@@ -14,12 +15,13 @@ const started = new Date().toISOString();
 const scenarios = [
   only && only !== 'throughput' ? { scenario: 'overlay_throughput', skipped: true } : await throughputBench(quick ? 1 : 3, quick ? 2 : 5),
   only && only !== 'convergence' ? { scenario: 'location_convergence', skipped: true } : await convergenceBench(quick ? [3, 8] : [3, 8, 16], quick ? 3 : 10),
+  only && only !== 'migration' ? { scenario: 'migration', skipped: true } : await migrationBench(quick ? 1 : 3, [0, 100]),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);
 const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
-writeFileSync(`${dir}overlay.json`, `${text}\n`);
+writeFileSync(`${dir}${only ? `${only}.json` : 'all.json'}`, `${text}\n`);
 const convergence = scenarios[1] as { results?: { nodes: number; median_ms: number; p95_ms: number; after_create_returned_median_ms: number }[] };
 if (convergence.results) writeFileSync(`${dir}convergence.svg`, lineChart({
   title: 'Time for every node to reflect an endpoint\'s new location',

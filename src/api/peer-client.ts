@@ -47,8 +47,8 @@ export class PeerClient implements TargetAgent {
     await callRaw(this.target(address), 'POST', '/peer/v1/migrations/prepare', body, { timeoutMs: 15000 });
   }
 
-  sendImages(address: string, id: string, imagesDir: string): Promise<number> {
-    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id);
+  sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number> {
+    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id, parallel);
   }
 
   async restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }> {

@@ -87,7 +87,7 @@ export const MigrateBody = Type.Object(
   {
     endpoint: EndpointName,
     to: NodeName,
-    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy' })),
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy (default) or cold (the baseline: nothing prepared ahead)' })),
   },
   { additionalProperties: false },
 );

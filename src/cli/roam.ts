@@ -14,7 +14,7 @@ import { testbedUp } from '../testbed/up.js';
 import { testbedDown } from '../testbed/down.js';
 import { readTestbedState } from '../testbed/state.js';
 import type { EndpointRecordWire } from '../api/schemas.js';
-import type { HandoverReport, MigrationStatus } from '../migration/report.js';
+import { followMigration } from './follow-migration.js';
 
 const USAGE = `usage: roam <command> [options]
 
@@ -23,7 +23,7 @@ const USAGE = `usage: roam <command> [options]
                                            start CMD as a migratable endpoint
   ps [--json]                              list endpoints across the cluster
   logs NAME                                print an endpoint's output
-  migrate NAME --to NODE [--mode stop-copy] [--json]
+  migrate NAME --to NODE [--mode stop-copy|cold] [--json]
                                            move a running endpoint, its IP and its TCP connections
   stop NAME                                stop an endpoint and remove every trace of it
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
@@ -134,24 +134,6 @@ async function cmdMigrate(args: string[], out: Out): Promise<number> {
   const report = await followMigration(api, started, values.json ? () => undefined : out);
   if (values.json) out(JSON.stringify(report));
   return report.result === 'success' ? 0 : 1;
-}
-
-/** Polls a migration's status, printing each phase as it completes; returns the report. */
-async function followMigration(api: { socketPath: string }, m: { id: string; from: string }, out: Out): Promise<HandoverReport> {
-  let shown = 0;
-  let headed = false;
-  for (;;) {
-    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    if (!headed && (headed = true)) out(`migrating ${s.name}: ${s.from} -> ${s.to} (${s.mode}, ${s.id})`);
-    for (; shown < s.completed.length; shown++) out(`  ${s.completed[shown]!.phase.padEnd(9)} ${s.completed[shown]!.ms.toFixed(1).padStart(8)} ms`);
-    if (s.report) {
-      const r = s.report;
-      if (r.result === 'success') out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
-      else out(`${r.result}: ${r.reason ?? ''}`);
-      return r;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function cmdTestbed(args: string[], out: Out): Promise<number> {

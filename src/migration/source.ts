@@ -27,7 +27,7 @@ import type { PrepareRequest } from './target.js';
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
   prepare(address: string, body: PrepareRequest): Promise<void>;
-  sendImages(address: string, id: string, imagesDir: string): Promise<number>;
+  sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
   restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
   unlock(address: string, id: string): Promise<void>;
@@ -40,7 +40,14 @@ export interface MigrateRequest {
   mode: string | undefined;
 }
 
-const MODES = ['stop-copy'] as const;
+/**
+ * stop-copy: the target is prepared (locked namespace, IP, MAC, bridge port)
+ *   before the freeze; images stream in parallel.
+ * cold: the research-prototype sequence, kept as the baseline the bench
+ *   measures against: freeze and dump first, then build the target, then
+ *   one transfer stream; everything inside the frozen window.
+ */
+const MODES = ['stop-copy', 'cold'] as const;
 const KEEP_STATUSES = 200;
 
 export class MigrationSource {
@@ -121,14 +128,17 @@ export class MigrationSource {
       return report;
     };
 
+    const cold = status.mode === 'cold';
+    const prepare = () => phase('prepare', () => this.target.prepare(address, {
+      id: status.id, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
+      generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
+    }));
     try {
-      await phase('prepare', () => this.target.prepare(address, {
-        id: status.id, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
-        generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
-      }));
+      if (!cold) await prepare();
       frozenAt = performance.now();
       dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir }));
-      await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir));
+      if (cold) await prepare();
+      await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir, cold ? 1 : 3));
       await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys));
       await phase('switch', async () => {
         await this.target.switchOver(address, status.id);

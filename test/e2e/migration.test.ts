@@ -102,7 +102,7 @@ test.serial('a second migration of an endpoint already moving is refused with 40
     [['migrate', '--testbed', name, 'ghost', '--to', 'node1'], /endpoint ghost does not exist/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node9'], /to: unknown node node9/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node3'], /to: endpoint echo is already on node3/],
-    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy, cold/],
     [['migrate', '--testbed', name, 'echo'], /--to NODE is required/],
   ];
   for (const [args, message] of cases) t.regex((await cli(args)).err, message, args.join(' '));

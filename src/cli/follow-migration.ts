@@ -1,0 +1,23 @@
+/** Following a migration from the CLI: its phases as they finish, then its report. */
+import { callJson } from '../api/http-client.js';
+import type { HandoverReport, MigrationStatus } from '../migration/report.js';
+
+type Out = (line: string) => void;
+
+export /** Polls a migration's status, printing each phase as it completes; returns the report. */
+async function followMigration(api: { socketPath: string }, m: { id: string; from: string }, out: Out): Promise<HandoverReport> {
+  let shown = 0;
+  let headed = false;
+  for (;;) {
+    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    if (!headed && (headed = true)) out(`migrating ${s.name}: ${s.from} -> ${s.to} (${s.mode}, ${s.id})`);
+    for (; shown < s.completed.length; shown++) out(`  ${s.completed[shown]!.phase.padEnd(9)} ${s.completed[shown]!.ms.toFixed(1).padStart(8)} ms`);
+    if (s.report) {
+      const r = s.report;
+      if (r.result === 'success') out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
+      else out(`${r.result}: ${r.reason ?? ''}`);
+      return r;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
