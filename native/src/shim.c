@@ -130,6 +130,9 @@ int main(int argc, char **argv) {
       (void)ignored;
       _exit(127);
     }
+    /* CRIU gets 0-6 and the status pipe (close-on-exec) only. */
+    if (status_pipe[1] > 7) close_range(7, status_pipe[1] - 1, 0);
+    close_range(status_pipe[1] + 1 > 7 ? status_pipe[1] + 1 : 7, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     execvp(command[0], command);
@@ -155,6 +158,11 @@ int main(int argc, char **argv) {
     else if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) { code = errno; what = "dup2"; }
     else {
       if (devnull > 2) close(devnull);
+      /* Nothing of whoever started the agent may leak into the endpoint: a
+       * stray socket would also make the tree impossible to checkpoint. The
+       * status pipe is close-on-exec and goes by itself. */
+      if (status_pipe[1] > 3) close_range(3, status_pipe[1] - 1, 0);
+      close_range(status_pipe[1] + 1, ~0U, 0);
       execvp(command[0], command);
       code = errno;
       what = "execvp";

@@ -16,6 +16,7 @@ import { RoamError } from '../errors/roam-error.js';
 import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
 import { nativePaths } from '../sys/native.js';
 import { netnsInode } from '../sys/netns/netns.js';
+import { cleanEnv } from '../endpoint/process.js';
 
 export const NETNS_KEY = 'roam-netns';
 const LOG_LEVEL = 4;
@@ -148,6 +149,7 @@ export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult
       spawn: (fd) => {
         const shim = spawn(nativePaths.shim, ['--restore', '--dir', spec.dir, '--', 'criu', 'swrk', '3'], {
           detached: true,
+          env: cleanEnv(),
           stdio: ['ignore', 'ignore', 'ignore', fd, netnsFd],
         });
         shim.unref();

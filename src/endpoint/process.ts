@@ -20,6 +20,7 @@ export interface StartedProcess {
 export async function startUnderShim(dir: string, netns: string, command: readonly string[]): Promise<StartedProcess> {
   const shim = spawn(nativePaths.shim, ['--netns', netns, '--dir', dir, '--', ...command], {
     detached: true,
+    env: cleanEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -115,4 +116,12 @@ export function exitStatus(dir: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The environment handed to what roam starts, without a parent's Node IPC channel. */
+export function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_CHANNEL_FD;
+  delete env.NODE_CHANNEL_SERIALIZATION_MODE;
+  return env;
 }

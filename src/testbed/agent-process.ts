@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { callJson } from '../api/http-client.js';
 import { RoamError } from '../errors/roam-error.js';
-import { isSameProcessAlive, processStartTime } from '../endpoint/process.js';
+import { cleanEnv, isSameProcessAlive, processStartTime } from '../endpoint/process.js';
 import { nativePaths } from '../sys/native.js';
 
 const mainScript = fileURLToPath(new URL('../main.js', import.meta.url));
@@ -18,6 +18,7 @@ export function startAgent(netnsPath: string, configPath: string, logPath: strin
   try {
     const child = spawn(nativePaths.nsexec, ['--net', netnsPath, '--', process.execPath, mainScript, 'agent', '--config', configPath], {
       detached: true,
+      env: cleanEnv(),
       stdio: ['ignore', log, log],
     });
     child.unref();

@@ -6,40 +6,18 @@ import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EndpointManager } from '../../src/endpoint/manager.js';
 import { hostVethName } from '../../src/endpoint/naming.js';
 import { processStartTime } from '../../src/endpoint/process.js';
 import { RoamError } from '../../src/errors/roam-error.js';
-import { EventBus } from '../../src/events/bus.js';
-import { addBridge, getLink, requireLink, setLinkUp } from '../../src/sys/netlink/links.js';
-import { RtnlSession } from '../../src/sys/netlink/session.js';
-import { freshDir, freshNetns, inNs } from '../helpers/netns.js';
+import { getLink, requireLink } from '../../src/sys/netlink/links.js';
+import { inNs } from '../helpers/netns.js';
+import { nodeWithManager } from '../helpers/node.js';
 import { requireRoot } from '../helpers/root.js';
 
 test.before(() => requireRoot());
 
-async function nodeWithManager(t: import('ava').ExecutionContext) {
-  const dir = freshDir(t, 'ep');
-  const ns = freshNetns(t, dir, 'node');
-  const s = RtnlSession.open(ns);
-  await addBridge(s, 'roam0', 1450);
-  const br = await requireLink(s, 'roam0');
-  await setLinkUp(s, br);
-  const stateDir = join(dir, 'state');
-  const make = () => new EndpointManager({
-    node: 'n1', stateDir, subnet: '10.244.0.0/16', range: '10.244.1.0/24', mtu: 1450, session: s,
-    bridgeIndex: () => br.index, clusterEndpoints: () => [], events: new EventBus(), stopGraceMs: 500,
-  });
-  const manager = make();
-  t.teardown(async () => {
-    await manager.stopAll().catch(() => undefined);
-    s.close();
-  });
-  return { ns, s, stateDir, manager, make };
-}
-
 test('an endpoint gets its own netns with its IP and MAC, a bridge port, and runs as PID 1 of its own PID namespace', async (t) => {
-  const { s, manager } = await nodeWithManager(t);
+  const { s, manager } = await nodeWithManager(t, 'ep');
   const ep = await manager.create({ name: 'web', ip: undefined, command: ['sleep', '1000'] });
   t.is(ep.ip, '10.244.1.1');
   t.is(ep.mac, '02:72:0a:f4:01:01');
@@ -56,7 +34,7 @@ test('an endpoint gets its own netns with its IP and MAC, a bridge port, and run
 });
 
 test('output goes to the log through pipes, never to a file the process holds', async (t) => {
-  const { manager } = await nodeWithManager(t);
+  const { manager } = await nodeWithManager(t, 'ep');
   const ep = await manager.create({ name: 'talker', ip: undefined, command: ['sh', '-c', 'echo hello out; echo hello err >&2; exec sleep 1000'] });
   await sleep(200);
   const log = manager.logs('talker');
@@ -69,7 +47,7 @@ test('output goes to the log through pipes, never to a file the process holds', 
 });
 
 test('a command that cannot start is refused clearly and leaves nothing behind', async (t) => {
-  const { s, stateDir, manager } = await nodeWithManager(t);
+  const { s, stateDir, manager } = await nodeWithManager(t, 'ep');
   const err = await t.throwsAsync(manager.create({ name: 'ghost', ip: undefined, command: ['/no/such/program'] }), { instanceOf: RoamError });
   t.is(err?.code, 'ENDPOINT_START_FAILED');
   t.regex(err?.message ?? '', /cannot start "\/no\/such\/program": execvp ENOENT/);
@@ -80,7 +58,7 @@ test('a command that cannot start is refused clearly and leaves nothing behind',
 });
 
 test('stop removes the process, the namespace, the port and the record', async (t) => {
-  const { s, stateDir, manager } = await nodeWithManager(t);
+  const { s, stateDir, manager } = await nodeWithManager(t, 'ep');
   const ep = await manager.create({ name: 'brief', ip: '10.244.1.77', command: ['sleep', '1000'] });
   await manager.stop('brief');
   t.is(processStartTime(ep.pid!), undefined);
@@ -91,7 +69,7 @@ test('stop removes the process, the namespace, the port and the record', async (
 });
 
 test('a SIGTERM-handling program gets SIGTERM; one that ignores it (PID 1) is killed without waiting out the grace', async (t) => {
-  const { manager } = await nodeWithManager(t);
+  const { manager } = await nodeWithManager(t, 'ep');
   await manager.create({ name: 'polite', ip: undefined, command: ['sh', '-c', 'trap "echo bye; exit 0" TERM; while true; do sleep 0.05; done'] });
   await manager.create({ name: 'deaf', ip: undefined, command: ['sleep', '1000'] });
   await sleep(200);
@@ -103,7 +81,7 @@ test('a SIGTERM-handling program gets SIGTERM; one that ignores it (PID 1) is ki
 });
 
 test('a new manager on the same state re-adopts running endpoints; exits are noticed', async (t) => {
-  const { manager, make } = await nodeWithManager(t);
+  const { manager, make } = await nodeWithManager(t, 'ep');
   const ep = await manager.create({ name: 'survivor', ip: undefined, command: ['sleep', '1000'] });
   await manager.create({ name: 'quitter', ip: undefined, command: ['sh', '-c', 'sleep 0.2; exit 3'] });
   const again = make();
