@@ -12,7 +12,7 @@ import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { inNs } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
-import { cli, downAndCheck, endpointLog, endpoints, run, streamProgress, uniqueTestbedName, upTestbed, workload } from '../helpers/testbed.js';
+import { cli, downAndCheck, endpointLog, endpoints, run, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -34,14 +34,19 @@ function fdbOf(nodeName: string): string {
     .split('\n').filter((l) => /^(02:72|00:00:00:00:00:00)/.test(l)).sort().join('\n');
 }
 
+/** One TCP round trip from inside an endpoint's namespace; returns what the probe said, success or not. */
 async function ping(fromNetns: string, ip: string, port = 7001): Promise<string> {
-  return inNs(fromNetns, [node, workload('tcp-ping.js'), ip, String(port)]).trim();
+  try {
+    return inNs(fromNetns, [node, workload('tcp-ping.js'), ip, String(port)]).trim();
+  } catch (err) {
+    return `failed: ${String((err as { stdout?: string }).stdout ?? err).trim()}`;
+  }
 }
 
 test.serial('endpoints on all three nodes reach each other over TCP through the overlay', async (t) => {
   const eps = [];
   for (const n of ['node1', 'node2', 'node3']) eps.push(await run(tb, n, `echo-${n}`, [node, workload('echo-server.js'), '--port', '7001']));
-  await sleep(300);
+  for (const n of ['node1', 'node2', 'node3']) await waitFor(`echo-${n} to listen`, () => endpointLog(tb, n, `echo-${n}`).includes('listening'));
   for (const from of eps) {
     for (const to of eps) {
       if (from === to) continue;
@@ -74,7 +79,7 @@ test.serial("an endpoint's IP and MAC are unchanged after stop and re-run with -
   t.like(listed, { node: 'node3', ip: before.ip, mac: before.mac });
   t.true(listed.pid > 0);
   t.regex(execFileSync('nsenter', [`--net=${listed.netns}`, 'ip', '-br', 'addr', 'show', 'eth0'], { encoding: 'utf8' }), new RegExp(before.ip.replaceAll('.', '\\.')));
-  await sleep(300);
+  await waitFor('keeper to listen', () => endpointLog(tb, 'node3', 'keeper').includes('listening'));
   const echo1 = (await endpoints(tb)).find((e) => e.name === 'echo-node1')!;
   t.regex(await ping(echo1.netns!, before.ip), /^ok /);
   t.regex(fdbOf('node1'), new RegExp(`${before.mac} dst 172\\.31\\.0\\.3 self permanent`));
@@ -114,6 +119,7 @@ test.serial('a node that joins late converges: everyone learns it, it learns eve
   }
   const late = await run(tb, 'node4', 'echo-node4', [node, workload('echo-server.js'), '--port', '7001']);
   t.is(late.ip, '10.244.4.1');
+  await waitFor('echo-node4 to listen', () => endpointLog(tb, 'node4', 'echo-node4').includes('listening'));
   const deadline = Date.now() + 10000;
   while (!/02:72:0a:f4:04:01 dst 172\.31\.0\.4/.test(fdbOf('node1')) && Date.now() < deadline) await sleep(50);
   t.regex(fdbOf('node1'), /00:00:00:00:00:00 dst 172\.31\.0\.4 self permanent/);
