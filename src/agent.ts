@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { createApp } from './api/app.js';
+import { addOpenApi, createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
 import { PeerClient } from './api/peer-client.js';
 import { registerPeerRoutes } from './api/peer-routes.js';
@@ -39,6 +39,7 @@ export class Agent {
   private peer: FastifyInstance | undefined;
   private metrics: Server | undefined;
   private registry: Registry | undefined;
+  private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
 
   constructor(readonly config: Readonly<AgentConfig>) {
     this.table = new LocationTable(config.node, config.underlay.address);
@@ -53,6 +54,7 @@ export class Agent {
       peersKnown: () => this.table.peers().length,
       peersReachable: () => this.table.peers().filter((p) => p.reachable).length,
       endpointsLocal: () => this.manager?.records().length ?? 0,
+      migrationsInFlight: () => ({ source: this.migrations?.source.inFlight() ?? 0, target: this.migrations?.target.inFlight() ?? 0 }),
     });
     mkdirSync(c.stateDir, { recursive: true });
     this.session = RtnlSession.open();
@@ -98,7 +100,8 @@ export class Agent {
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await reconciler.reconcile();
       await sync.publish(2000);
-    });
+    }, this.events);
+    this.migrations = { source, target };
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
@@ -109,6 +112,7 @@ export class Agent {
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
 
     this.control = createApp();
+    await addOpenApi(this.control, `roam agent ${c.node}: control API`, VERSION);
     registerControlRoutes(this.control, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
     registerMigrationControlRoutes(this.control, { node: c.node, source, table: this.table, peers: client });
     mkdirSync(dirname(c.api.socket), { recursive: true });

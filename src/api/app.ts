@@ -5,6 +5,7 @@
  * with the status from the error registry.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
 import { describeValueError } from '../config/validate.js';
@@ -39,4 +40,13 @@ export function createApp(): FastifyInstance {
     void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
   });
   return app;
+}
+
+/**
+ * Adds the OpenAPI document, generated from the routes' TypeBox schemas, at
+ * GET /v1/openapi.json. Call before registering the routes it should describe.
+ */
+export async function addOpenApi(app: FastifyInstance, title: string, version: string): Promise<void> {
+  await app.register(swagger, { openapi: { openapi: '3.0.3', info: { title, version } } });
+  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }

@@ -98,6 +98,7 @@ export const MigrationQuery = Type.Object({ from: Type.Optional(NodeName) }, { a
 export const PrepareBody = Type.Object(
   {
     id: MigrationId,
+    mode: Type.Optional(Type.String({ maxLength: 32 })),
     name: EndpointName,
     ip: IpAddress,
     prefixLength: Type.Integer({ minimum: 0, maximum: 128 }),

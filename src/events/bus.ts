@@ -15,6 +15,8 @@ export interface AgentEvents {
   'endpoint.exited': { name: string; status: string };
   'migration.phase': { id: string; name: string; phase: string; state: 'started' | 'done'; ms: number };
   'migration.finished': { report: import('../migration/report.js').HandoverReport };
+  /** the target's view: an arrival ended, switched (success) or aborted (rolled_back) */
+  'migration.arrival': { id: string; name: string; mode: string; result: 'success' | 'rolled_back' };
   log: { level: 'info' | 'warn' | 'error'; message: string };
 }
 

@@ -11,7 +11,14 @@ export interface MetricsSources {
   peersKnown: () => number;
   peersReachable: () => number;
   endpointsLocal: () => number;
+  migrationsInFlight: () => { source: number; target: number };
 }
+
+/** Handover times: a few ms (zero-wait goals) to tens of seconds (stop-copy of large memory). */
+const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Image sizes: 1 MiB to 16 GiB, by powers of four. */
+const BYTES_BUCKETS = Array.from({ length: 8 }, (_, i) => 2 ** (20 + 2 * i));
+const CONNECTION_BUCKETS = [0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000];
 
 export function createAgentMetrics(events: EventBus, src: MetricsSources): Registry {
   const registry = new Registry();
@@ -34,5 +41,29 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     if (e.errors > 0) reconcileErrors.inc(e.errors);
   });
   events.on('peer.sync', (e) => peerSyncs.inc({ result: e.ok ? 'ok' : 'error' }));
+
+  new Gauge({
+    name: 'roam_migrations_in_flight', help: 'Migrations under way, as source or as target.', labelNames: ['role'], registers: [registry],
+    collect() {
+      const n = src.migrationsInFlight();
+      this.set({ role: 'source' }, n.source);
+      this.set({ role: 'target' }, n.target);
+    },
+  });
+  const migrations = new Counter({ name: 'roam_migrations_total', help: 'Finished migrations by role, mode and result (success, rolled_back, failed).', labelNames: ['role', 'mode', 'result'], registers: [registry] });
+  const frozen = new Histogram({ name: 'roam_migration_frozen_seconds', help: 'Time the service was frozen, from the dump to the unlock on the target.', labelNames: ['mode'], buckets: SECONDS_BUCKETS, registers: [registry] });
+  const phase = new Histogram({ name: 'roam_migration_phase_seconds', help: 'Duration of each phase of a migration.', labelNames: ['phase'], buckets: SECONDS_BUCKETS, registers: [registry] });
+  const imageBytes = new Histogram({ name: 'roam_migration_image_bytes', help: 'Checkpoint image bytes moved per migration.', buckets: BYTES_BUCKETS, registers: [registry] });
+  const connections = new Histogram({ name: 'roam_migration_tcp_connections', help: 'Established TCP connections carried per migration.', buckets: CONNECTION_BUCKETS, registers: [registry] });
+  for (const role of ['source', 'target']) for (const result of ['success', 'rolled_back', 'failed']) migrations.inc({ role, mode: 'stop-copy', result }, 0);
+  events.on('migration.finished', ({ report }) => {
+    migrations.inc({ role: 'source', mode: report.mode, result: report.result });
+    if (report.result !== 'success') return;
+    frozen.observe({ mode: report.mode }, report.frozen_ms / 1000);
+    for (const [name, ms] of Object.entries(report.phases)) phase.observe({ phase: name.replace(/_ms$/, '') }, ms / 1000);
+    imageBytes.observe(report.image_bytes);
+    connections.observe(report.tcp_connections);
+  });
+  events.on('migration.arrival', (e) => migrations.inc({ role: 'target', mode: e.mode, result: e.result }));
   return registry;
 }

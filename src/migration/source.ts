@@ -130,7 +130,7 @@ export class MigrationSource {
 
     const cold = status.mode === 'cold';
     const prepare = () => phase('prepare', () => this.target.prepare(address, {
-      id: status.id, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
+      id: status.id, mode: status.mode, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
       generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
     }));
     try {

@@ -14,9 +14,11 @@ import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
 import { unlockNetns } from '../sys/nft.js';
 import { receiveImage } from './image-transfer.js';
+import type { EventBus } from '../events/bus.js';
 
 export interface PrepareRequest {
   id: string;
+  mode?: string;
   name: string;
   ip: string;
   prefixLength: number;
@@ -32,6 +34,7 @@ interface Arrival {
   dir: string;
   imagesDir: string;
   record: StoredEndpoint;
+  mode: string;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
 }
@@ -44,6 +47,7 @@ export class MigrationTarget {
     private readonly stateDir: string,
     /** after the switch: converge the local overlay and tell the peers, before answering */
     private readonly announce: () => Promise<void>,
+    private readonly events?: EventBus,
   ) {}
 
   private arrival(id: string): Arrival {
@@ -62,7 +66,7 @@ export class MigrationTarget {
         { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt },
         req.id,
       );
-      this.arrivals.set(req.id, { id: req.id, name: req.name, dir, imagesDir, record, restored: undefined, switched: false });
+      this.arrivals.set(req.id, { id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', restored: undefined, switched: false });
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw err;
@@ -97,6 +101,7 @@ export class MigrationTarget {
     unlockNetns(a.record.netns);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
+    this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
   }
 
   async abort(id: string): Promise<void> {
@@ -106,6 +111,7 @@ export class MigrationTarget {
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
+    this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'rolled_back' });
   }
 
   /**

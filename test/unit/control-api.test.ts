@@ -1,11 +1,14 @@
 import test from 'ava';
-import { createApp } from '../../src/api/app.js';
+import { addOpenApi, createApp } from '../../src/api/app.js';
+import { registerMigrationControlRoutes } from '../../src/api/migration-routes.js';
+import type { PeerClient } from '../../src/api/peer-client.js';
+import type { MigrationSource } from '../../src/migration/source.js';
 import { registerControlRoutes } from '../../src/api/control-routes.js';
 import { EndpointRouter, type LocalEndpoints, type RemoteEndpoints } from '../../src/cluster/endpoint-router.js';
 import { LocationTable, type EndpointRecord } from '../../src/cluster/locations.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 
-function build() {
+async function build() {
   const table = new LocationTable('node1', '172.31.0.1');
   table.addPeer('node2', '172.31.0.2');
   const local = new Map<string, EndpointRecord>();
@@ -38,14 +41,18 @@ function build() {
     },
   };
   const app = createApp();
+  await addOpenApi(app, 'roam test', '0.0.0');
   registerControlRoutes(app, { node: 'node1', router: new EndpointRouter('node1', table, endpoints, remote), table, ready: () => true });
+  // The migration routes' own logic is exercised end to end; here: their input checks and lookups.
+  const source = { status: () => undefined, start: () => ({ id: 'm-x-000000', done: Promise.resolve() }) } as unknown as MigrationSource;
+  registerMigrationControlRoutes(app, { node: 'node1', source, table, peers: {} as unknown as PeerClient });
   return { app, remoteCalls, table };
 }
 
 const body = { name: 'web', command: ['/bin/true'] };
 
 test('health, readiness and nodes answer', async (t) => {
-  const { app } = build();
+  const { app } = await build();
   t.deepEqual((await app.inject({ method: 'GET', url: '/v1/health' })).json(), { status: 'ok', node: 'node1' });
   t.is((await app.inject({ method: 'GET', url: '/v1/ready' })).statusCode, 200);
   const nodes = (await app.inject({ method: 'GET', url: '/v1/nodes' })).json() as { node: string }[];
@@ -53,7 +60,7 @@ test('health, readiness and nodes answer', async (t) => {
 });
 
 test('create, list, get, logs, stop: the happy path', async (t) => {
-  const { app } = build();
+  const { app } = await build();
   const created = await app.inject({ method: 'POST', url: '/v1/endpoints', payload: body });
   t.is(created.statusCode, 201);
   t.is(created.json().name, 'web');
@@ -65,7 +72,7 @@ test('create, list, get, logs, stop: the happy path', async (t) => {
 });
 
 test('a create for another node is forwarded to that node', async (t) => {
-  const { app, remoteCalls } = build();
+  const { app, remoteCalls } = await build();
   const res = await app.inject({ method: 'POST', url: '/v1/endpoints', payload: { ...body, node: 'node2' } });
   t.is(res.statusCode, 201);
   t.deepEqual(remoteCalls, ['create 172.31.0.2 web']);
@@ -79,7 +86,7 @@ async function expectError(t: import('ava').ExecutionContext, res: { statusCode:
 }
 
 test('bad input gets a 4xx naming the field or the conflict', async (t) => {
-  const { app } = build();
+  const { app } = await build();
   await expectError(t, await app.inject({ method: 'POST', url: '/v1/endpoints', headers: { 'content-type': 'application/json' }, payload: '{"name": ' }), 400, 'INPUT_INVALID', /malformed JSON/);
   await expectError(t, await app.inject({ method: 'POST', url: '/v1/endpoints', payload: { ...body, command: 'ls' } }), 400, 'INPUT_INVALID', /body\.command: expected array/);
   await expectError(t, await app.inject({ method: 'POST', url: '/v1/endpoints', payload: { ...body, colour: 'red' } }), 400, 'INPUT_INVALID', /body\.colour: unknown field/);
@@ -93,4 +100,33 @@ test('bad input gets a 4xx naming the field or the conflict', async (t) => {
   await expectError(t, await app.inject({ method: 'GET', url: '/v1/nowhere' }), 404, 'NOT_FOUND', /no route GET \/v1\/nowhere/);
   t.is((await app.inject({ method: 'POST', url: '/v1/endpoints', payload: body })).statusCode, 201);
   await expectError(t, await app.inject({ method: 'POST', url: '/v1/endpoints', payload: body }), 409, 'CONFLICT', /web already exists/);
+});
+
+test('migration routes refuse bad input naming the field, and unknown things with 404', async (t) => {
+  const { app } = await build();
+  const post = (payload: unknown) => app.inject({ method: 'POST', url: '/v1/migrations', payload: payload as Record<string, unknown> });
+  await expectError(t, await app.inject({ method: 'POST', url: '/v1/migrations', headers: { 'content-type': 'application/json' }, payload: '{"endpoint"' }), 400, 'INPUT_INVALID', /malformed JSON/);
+  await expectError(t, await post({ endpoint: 'web', to: 'node2', speed: 'warp' }), 400, 'INPUT_INVALID', /body\.speed: unknown field/);
+  await expectError(t, await post({ endpoint: 'web', to: 7 }), 400, 'INPUT_INVALID', /body\.to: expected string/);
+  await expectError(t, await post({ to: 'node2' }), 400, 'INPUT_INVALID', /body\.endpoint: required field is missing/);
+  await expectError(t, await post({ endpoint: 'ghost', to: 'node2' }), 404, 'NOT_FOUND', /endpoint ghost does not exist/);
+  await expectError(t, await app.inject({ method: 'GET', url: '/v1/migrations/not-an-id' }), 400, 'INPUT_INVALID', /id: expected string to match/);
+  await expectError(t, await app.inject({ method: 'GET', url: '/v1/migrations/m-abc-123456' }), 404, 'NOT_FOUND', /migration m-abc-123456 is not known on node1/);
+  await expectError(t, await app.inject({ method: 'GET', url: '/v1/migrations/m-abc-123456?from=node9' }), 404, 'NOT_FOUND', /from: unknown node node9/);
+});
+
+test('the OpenAPI document describes every control route, from the same schemas', async (t) => {
+  const { app } = await build();
+  const res = await app.inject({ method: 'GET', url: '/v1/openapi.json' });
+  t.is(res.statusCode, 200);
+  const doc = res.json() as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: { 'application/json': { schema: { properties: Record<string, unknown>; additionalProperties: boolean } } } } }>> };
+  t.is(doc.openapi, '3.0.3');
+  const routes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)).sort();
+  t.deepEqual(routes, [
+    'DELETE /v1/endpoints/{name}', 'GET /v1/endpoints', 'GET /v1/endpoints/{name}', 'GET /v1/endpoints/{name}/logs', 'GET /v1/health',
+    'GET /v1/migrations/{id}', 'GET /v1/nodes', 'GET /v1/ready', 'POST /v1/endpoints', 'POST /v1/migrations',
+  ]);
+  const create = doc.paths['/v1/endpoints']!.post!.requestBody!.content['application/json'].schema;
+  t.deepEqual(Object.keys(create.properties).sort(), ['command', 'ip', 'name', 'node']);
+  t.false(create.additionalProperties);
 });
