@@ -10,7 +10,10 @@ ROOT=$PWD
 CRIU_MIN=4.2
 CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
-RUNTIME_PACKAGES=(nftables iproute2 util-linux procps iperf3 python3)
+RUNTIME_PACKAGES=(nftables iproute2 util-linux procps)
+# What the tests and benches use: iperf3 (throughput), python3 (a forking
+# server workload), prometheus (promtool and a real scrape of the testbed).
+TOOL_PACKAGES=(iperf3 python3 prometheus)
 # The addon links libnftables (the network lock) and builds with node-gyp.
 NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev)
 CRIU_RPC_PROTO=$CRIU_PREFIX/share/roam/criu/rpc.proto
@@ -144,6 +147,7 @@ ensure_typescript() {
 
 ensure_packages "runtime packages" "${RUNTIME_PACKAGES[@]}"
 ensure_packages "native build packages" "${NATIVE_BUILD_PACKAGES[@]}"
+ensure_packages "test and bench tools" "${TOOL_PACKAGES[@]}"
 ensure_criu
 ensure_node_modules
 ensure_native

@@ -11,7 +11,7 @@ import type { MigrationSource } from '../migration/source.js';
 import type { MigrationTarget } from '../migration/target.js';
 import type { PeerClient } from './peer-client.js';
 import {
-  ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody,
+  ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
   type ImageParams as ImageParamsT, type MigrateBody as MigrateBodyT, type MigrationParams as MigrationParamsT,
   type MigrationQuery as MigrationQueryT, type PrepareBody as PrepareBodyT, type RestoreBody as RestoreBodyT,
 } from './schemas.js';
@@ -90,8 +90,8 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
     return { switched: req.params.id };
   });
 
-  app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams } }, async (req) => {
-    d.target.unlock(req.params.id);
+  app.post<{ Params: MigrationParamsT; Body: UnlockBodyT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams, body: UnlockBody } }, async (req) => {
+    d.target.unlock(req.params.id, req.body.frozenMs);
     return { unlocked: req.params.id };
   });
 

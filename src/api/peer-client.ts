@@ -59,8 +59,8 @@ export class PeerClient implements TargetAgent {
     await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/switch`, {}, { timeoutMs: 15000 });
   }
 
-  async unlock(address: string, id: string): Promise<void> {
-    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, {}, { timeoutMs: 15000 });
+  async unlock(address: string, id: string, frozenMs: number): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, { frozenMs }, { timeoutMs: 15000 });
   }
 
   async abort(address: string, id: string): Promise<void> {

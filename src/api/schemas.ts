@@ -117,6 +117,12 @@ export const RestoreBody = Type.Object(
   { additionalProperties: false },
 );
 
+export const UnlockBody = Type.Object(
+  { frozenMs: Type.Number({ minimum: 0, description: 'how long the service has been frozen when the unlock is asked for' }) },
+  { additionalProperties: false },
+);
+
+export type UnlockBody = Static<typeof UnlockBody>;
 export type MigrateBody = Static<typeof MigrateBody>;
 export type MigrationParams = Static<typeof MigrationParams>;
 export type MigrationQuery = Static<typeof MigrationQuery>;

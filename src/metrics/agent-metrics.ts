@@ -65,5 +65,15 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     connections.observe(report.tcp_connections);
   });
   events.on('migration.arrival', (e) => migrations.inc({ role: 'target', mode: e.mode, result: e.result }));
+  const stall = new Histogram({
+    name: 'roam_migration_client_stall_seconds',
+    help: "Per restored connection with an active client: the frozen window plus the time until the client's data arrived again, from the restored socket's tcp_info.",
+    buckets: SECONDS_BUCKETS, registers: [registry],
+  });
+  const idle = new Counter({ name: 'roam_migration_idle_connections_total', help: 'Restored connections whose client sent nothing within 3 s of the unlock (idle, not stalled).', registers: [registry] });
+  events.on('migration.stall', (e) => {
+    for (const ms of e.stallsMs) stall.observe(ms / 1000);
+    idle.inc(e.idle);
+  });
   return registry;
 }

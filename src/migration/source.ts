@@ -30,7 +30,7 @@ export interface TargetAgent {
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
   restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
-  unlock(address: string, id: string): Promise<void>;
+  unlock(address: string, id: string, frozenMs: number): Promise<void>;
   abort(address: string, id: string): Promise<void>;
 }
 
@@ -146,7 +146,7 @@ export class MigrationSource {
         // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
         await this.manager.release(ep.name);
       });
-      await phase('unlock', () => this.target.unlock(address, status.id));
+      await phase('unlock', () => this.target.unlock(address, status.id, performance.now() - frozenAt));
       frozenMs = performance.now() - frozenAt;
       await phase('cleanup', async () => rmSync(dir, { recursive: true, force: true }));
       return finish('success', status.to);

@@ -14,6 +14,7 @@ import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
 import { unlockNetns } from '../sys/nft.js';
 import { receiveImage } from './image-transfer.js';
+import { measureResume } from '../handover/stall-meter.js';
 import type { EventBus } from '../events/bus.js';
 
 export interface PrepareRequest {
@@ -95,13 +96,19 @@ export class MigrationTarget {
     await this.announce();
   }
 
-  unlock(id: string): void {
+  /** Lifts the lock; then measures, in the background, how long each client took to come back. */
+  unlock(id: string, frozenMs: number): void {
     const a = this.arrival(id);
     if (!a.switched) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
     unlockNetns(a.record.netns);
+    const unlockedAt = performance.now();
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
+    measureResume(a.record.netns, unlockedAt).then(
+      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenMs + r), idle: m.idle }),
+      (err) => this.events?.warn(`migration ${id}: could not read the restored connections' TCP state: ${String(err)}`),
+    );
   }
 
   async abort(id: string): Promise<void> {

@@ -44,9 +44,16 @@ async function build() {
   await addOpenApi(app, 'roam test', '0.0.0');
   registerControlRoutes(app, { node: 'node1', router: new EndpointRouter('node1', table, endpoints, remote), table, ready: () => true });
   // The migration routes' own logic is exercised end to end; here: their input checks and lookups.
-  const source = { status: () => undefined, start: () => ({ id: 'm-x-000000', done: Promise.resolve() }) } as unknown as MigrationSource;
+  const started: string[] = [];
+  const source = {
+    status: (id: string) => (id === 'm-x-000000' ? { id, name: 'web', from: 'node1', to: 'node2', mode: 'stop-copy', state: 'running', phase: 'dump', completed: [{ phase: 'prepare', ms: 9 }] } : undefined),
+    start: (req: { name: string; to: string }) => {
+      started.push(`${req.name}->${req.to}`);
+      return { id: 'm-x-000000', done: Promise.resolve() };
+    },
+  } as unknown as MigrationSource;
   registerMigrationControlRoutes(app, { node: 'node1', source, table, peers: {} as unknown as PeerClient });
-  return { app, remoteCalls, table };
+  return { app, remoteCalls, table, started };
 }
 
 const body = { name: 'web', command: ['/bin/true'] };
@@ -129,4 +136,16 @@ test('the OpenAPI document describes every control route, from the same schemas'
   const create = doc.paths['/v1/endpoints']!.post!.requestBody!.content['application/json'].schema;
   t.deepEqual(Object.keys(create.properties).sort(), ['command', 'ip', 'name', 'node']);
   t.false(create.additionalProperties);
+});
+
+test('starting a migration answers 202 with its id; its live status can be read', async (t) => {
+  const { app, started } = await build();
+  t.is((await app.inject({ method: 'POST', url: '/v1/endpoints', payload: body })).statusCode, 201);
+  const res = await app.inject({ method: 'POST', url: '/v1/migrations', payload: { endpoint: 'web', to: 'node2' } });
+  t.is(res.statusCode, 202);
+  t.deepEqual(res.json(), { id: 'm-x-000000', from: 'node1' });
+  t.deepEqual(started, ['web->node2']);
+  const status = await app.inject({ method: 'GET', url: '/v1/migrations/m-x-000000?from=node1' });
+  t.is(status.statusCode, 200);
+  t.like(status.json(), { state: 'running', phase: 'dump', completed: [{ phase: 'prepare', ms: 9 }] });
 });
