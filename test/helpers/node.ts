@@ -7,7 +7,7 @@ import { addBridge, requireLink, setLinkUp } from '../../src/sys/netlink/links.j
 import { RtnlSession } from '../../src/sys/netlink/session.js';
 import { freshDir, freshNetns } from './netns.js';
 
-export async function nodeWithManager(t: ExecutionContext, prefix: string) {
+export async function nodeWithManager(t: ExecutionContext, prefix: string, stopGraceMs = 500) {
   const dir = freshDir(t, prefix);
   const ns = freshNetns(t, dir, 'node');
   const s = RtnlSession.open(ns);
@@ -17,7 +17,7 @@ export async function nodeWithManager(t: ExecutionContext, prefix: string) {
   const stateDir = join(dir, 'state');
   const make = () => new EndpointManager({
     node: 'n1', stateDir, subnet: '10.244.0.0/16', range: '10.244.1.0/24', mtu: 1450, session: s,
-    bridgeIndex: () => br.index, clusterEndpoints: () => [], events: new EventBus(), stopGraceMs: 500,
+    bridgeIndex: () => br.index, clusterEndpoints: () => [], events: new EventBus(), stopGraceMs,
   });
   const manager = make();
   t.teardown(async () => {
