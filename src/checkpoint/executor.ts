@@ -9,14 +9,14 @@
  * FIN or RST). The namespace is external: it stays where it is, and
  * restore joins the tree to whichever namespace it is given under the same key.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
 import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
-import { nativePaths } from '../sys/native.js';
+import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
+import { listTcpConnections } from '../sys/netlink/sock-diag.js';
+import { stdioPipeKeys } from '../sys/proc.js';
 import { netnsInode } from '../sys/netns/netns.js';
-import { cleanEnv } from '../endpoint/process.js';
 
 export const NETNS_KEY = 'roam-netns';
 const LOG_LEVEL = 4;
@@ -37,41 +37,13 @@ export interface DumpResult {
   hooks: { name: string; atMs: number }[];
 }
 
-/** Established TCP connections in the process's network namespace. */
-export function countEstablished(pid: number): number {
-  let n = 0;
-  for (const file of ['tcp', 'tcp6']) {
-    try {
-      for (const line of readFileSync(`/proc/${pid}/net/${file}`, 'utf8').split('\n').slice(1)) {
-        if (line.trim().split(/\s+/)[3] === '01') n++;
-      }
-    } catch {
-      // no IPv6 in this namespace
-    }
-  }
-  return n;
-}
-
-function pipeKeysOf(pid: number): string[] {
-  const keys = new Set<string>();
-  for (const fd of [1, 2]) {
-    try {
-      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-      if (target.startsWith('pipe:')) keys.add(target);
-    } catch {
-      // fd closed by the program
-    }
-  }
-  return [...keys];
-}
-
 export function directoryBytes(dir: string): number {
   return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
 }
 
 export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
-  const pipeKeys = pipeKeysOf(spec.pid);
-  const tcpConnections = countEstablished(spec.pid);
+  const pipeKeys = stdioPipeKeys(spec.pid);
+  const tcpConnections = (await listTcpConnections(spec.netns)).length;
   const inode = netnsInode(spec.netns);
   const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
   const started = performance.now();
@@ -90,7 +62,7 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
         external: [`net[${inode}]:${NETNS_KEY}`],
         networkLock: NetworkLock.NFTABLES,
       },
-      spawn: (fd) => spawn('criu', ['swrk', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] }),
+      spawn: criuWorker,
       ...(spec.onHook ? { onHook: spec.onHook } : {}),
       logDir: spec.imagesDir,
     });
@@ -147,12 +119,7 @@ export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult
         inheritFd: [{ key: NETNS_KEY, fd: 4 }, ...spec.pipeKeys.map((key, i) => ({ key, fd: 5 + i }))],
       },
       spawn: (fd) => {
-        const shim = spawn(nativePaths.shim, ['--restore', '--dir', spec.dir, '--', 'criu', 'swrk', '3'], {
-          detached: true,
-          env: cleanEnv(),
-          stdio: ['ignore', 'ignore', 'ignore', fd, netnsFd],
-        });
-        shim.unref();
+        const shim = criuWorkerUnderShim(spec.dir, fd, netnsFd);
         shimPid = shim.pid ?? 0;
         return shim;
       },

@@ -16,7 +16,8 @@ import { isNetns } from '../sys/netns/netns.js';
 import { allocateIp } from './allocator.js';
 import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
 import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
-import { exitStatus, isSameProcessAlive, processStartTime, startUnderShim, stopProcess, waitForShimExit } from './process.js';
+import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
+import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
 import { EndpointStore, type StoredEndpoint } from './store.js';
 
 export interface CreateEndpointRequest {
@@ -182,7 +183,7 @@ export class EndpointManager {
       };
       this.store.save(record);
       try {
-        await this.ensureNetnsDir();
+        this.ensureNetnsDir();
         await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex(), locked: true });
       } catch (err) {
         this.store.remove(spec.name);
@@ -268,7 +269,7 @@ export class EndpointManager {
     const dir = this.store.dirOf(req.name);
     this.store.save(record);
     try {
-      await this.ensureNetnsDir();
+      this.ensureNetnsDir();
       await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex() });
       try {
         const started = await startUnderShim(dir, record.netns, record.command);
@@ -288,7 +289,7 @@ export class EndpointManager {
     return this.toRecord(record);
   }
 
-  private async ensureNetnsDir(): Promise<void> {
+  private ensureNetnsDir(): void {
     mkdirSync(join(this.o.stateDir, 'netns'), { recursive: true });
   }
 

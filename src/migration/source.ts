@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { dumpTree, restoreUnderShim, type DumpResult } from '../checkpoint/executor.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { EndpointManager } from '../endpoint/manager.js';
-import { waitForShimExit } from '../endpoint/process.js';
+import { waitForShimExit } from '../sys/launch.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import { removeCriuLockTables } from '../sys/nft.js';

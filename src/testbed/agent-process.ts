@@ -2,31 +2,17 @@
  * Testbed agents are ordinary `roam agent` processes, started inside their
  * node's network namespace only (roam-nsexec), detached, logging to a file.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { callJson } from '../api/http-client.js';
 import { RoamError } from '../errors/roam-error.js';
-import { cleanEnv, isSameProcessAlive, processStartTime } from '../endpoint/process.js';
-import { nativePaths } from '../sys/native.js';
+import { spawnDetachedInNetns } from '../sys/launch.js';
+import { isSameProcessAlive, processStartTime } from '../sys/proc.js';
 
 const mainScript = fileURLToPath(new URL('../main.js', import.meta.url));
 
 export function startAgent(netnsPath: string, configPath: string, logPath: string): number {
-  const log = openSync(logPath, 'a');
-  try {
-    const child = spawn(nativePaths.nsexec, ['--net', netnsPath, '--', process.execPath, mainScript, 'agent', '--config', configPath], {
-      detached: true,
-      env: cleanEnv(),
-      stdio: ['ignore', log, log],
-    });
-    child.unref();
-    if (!child.pid) throw new RoamError('TESTBED', `could not start the agent for ${configPath}`);
-    return child.pid;
-  } finally {
-    closeSync(log);
-  }
+  return spawnDetachedInNetns(netnsPath, [process.execPath, mainScript, 'agent', '--config', configPath], logPath);
 }
 
 export function isAgentRunning(pid: number): boolean {

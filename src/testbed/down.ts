@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { callJson } from '../api/http-client.js';
 import { describeError } from '../errors/roam-error.js';
-import { isSameProcessAlive, stopProcess } from '../endpoint/process.js';
+import { isSameProcessAlive, stopProcess } from '../sys/proc.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { removeNetns } from '../sys/netns/netns.js';
 import { isAgentRunning, stopAgent } from './agent-process.js';

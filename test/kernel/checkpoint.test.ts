@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { dumpTree, restoreUnderShim } from '../../src/checkpoint/executor.js';
-import { processStartTime } from '../../src/endpoint/process.js';
+import { processStartTime } from '../../src/sys/proc.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 import { listTables, removeCriuLockTables } from '../../src/sys/nft.js';
 import { freshDir, freshNetns } from '../helpers/netns.js';

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostVethName } from '../../src/endpoint/naming.js';
-import { processStartTime } from '../../src/endpoint/process.js';
+import { processStartTime } from '../../src/sys/proc.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 import { getLink, requireLink } from '../../src/sys/netlink/links.js';
 import { inNs } from '../helpers/netns.js';

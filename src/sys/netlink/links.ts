@@ -7,7 +7,7 @@ import { ifla, rt } from 'netlink';
 import { RoamError, isSysError } from '../../errors/roam-error.js';
 import { formatIp, parseIp } from '../../net/ip.js';
 import { formatMac, parseMac } from '../../net/mac.js';
-import { encodeAttrs, streamToBuffer, u32, u8, be16 } from './attrs.js';
+import { encodeAttrs, streamToBuffer, u8, be16 } from './attrs.js';
 import { ADD, type RtnlSession } from './session.js';
 
 export interface VxlanInfo {
@@ -32,8 +32,6 @@ export interface LinkInfo {
   alias: string | undefined;
 }
 
-const IFF_UP = 1;
-const AF_BRIDGE = 7;
 const VETH_INFO_PEER = 1;
 const IFLA_BRPORT_LEARNING = 8;
 
@@ -186,5 +184,3 @@ export async function deleteLink(s: RtnlSession, name: string): Promise<void> {
   }
 }
 
-export const linkConstants = { IFF_UP, AF_BRIDGE } as const;
-export { u32 };

@@ -1,45 +1,9 @@
 /**
- * Endpoint processes, through roam-shim (native/src/shim.c): start, identify,
- * signal, stop. The shim makes the command PID 1 of its own PID namespace in
- * the endpoint's network namespace and keeps its output in DIR/log.
+ * Processes as the kernel shows them in /proc: identity (PID plus start time,
+ * so a recycled PID is never mistaken for ours), liveness, signals, stop.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RoamError } from '../errors/roam-error.js';
-import { nativePaths } from '../sys/native.js';
-
-export interface StartedProcess {
-  pid: number;
-  shimPid: number;
-  startTime: number;
-}
-
-/** Starts CMD under a shim; resolves once it runs, rejects naming why it could not. */
-export async function startUnderShim(dir: string, netns: string, command: readonly string[]): Promise<StartedProcess> {
-  const shim = spawn(nativePaths.shim, ['--netns', netns, '--dir', dir, '--', ...command], {
-    detached: true,
-    env: cleanEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  shim.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  shim.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const spawnError = new Promise<never>((_, reject) => shim.once('error', reject));
-  const reported = new Promise<void>((resolve) => shim.stdout.once('end', resolve));
-  await Promise.race([reported, spawnError]);
-  shim.unref();
-  const line = out.trim();
-  const ok = /^ok (\d+)$/.exec(line);
-  if (!ok) {
-    const reason = line.startsWith('error ') ? line.slice(6) : err.trim() || `shim exited without a report (${line})`;
-    throw new RoamError('ENDPOINT_START_FAILED', `cannot start ${JSON.stringify(command[0])}: ${reason}`, { command: [...command], reason });
-  }
-  const pid = Number(ok[1]);
-  return { pid, shimPid: shim.pid ?? 0, startTime: processStartTime(pid) ?? 0 };
-}
 
 /** /proc/PID/stat field 22, or undefined when there is no such process. */
 export function processStartTime(pid: number): number | undefined {
@@ -101,21 +65,18 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Waits for the shim to record the exit (it drains the pipes first). */
-export async function waitForShimExit(dir: string, shimPid: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (existsSync(join(dir, 'exit')) || processStartTime(shimPid) === undefined) return;
-    await sleep(10);
+/** "pipe:[inode]" of the process's stdout and stderr (once if they are the same pipe). */
+export function stdioPipeKeys(pid: number): string[] {
+  const keys = new Set<string>();
+  for (const fd of [1, 2]) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (target.startsWith('pipe:')) keys.add(target);
+    } catch {
+      // fd closed by the program
+    }
   }
-}
-
-export function exitStatus(dir: string): string | undefined {
-  try {
-    return readFileSync(join(dir, 'exit'), 'utf8').trim();
-  } catch {
-    return undefined;
-  }
+  return [...keys];
 }
 
 /** The environment handed to what roam starts, without a parent's Node IPC channel. */

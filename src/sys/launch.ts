@@ -1,0 +1,75 @@
+/**
+ * Starting processes through roam's helper executables (native/): a command
+ * under roam-shim as an endpoint, and a program inside a network namespace
+ * through roam-nsexec. The shim makes the command PID 1 of its own PID
+ * namespace in the endpoint's network namespace and keeps its output in
+ * DIR/log, its pid in DIR/pid and its end in DIR/exit.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RoamError } from '../errors/roam-error.js';
+import { nativePaths } from './native.js';
+import { cleanEnv, processStartTime } from './proc.js';
+
+export interface StartedProcess {
+  pid: number;
+  shimPid: number;
+  startTime: number;
+}
+
+/** Starts CMD under a shim; resolves once it runs, rejects naming why it could not. */
+export async function startUnderShim(dir: string, netns: string, command: readonly string[]): Promise<StartedProcess> {
+  const shim = spawn(nativePaths.shim, ['--netns', netns, '--dir', dir, '--', ...command], {
+    detached: true,
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  shim.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  shim.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const spawnError = new Promise<never>((_, reject) => shim.once('error', reject));
+  const reported = new Promise<void>((resolve) => shim.stdout.once('end', resolve));
+  await Promise.race([reported, spawnError]);
+  shim.unref();
+  const line = out.trim();
+  const ok = /^ok (\d+)$/.exec(line);
+  if (!ok) {
+    const reason = line.startsWith('error ') ? line.slice(6) : err.trim() || `shim exited without a report (${line})`;
+    throw new RoamError('ENDPOINT_START_FAILED', `cannot start ${JSON.stringify(command[0])}: ${reason}`, { command: [...command], reason });
+  }
+  const pid = Number(ok[1]);
+  return { pid, shimPid: shim.pid ?? 0, startTime: processStartTime(pid) ?? 0 };
+}
+
+/** Waits for the shim to record the exit (it drains the pipes first). */
+export async function waitForShimExit(dir: string, shimPid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(join(dir, 'exit')) || processStartTime(shimPid) === undefined) return;
+    await sleep(10);
+  }
+}
+
+export function exitStatus(dir: string): string | undefined {
+  try {
+    return readFileSync(join(dir, 'exit'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts argv inside the netns at `netnsPath` only (no mount namespace), detached, output to `logPath`. */
+export function spawnDetachedInNetns(netnsPath: string, argv: readonly string[], logPath: string): number {
+  const log = openSync(logPath, 'a');
+  try {
+    const child = spawn(nativePaths.nsexec, ['--net', netnsPath, '--', ...argv], { detached: true, env: cleanEnv(), stdio: ['ignore', log, log] });
+    child.unref();
+    if (!child.pid) throw new RoamError('PRECONDITION', `could not start ${argv[0]} in ${netnsPath}`);
+    return child.pid;
+  } finally {
+    closeSync(log);
+  }
+}
