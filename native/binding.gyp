@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "roam_native",
-      "sources": ["src/netns.c", "src/nft.c", "src/addon.c"],
+      "sources": ["src/netns.c", "src/nft.c", "src/rawip.c", "src/addon.c"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"],
       "libraries": ["-lpthread", "-lnftables"]
     },
@@ -11,6 +11,13 @@
       "type": "executable",
       "sources": ["src/shim.c"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"]
+    },
+    {
+      "target_name": "roam-hold",
+      "type": "executable",
+      "sources": ["src/hold.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"],
+      "libraries": ["-lnetfilter_log"]
     },
     {
       "target_name": "roam-nsexec",

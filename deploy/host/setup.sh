@@ -14,8 +14,9 @@ RUNTIME_PACKAGES=(nftables iproute2 util-linux procps)
 # What the tests and benches use: iperf3 (throughput), python3 (a forking
 # server workload), prometheus (promtool and a real scrape of the testbed).
 TOOL_PACKAGES=(iperf3 python3 prometheus)
-# The addon links libnftables (the network lock) and builds with node-gyp.
-NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev)
+# The addon links libnftables (the network lock), roam-hold links
+# libnetfilter_log (what the lock drops, kept for replay); node-gyp builds both.
+NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev libnetfilter-log-dev)
 CRIU_RPC_PROTO=$CRIU_PREFIX/share/roam/criu/rpc.proto
 CRIU_BUILD_PACKAGES=(build-essential pkg-config libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler python3-protobuf libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev
@@ -128,7 +129,7 @@ ensure_native() {
   fi
   local newest_src
   newest_src=$(find native/src native/binding.gyp -newer "$out/roam_native.node" 2>/dev/null | head -n1 || true)
-  if [ -f "$out/roam_native.node" ] && [ -f "$out/roam-shim" ] && [ -f "$out/roam-nsexec" ] && [ -z "$newest_src" ]; then
+  if [ -f "$out/roam_native.node" ] && [ -f "$out/roam-shim" ] && [ -f "$out/roam-nsexec" ] && [ -f "$out/roam-hold" ] && [ -z "$newest_src" ]; then
     say "native addon: up to date"
     return
   fi

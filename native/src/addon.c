@@ -11,6 +11,7 @@
 
 #include "netns.h"
 #include "nft.h"
+#include "rawip.h"
 
 #include <sys/socket.h>
 
@@ -146,6 +147,56 @@ static napi_value nft_run(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* rawSendIpv4(netnsPath, packets: Buffer[], mark) -> { sent, failed, errno } */
+static napi_value raw_send_ipv4(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  size_t len = 0;
+  uint32_t count = 0, mark = 0;
+  bool is_array = false;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, PATH_BUF, &len) != napi_ok || napi_is_array(env, argv[1], &is_array) != napi_ok ||
+      !is_array || napi_get_value_uint32(env, argv[2], &mark) != napi_ok) {
+    napi_throw_type_error(env, NULL, "rawSendIpv4(netns, packets, mark)");
+    return NULL;
+  }
+  napi_get_array_length(env, argv[1], &count);
+  const uint8_t **packets = calloc(count ? count : 1, sizeof *packets);
+  size_t *lengths = calloc(count ? count : 1, sizeof *lengths);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item;
+    void *data = NULL;
+    size_t size = 0;
+    bool is_buffer = false;
+    napi_get_element(env, argv[1], i, &item);
+    if (napi_is_buffer(env, item, &is_buffer) != napi_ok || !is_buffer) {
+      free(packets);
+      free(lengths);
+      napi_throw_type_error(env, NULL, "rawSendIpv4: every packet must be a Buffer");
+      return NULL;
+    }
+    napi_get_buffer_info(env, item, &data, &size);
+    packets[i] = data;
+    lengths[i] = size;
+  }
+  struct roam_raw_result r;
+  const char *syscall = "";
+  int err = roam_raw_send(path, packets, lengths, count, mark, &r, &syscall);
+  free(packets);
+  free(lengths);
+  if (err) return throw_sys(env, err, syscall, path);
+  napi_value out, value;
+  napi_create_object(env, &out);
+  napi_create_uint32(env, (uint32_t)r.sent, &value);
+  napi_set_named_property(env, out, "sent", value);
+  napi_create_uint32(env, (uint32_t)r.failed, &value);
+  napi_set_named_property(env, out, "failed", value);
+  napi_create_int32(env, r.first_errno, &value);
+  napi_set_named_property(env, out, "errno", value);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
@@ -154,6 +205,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"restoreNetns", NULL, restore_netns, NULL, NULL, NULL, napi_default, NULL},
       {"seqpacketPair", NULL, seqpacket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"nftRun", NULL, nft_run, NULL, NULL, NULL, napi_default, NULL},
+      {"rawSendIpv4", NULL, raw_send_ipv4, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -24,15 +24,17 @@ export async function callJson<T>(target: Target, method: string, path: string, 
   return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
+/** A Buffer body goes as application/octet-stream, anything else as JSON. */
 export function callRaw(target: Target, method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<string> {
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const binary = Buffer.isBuffer(body);
+  const payload = body === undefined ? undefined : binary ? body : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
       {
         ...target,
         method,
         path,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        headers: payload ? { 'content-type': binary ? 'application/octet-stream' : 'application/json', 'content-length': payload.length } : {},
         timeout: options.timeoutMs ?? 30000,
       },
       (res) => {

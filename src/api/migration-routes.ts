@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LocationTable } from '../cluster/locations.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { MigrationSource } from '../migration/source.js';
-import type { MigrationTarget } from '../migration/target.js';
+import { HOLD_BUDGET_BYTES, type MigrationTarget } from '../migration/target.js';
 import type { PeerClient } from './peer-client.js';
 import {
   ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
@@ -24,7 +24,7 @@ export interface MigrationDeps {
 }
 
 function start(d: MigrationDeps, body: MigrateBodyT): { id: string; from: string } {
-  const { id } = d.source.start({ name: body.endpoint, to: body.to, mode: body.mode });
+  const { id } = d.source.start({ name: body.endpoint, to: body.to, mode: body.mode, handover: body.handover });
   return { id, from: d.node };
 }
 
@@ -82,7 +82,7 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
   });
 
   app.post<{ Params: MigrationParamsT; Body: RestoreBodyT }>('/peer/v1/migrations/:id/restore', { schema: { params: MigrationParams, body: RestoreBody } }, async (req) =>
-    d.target.restore(req.params.id, req.body.pipeKeys),
+    d.target.restore(req.params.id, req.body.pipeKeys, req.body.connections ?? 0),
   );
 
   app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/switch', { schema: { params: MigrationParams } }, async (req) => {
@@ -90,10 +90,22 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
     return { switched: req.params.id };
   });
 
-  app.post<{ Params: MigrationParamsT; Body: UnlockBodyT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams, body: UnlockBody } }, async (req) => {
-    d.target.unlock(req.params.id, req.body.frozenMs);
-    return { unlocked: req.params.id };
+  app.put<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/held', { schema: { params: MigrationParams } }, async (req) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req.raw as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > HOLD_BUDGET_BYTES * 2) throw new RoamError('INPUT_INVALID', `held packets of migration ${req.params.id}: more than ${HOLD_BUDGET_BYTES * 2} bytes`);
+      chunks.push(c);
+    }
+    return d.target.receiveHeld(req.params.id, Buffer.concat(chunks));
   });
+
+  app.post<{ Params: MigrationParamsT; Body: UnlockBodyT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams, body: UnlockBody } }, async (req) =>
+    d.target.unlock(req.params.id, req.body.frozenMs),
+  );
+
+  app.get<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/stall', { schema: { params: MigrationParams } }, async (req) => d.target.stallOf(req.params.id));
 
   app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/abort', { schema: { params: MigrationParams } }, async (req) => {
     await d.target.abort(req.params.id);

@@ -9,6 +9,7 @@ import { sendImages } from '../migration/image-transfer.js';
 import type { PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
 import type { MigrationStatus } from '../migration/report.js';
+import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
 import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, type CreateEndpointBody } from './schemas.js';
 
 export interface AnnounceResult {
@@ -51,16 +52,23 @@ export class PeerClient implements TargetAgent {
     return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id, parallel);
   }
 
-  async restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }> {
-    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys }, { timeoutMs: 60000 });
+  async restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }> {
+    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys, connections }, { timeoutMs: 60000 });
   }
 
   async switchOver(address: string, id: string): Promise<void> {
     await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/switch`, {}, { timeoutMs: 15000 });
   }
 
-  async unlock(address: string, id: string, frozenMs: number): Promise<void> {
-    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, { frozenMs }, { timeoutMs: 15000 });
+  async unlock(address: string, id: string, frozenMs: number, held: Buffer | undefined): Promise<HandoverCounts> {
+    if (held) await callRaw(this.target(address), 'PUT', `/peer/v1/migrations/${id}/held`, held, { timeoutMs: 15000 });
+    const answer = await callJson<unknown>(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, { frozenMs }, { timeoutMs: 15000 });
+    return parseWithSchema(HandoverCounts, answer, 'PEER_PROTOCOL', `unlock answer from ${address}`);
+  }
+
+  async clientStall(address: string, id: string): Promise<ResumeMeasurement> {
+    const answer = await callJson<unknown>(this.target(address), 'GET', `/peer/v1/migrations/${id}/stall`, undefined, { timeoutMs: 15000 });
+    return parseWithSchema(ResumeMeasurement, answer, 'PEER_PROTOCOL', `stall answer from ${address}`);
   }
 
   async abort(address: string, id: string): Promise<void> {
@@ -69,7 +77,7 @@ export class PeerClient implements TargetAgent {
 
   // ---- migrations: forwarding a request to the node the endpoint lives on ----
 
-  startMigration(address: string, body: { endpoint: string; to: string; mode?: string }): Promise<{ id: string; from: string }> {
+  startMigration(address: string, body: { endpoint: string; to: string; mode?: string; handover?: HandoverMechanism }): Promise<{ id: string; from: string }> {
     return callJson(this.target(address), 'POST', '/peer/v1/migrations', body, { timeoutMs: 15000 });
   }
 

@@ -6,6 +6,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { IpAddress, NodeName } from '../config/schema.js';
 import { ENDPOINT_NAME_PATTERN } from '../endpoint/naming.js';
+import { HandoverMechanismSchema } from '../handover/schemas.js';
 import '../config/formats.js';
 
 export const EndpointName = Type.String({ pattern: ENDPOINT_NAME_PATTERN, description: 'endpoint name: lowercase letters, digits and dashes (DNS label)' });
@@ -88,6 +89,7 @@ export const MigrateBody = Type.Object(
     endpoint: EndpointName,
     to: NodeName,
     mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy (default) or cold (the baseline: nothing prepared ahead)' })),
+    handover: Type.Optional(HandoverMechanismSchema),
   },
   { additionalProperties: false },
 );
@@ -99,6 +101,7 @@ export const PrepareBody = Type.Object(
   {
     id: MigrationId,
     mode: Type.Optional(Type.String({ maxLength: 32 })),
+    handover: Type.Optional(HandoverMechanismSchema),
     name: EndpointName,
     ip: IpAddress,
     prefixLength: Type.Integer({ minimum: 0, maximum: 128 }),
@@ -113,7 +116,10 @@ export const PrepareBody = Type.Object(
 export const ImageParams = Type.Object({ id: MigrationId, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }) }, { additionalProperties: false });
 
 export const RestoreBody = Type.Object(
-  { pipeKeys: Type.Array(Type.String({ pattern: '^pipe:\\[[0-9]+\\]$' }), { maxItems: 2 }) },
+  {
+    pipeKeys: Type.Array(Type.String({ pattern: '^pipe:\\[[0-9]+\\]$' }), { maxItems: 2 }),
+    connections: Type.Optional(Type.Integer({ minimum: 0, description: 'established TCP connections the dump carried' })),
+  },
   { additionalProperties: false },
 );
 

@@ -3,11 +3,15 @@
  * tree, with hooks for the migration sequence. It knows nothing of nodes or
  * agents; migration/ decides when and where.
  *
- * Dump: the tree is frozen, its established TCP connections are checkpointed
- * in repair mode behind CRIU's nftables lock, and on success the tree is
- * gone (its sockets closed silently, still in repair mode, so no peer sees a
- * FIN or RST). The namespace is external: it stays where it is, and
- * restore joins the tree to whichever namespace it is given under the same key.
+ * Dump: the tree is frozen, then its namespace is locked (roam's own lock,
+ * at CRIU's network-lock hook, so what the lock drops can be kept for the
+ * handover; CRIU's lock is skipped), its established TCP connections are
+ * checkpointed in repair mode, and on success the tree is gone (its sockets
+ * closed silently, still in repair mode, so no peer sees a FIN or RST). A
+ * dump that fails leaves the tree running and the lock lifted. The namespace
+ * is external: it stays where it is, and restore joins the tree to whichever
+ * namespace it is given under the same key; the restoring side owns the lock
+ * there and lifts it itself.
  */
 import { closeSync, constants, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +21,7 @@ import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { stdioPipeKeys } from '../sys/proc.js';
 import { netnsInode } from '../sys/netns/netns.js';
+import { lockNetns, unlockNetns } from '../sys/nft.js';
 
 export const NETNS_KEY = 'roam-netns';
 const LOG_LEVEL = 4;
@@ -60,13 +65,21 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
         logFile: 'dump.log',
         notifyScripts: true,
         external: [`net[${inode}]:${NETNS_KEY}`],
-        networkLock: NetworkLock.NFTABLES,
+        networkLock: NetworkLock.SKIP,
       },
       spawn: criuWorker,
-      ...(spec.onHook ? { onHook: spec.onHook } : {}),
+      onHook: async (name) => {
+        // The tree is stopped when CRIU gets here: everything that arrives from now on is dropped (and logged).
+        if (name === 'network-lock') lockNetns(spec.netns);
+        await spec.onHook?.(name);
+      },
       logDir: spec.imagesDir,
     });
     return { durationMs: performance.now() - started, imageBytes: imageBytes(spec.imagesDir), pipeKeys, tcpConnections, hooks: result.hooks };
+  } catch (err) {
+    // CRIU resumed the tree: it must not stay cut off.
+    unlockNetns(spec.netns);
+    throw err;
   } finally {
     closeSync(imagesFd);
   }
@@ -83,6 +96,8 @@ export interface RestoreSpec {
   netns: string;
   imagesDir: string;
   pipeKeys: string[];
+  /** leave the restored tree stopped (SIGSTOP); the caller continues it once its network is ready */
+  leaveStopped?: boolean;
   onHook?: (name: string) => Promise<void> | void;
 }
 
@@ -115,7 +130,9 @@ export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult
         logFile: 'restore.log',
         notifyScripts: true,
         rstSibling: true,
-        networkLock: NetworkLock.NFTABLES,
+        // The namespace is locked by roam (prepared locked, or still locked from the dump).
+        networkLock: NetworkLock.SKIP,
+        leaveStopped: spec.leaveStopped ?? false,
         inheritFd: [{ key: NETNS_KEY, fd: 4 }, ...spec.pipeKeys.map((key, i) => ({ key, fd: 5 + i }))],
       },
       spawn: (fd) => {

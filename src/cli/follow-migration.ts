@@ -14,8 +14,13 @@ async function followMigration(api: { socketPath: string }, m: { id: string; fro
     for (; shown < s.completed.length; shown++) out(`  ${s.completed[shown]!.phase.padEnd(9)} ${s.completed[shown]!.ms.toFixed(1).padStart(8)} ms`);
     if (s.report) {
       const r = s.report;
-      if (r.result === 'success') out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
-      else out(`${r.result}: ${r.reason ?? ''}`);
+      if (r.result === 'success') {
+        out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
+        const h = r.handover;
+        if (h) out(`  handover (${h.mechanism}): ${h.packets_replayed}/${h.packets_held} held packets replayed, ${h.connections_kicked} connections kicked, ${h.connections_fallback} left to retransmission`);
+        const c = r.client_stall;
+        if (c) out(`  clients: stall p50 ${c.p50_ms} ms, p95 ${c.p95_ms} ms, max ${c.max_ms} ms over ${c.connections} active connections (${c.idle} idle)`);
+      } else out(`${r.result}: ${r.reason ?? ''}`);
       return r;
     }
     await new Promise((resolve) => setTimeout(resolve, 20));

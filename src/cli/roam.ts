@@ -23,7 +23,7 @@ const USAGE = `usage: roam <command> [options]
                                            start CMD as a migratable endpoint
   ps [--json]                              list endpoints across the cluster
   logs NAME                                print an endpoint's output
-  migrate NAME --to NODE [--mode stop-copy|cold] [--json]
+  migrate NAME --to NODE [--mode stop-copy|cold] [--handover full|replay|kick|off] [--json]
                                            move a running endpoint, its IP and its TCP connections
   stop NAME                                stop an endpoint and remove every trace of it
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
@@ -124,12 +124,12 @@ async function cmdStop(args: string[], out: Out): Promise<number> {
 }
 
 async function cmdMigrate(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
+  const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, handover: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
   if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', 'roam migrate: give exactly one endpoint name');
   if (!values.to) throw new RoamError('INPUT_INVALID', 'roam migrate: --to NODE is required');
   const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed });
   const api = { socketPath };
-  const body = { endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}) };
+  const body = { endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}), ...(values.handover ? { handover: values.handover } : {}) };
   const started = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', body, { unreachable: 'PRECONDITION' });
   const report = await followMigration(api, started, values.json ? () => undefined : out);
   if (values.json) out(JSON.stringify(report));

@@ -17,6 +17,8 @@ export interface AgentEvents {
   'migration.finished': { report: import('../migration/report.js').HandoverReport };
   /** the target's view: an arrival ended, switched (success) or aborted (rolled_back) */
   'migration.arrival': { id: string; name: string; mode: string; result: 'success' | 'rolled_back' };
+  /** the target's view: what the handover delivered and kicked when the service came back */
+  'migration.handover': { id: string; name: string; counts: import('../handover/deliver.js').HandoverCounts };
   /** per active restored connection: what its client felt (frozen window + time until its data came back) */
   'migration.stall': { id: string; name: string; stallsMs: number[]; idle: number };
   log: { level: 'info' | 'warn' | 'error'; message: string };

@@ -8,12 +8,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 
-export interface ResumeMeasurement {
-  /** per active connection: ms from the unlock to the first data from its peer */
-  resumedAfterMs: number[];
-  /** connections whose peer sent nothing within the window */
-  idle: number;
-}
+import type { ResumeMeasurement } from './schemas.js';
+
+export type { ResumeMeasurement } from './schemas.js';
 
 export async function measureResume(netns: string, unlockedAt: number, windowMs = 3000, pollMs = 5): Promise<ResumeMeasurement> {
   const resumed = new Map<string, number>();

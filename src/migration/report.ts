@@ -1,5 +1,6 @@
 /** The handover report and the live status of a migration, as TypeBox schemas (API output). */
 import { Type, type Static } from '@sinclair/typebox';
+import { HandoverCounts } from '../handover/schemas.js';
 
 export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'cleanup'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -29,6 +30,19 @@ export const HandoverReport = Type.Object({
   }),
   image_bytes: Type.Integer(),
   tcp_connections: Type.Integer(),
+  /** what the handover delivered and kicked when the service came back (absent if it never did) */
+  handover: Type.Optional(HandoverCounts),
+  /**
+   * What the clients felt, per connection that had data to send: the frozen
+   * window plus the time until its next data reached the restored socket.
+   */
+  client_stall: Type.Optional(Type.Object({
+    connections: Type.Integer({ minimum: 0 }),
+    idle: Type.Integer({ minimum: 0 }),
+    p50_ms: Type.Number(),
+    p95_ms: Type.Number(),
+    max_ms: Type.Number(),
+  })),
   started_at: Type.String(),
 });
 

@@ -20,17 +20,23 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import { removeCriuLockTables } from '../sys/nft.js';
+import { HOLD_GROUP } from '../sys/nft.js';
+import { PacketHold, serializeHeld, type HeldPackets } from '../sys/packet-hold.js';
+import { replays } from '../handover/deliver.js';
+import { resumeService } from '../handover/resume.js';
+import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
 import type { HandoverReport, MigrationStatus, Phase } from './report.js';
-import type { PrepareRequest } from './target.js';
+import { HOLD_BUDGET_BYTES, type PrepareRequest } from './target.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
   prepare(address: string, body: PrepareRequest): Promise<void>;
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
-  restore(address: string, id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }>;
+  restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
-  unlock(address: string, id: string, frozenMs: number): Promise<void>;
+  /** `held`: what the lock here kept (roam-hold's format), for the target to deliver */
+  unlock(address: string, id: string, frozenMs: number, held: Buffer | undefined): Promise<HandoverCounts>;
+  clientStall(address: string, id: string): Promise<ResumeMeasurement>;
   abort(address: string, id: string): Promise<void>;
 }
 
@@ -38,6 +44,7 @@ export interface MigrateRequest {
   name: string;
   to: string;
   mode: string | undefined;
+  handover?: HandoverMechanism | undefined;
 }
 
 /**
@@ -76,6 +83,10 @@ export class MigrationSource {
   start(req: MigrateRequest): { id: string; done: Promise<HandoverReport> } {
     const mode = req.mode ?? 'stop-copy';
     if (!(MODES as readonly string[]).includes(mode)) throw new RoamError('INPUT_INVALID', `mode: ${JSON.stringify(mode)} is not one of ${MODES.join(', ')}`);
+    const handover = req.handover ?? 'full';
+    if (!(HANDOVER_MECHANISMS as readonly string[]).includes(handover)) {
+      throw new RoamError('INPUT_INVALID', `handover: ${JSON.stringify(handover)} is not one of ${HANDOVER_MECHANISMS.join(', ')}`);
+    }
     const busy = this.moving.get(req.name);
     if (busy) throw new RoamError('CONFLICT', `endpoint ${req.name} is already moving (migration ${busy})`);
     if (!this.manager.has(req.name)) throw new RoamError('NOT_FOUND', `endpoint ${req.name} is not on node ${this.self}`);
@@ -89,11 +100,11 @@ export class MigrationSource {
     const status: MigrationStatus = { id, name: req.name, from: this.self, to: req.to, mode, state: 'running', phase: 'prepare', completed: [] };
     this.statuses.set(id, status);
     while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
-    const done = this.run(status, peer.address, record).finally(() => this.moving.delete(req.name));
+    const done = this.run(status, peer.address, record, handover).finally(() => this.moving.delete(req.name));
     return { id, done };
   }
 
-  private async run(status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>): Promise<HandoverReport> {
+  private async run(status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism): Promise<HandoverReport> {
     const startedAt = new Date().toISOString();
     const dir = join(this.stateDir, 'migrations', status.id);
     const imagesDir = join(dir, 'images');
@@ -103,6 +114,9 @@ export class MigrationSource {
     let frozenAt = 0;
     let frozenMs = 0;
     let switched = false;
+    let hold: PacketHold | undefined;
+    let handoverCounts: HandoverCounts | undefined;
+    let clientStall: HandoverReport['client_stall'];
 
     const phase = async <T>(name: Phase, work: () => Promise<T>): Promise<T> => {
       status.phase = name;
@@ -120,7 +134,8 @@ export class MigrationSource {
       const report: HandoverReport = {
         id: status.id, name: status.name, from: status.from, to: status.to, mode: status.mode, result,
         ...(reason ? { reason } : {}), running_on: runningOn,
-        frozen_ms: round(frozenMs), phases, image_bytes: dumped?.imageBytes ?? 0, tcp_connections: dumped?.tcpConnections ?? 0, started_at: startedAt,
+        frozen_ms: round(frozenMs), phases, image_bytes: dumped?.imageBytes ?? 0, tcp_connections: dumped?.tcpConnections ?? 0,
+        ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}), started_at: startedAt,
       };
       status.state = result;
       status.report = report;
@@ -130,25 +145,32 @@ export class MigrationSource {
 
     const cold = status.mode === 'cold';
     const prepare = () => phase('prepare', () => this.target.prepare(address, {
-      id: status.id, mode: status.mode, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
+      id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
       generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
     }));
     try {
       if (!cold) await prepare();
+      // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
+      if (replays(handover)) hold = await this.startHold(status.id, ep.netns);
       frozenAt = performance.now();
       dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir }));
       if (cold) await prepare();
       await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir, cold ? 1 : 3));
-      await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys));
+      await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections));
+      let held: HeldPackets | undefined;
       await phase('switch', async () => {
         await this.target.switchOver(address, status.id);
         switched = true;
+        // Peers now send to the target, whose lock keeps what arrives; what this lock kept goes there.
+        held = await this.drainHold(status.id, hold);
+        hold = undefined;
         // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
         await this.manager.release(ep.name);
       });
-      await phase('unlock', () => this.target.unlock(address, status.id, performance.now() - frozenAt));
+      handoverCounts = await phase('unlock', () => this.target.unlock(address, status.id, performance.now() - frozenAt, held ? serializeHeld(held) : undefined));
       frozenMs = performance.now() - frozenAt;
       await phase('cleanup', async () => rmSync(dir, { recursive: true, force: true }));
+      clientStall = await this.observe(status, address, frozenMs);
       return finish('success', status.to);
     } catch (err) {
       const reason = `${status.phase}: ${describeError(err)}`;
@@ -158,7 +180,41 @@ export class MigrationSource {
         this.events.error(`migration ${status.id} of ${status.name}: after the switch, ${reason}`);
         return finish('failed', status.to, `${reason} (the service runs on ${status.to})`);
       }
-      return this.rollBack(status, address, ep, imagesDir, dir, dumped, reason, finish);
+      return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
+    }
+  }
+
+  /** A hold that cannot start costs the replay, not the migration. */
+  private async startHold(id: string, netns: string): Promise<PacketHold | undefined> {
+    try {
+      return await PacketHold.start(netns, HOLD_GROUP, HOLD_BUDGET_BYTES);
+    } catch (err) {
+      this.events.warn(`migration ${id}: packets dropped by the lock will not be kept: ${describeError(err)}`);
+      return undefined;
+    }
+  }
+
+  private async drainHold(id: string, hold: PacketHold | undefined): Promise<HeldPackets | undefined> {
+    if (!hold) return undefined;
+    try {
+      return await hold.drain();
+    } catch (err) {
+      this.events.warn(`migration ${id}: the packets kept here are lost: ${describeError(err)}`);
+      return undefined;
+    }
+  }
+
+  /** What the clients felt, measured by the target from the restored sockets (ends once every active one resumed). */
+  private async observe(status: MigrationStatus, address: string, frozenMs: number): Promise<HandoverReport['client_stall']> {
+    status.phase = 'observe';
+    try {
+      const m = await this.target.clientStall(address, status.id);
+      const stalls = m.resumedAfterMs.map((r) => frozenMs + r).sort((a, b) => a - b);
+      const at = (q: number) => (stalls.length === 0 ? 0 : round(stalls[Math.min(stalls.length - 1, Math.ceil(q * stalls.length) - 1)]!));
+      return { connections: stalls.length, idle: m.idle, p50_ms: at(0.5), p95_ms: at(0.95), max_ms: at(1) };
+    } catch (err) {
+      this.events.warn(`migration ${status.id}: no client stall measurement from ${status.to}: ${describeError(err)}`);
+      return undefined;
     }
   }
 
@@ -169,6 +225,8 @@ export class MigrationSource {
     imagesDir: string,
     dir: string,
     dumped: DumpResult | undefined,
+    hold: PacketHold | undefined,
+    handover: HandoverMechanism,
     reason: string,
     finish: (result: HandoverReport['result'], runningOn: string, reason?: string) => HandoverReport,
   ): Promise<HandoverReport> {
@@ -177,13 +235,15 @@ export class MigrationSource {
     } catch (err) {
       if (err instanceof RoamError && err.code === 'CONFLICT') {
         // The target had switched after all: it owns the endpoint.
+        hold?.cancel();
         await this.manager.release(ep.name).catch(() => undefined);
         return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
       }
       this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); its agent removes the leftovers when it restarts`);
     }
     if (!dumped) {
-      // The process was never stopped (or CRIU resumed it when the dump failed).
+      // The process was never stopped (or CRIU resumed it when the dump failed, and the lock went with it).
+      hold?.cancel();
       this.manager.endOutgoing(ep.name);
       rmSync(dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service kept running on ${status.from}`);
@@ -191,12 +251,18 @@ export class MigrationSource {
     try {
       const endpointDir = this.manager.dirOf(ep.name);
       await waitForShimExit(endpointDir, ep.shimPid, 3000);
-      const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys });
-      removeCriuLockTables(ep.netns);
+      const stopped = handover !== 'off';
+      const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
+      // Back where it was: what its peers sent meanwhile is delivered here, and the dump's lock lifted.
+      const held = await this.drainHold(status.id, hold);
+      await resumeService({
+        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], connections: dumped.tcpConnections, pid: restored.pid, stopped,
+      });
       this.manager.resumedLocally(ep.name, restored);
       rmSync(dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service was restored on ${status.from} with its connections`);
     } catch (err) {
+      hold?.cancel();
       this.events.error(`migration ${status.id}: restoring ${ep.name} on ${status.from} failed: ${describeError(err)}; images kept in ${imagesDir}`);
       return finish('failed', '', `${reason}; restoring on ${status.from} failed too (${describeError(err)}); images kept in ${imagesDir}`);
     }

@@ -12,14 +12,24 @@ import { restoreUnderShim } from '../checkpoint/executor.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
-import { unlockNetns } from '../sys/nft.js';
+import { HOLD_GROUP } from '../sys/nft.js';
+import { PacketHold, parseHoldOutput, type HeldPackets } from '../sys/packet-hold.js';
 import { receiveImage } from './image-transfer.js';
-import { measureResume } from '../handover/stall-meter.js';
+import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
+import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
+import { resumeService } from '../handover/resume.js';
+import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
+
+/** What a lock may keep for one migration, per side. */
+export const HOLD_BUDGET_BYTES = 64 * 1024 * 1024;
+/** How long a finished arrival's stall measurement stays available to the source. */
+const KEEP_STALL_MS = 30000;
 
 export interface PrepareRequest {
   id: string;
   mode?: string;
+  handover?: HandoverMechanism;
   name: string;
   ip: string;
   prefixLength: number;
@@ -36,12 +46,19 @@ interface Arrival {
   imagesDir: string;
   record: StoredEndpoint;
   mode: string;
+  handover: HandoverMechanism;
+  /** keeps what the lock drops here (replaying mechanisms only) */
+  hold: PacketHold | undefined;
+  /** what the source's lock kept, sent before the unlock */
+  sourceHeld: HeldPackets | undefined;
+  connections: number;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
 }
 
 export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
+  private readonly stalls = new Map<string, Promise<ResumeMeasurement>>();
 
   constructor(
     private readonly manager: EndpointManager,
@@ -67,21 +84,48 @@ export class MigrationTarget {
         { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt },
         req.id,
       );
-      this.arrivals.set(req.id, { id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', restored: undefined, switched: false });
+      const handover = req.handover ?? 'full';
+      const arrival: Arrival = {
+        id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', handover,
+        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false,
+      };
+      this.arrivals.set(req.id, arrival);
+      if (replays(handover)) arrival.hold = await this.startHold(req.id, record.netns);
     } catch (err) {
+      if (this.arrivals.has(req.id)) await this.abort(req.id).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** A hold that cannot start costs the replay, not the migration: plain retransmission covers it. */
+  private async startHold(id: string, netns: string): Promise<PacketHold | undefined> {
+    try {
+      return await PacketHold.start(netns, HOLD_GROUP, HOLD_BUDGET_BYTES);
+    } catch (err) {
+      this.events?.warn(`migration ${id}: packets dropped by the lock here will not be kept: ${describeError(err)}`);
+      return undefined;
+    }
+  }
+
+  /** What the source's lock kept (roam-hold's format), delivered at the unlock. */
+  receiveHeld(id: string, bytes: Buffer): { packets: number } {
+    const a = this.arrival(id);
+    a.sourceHeld = parseHoldOutput(bytes);
+    return { packets: a.sourceHeld.packets.length };
   }
 
   receiveImage(id: string, file: string, body: IncomingMessage): Promise<number> {
     return receiveImage(this.arrival(id).imagesDir, file, body);
   }
 
-  async restore(id: string, pipeKeys: string[]): Promise<{ pid: number; restore_ms: number }> {
+  async restore(id: string, pipeKeys: string[], connections = 0): Promise<{ pid: number; restore_ms: number }> {
     const a = this.arrival(id);
     if (a.restored) throw new RoamError('CONFLICT', `migration ${id}: already restored`);
-    const r = await restoreUnderShim({ dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys });
+    a.connections = connections;
+    const r = await restoreUnderShim({
+      dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped: a.handover !== 'off',
+    });
     a.restored = { pid: r.pid, shimPid: r.shimPid };
     return { pid: r.pid, restore_ms: r.durationMs };
   }
@@ -96,25 +140,53 @@ export class MigrationTarget {
     await this.announce();
   }
 
-  /** Lifts the lock; then measures, in the background, how long each client took to come back. */
-  unlock(id: string, frozenMs: number): void {
+  /**
+   * Brings the service back: what the locks kept is delivered, connections
+   * are kicked, the lock is lifted and the tree continues (handover/). Then
+   * measures, in the background, how long each client took to come back.
+   */
+  async unlock(id: string, frozenMs: number): Promise<HandoverCounts> {
     const a = this.arrival(id);
-    if (!a.switched) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
-    unlockNetns(a.record.netns);
+    if (!a.switched || !a.restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
+    const held: HeldPackets[] = a.sourceHeld ? [a.sourceHeld] : [];
+    if (a.hold) {
+      try {
+        held.push(await a.hold.drain());
+      } catch (err) {
+        this.events?.warn(`migration ${id}: packets kept here are lost: ${describeError(err)}`);
+      }
+    }
+    const counts = await resumeService({
+      netns: a.record.netns, ip: a.record.ip, mechanism: a.handover, held, connections: a.connections,
+      pid: a.restored.pid, stopped: a.handover !== 'off',
+    });
     const unlockedAt = performance.now();
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
-    measureResume(a.record.netns, unlockedAt).then(
+    this.events?.emit('migration.handover', { id, name: a.name, counts });
+    const stall = measureResume(a.record.netns, unlockedAt);
+    this.stalls.set(id, stall);
+    setTimeout(() => this.stalls.delete(id), KEEP_STALL_MS).unref();
+    stall.then(
       (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenMs + r), idle: m.idle }),
       (err) => this.events?.warn(`migration ${id}: could not read the restored connections' TCP state: ${String(err)}`),
     );
+    return counts;
+  }
+
+  /** The per-connection resume delays after the unlock of `id` (waits for the measurement to end). */
+  async stallOf(id: string): Promise<ResumeMeasurement> {
+    const m = this.stalls.get(id);
+    if (!m) throw new RoamError('NOT_FOUND', `no stall measurement for migration ${id} here`);
+    return m;
   }
 
   async abort(id: string): Promise<void> {
     const a = this.arrivals.get(id);
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
+    a.hold?.cancel();
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);

@@ -1,11 +1,12 @@
 /**
  * Starting processes through roam's helper executables (native/): a command
  * under roam-shim as an endpoint, and a program inside a network namespace
- * through roam-nsexec. The shim makes the command PID 1 of its own PID
+ * through roam-nsexec, and roam-hold (what a lock drops, kept). The shim makes the command PID 1 of its own PID
  * namespace in the endpoint's network namespace and keeps its output in
  * DIR/log, its pid in DIR/pid and its end in DIR/exit.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -72,4 +73,12 @@ export function spawnDetachedInNetns(netnsPath: string, argv: readonly string[],
   } finally {
     closeSync(log);
   }
+}
+
+/** Starts roam-hold on nflog `group` inside the netns at `netnsPath`; the caller speaks its protocol (sys/packet-hold.ts). */
+export function spawnPacketHold(netnsPath: string, group: number, maxBytes: number): ChildProcessByStdio<Writable, Readable, Readable> {
+  return spawn(nativePaths.hold, ['--netns', netnsPath, '--group', String(group), '--max-bytes', String(maxBytes)], {
+    env: cleanEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }

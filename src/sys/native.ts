@@ -25,6 +25,8 @@ interface NativeAddon {
   seqpacketPair(): [number, number];
   /** runs nft commands inside the netns at `path`; returns nft's output */
   nftRun(path: string, commands: string): string;
+  /** sends whole IPv4 packets from inside the netns at `path` (sendmmsg on an IPPROTO_RAW socket), each with skb mark `mark` */
+  rawSendIpv4(path: string, packets: readonly Buffer[], mark: number): { sent: number; failed: number; errno: number };
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));
@@ -33,6 +35,7 @@ export const nativePaths = {
   addon: `${releaseDir}roam_native.node`,
   shim: `${releaseDir}roam-shim`,
   nsexec: `${releaseDir}roam-nsexec`,
+  hold: `${releaseDir}roam-hold`,
 } as const;
 
 let addon: NativeAddon | undefined;

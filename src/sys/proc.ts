@@ -2,7 +2,7 @@
  * Processes as the kernel shows them in /proc: identity (PID plus start time,
  * so a recycled PID is never mistaken for ours), liveness, signals, stop.
  */
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** /proc/PID/stat field 22, or undefined when there is no such process. */
@@ -85,4 +85,42 @@ export function cleanEnv(): NodeJS.ProcessEnv {
   delete env.NODE_CHANNEL_FD;
   delete env.NODE_CHANNEL_SERIALIZATION_MODE;
   return env;
+}
+
+/** pid and every descendant, parents first (from /proc/PID/task/TID/children). */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    out.push(p);
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        queue.push(...readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        // the task ended meanwhile
+      }
+    }
+  }
+  return out;
+}
+
+/** Continues a tree left stopped (by a restore): SIGCONT to every process in it. */
+export function continueTree(pid: number): number {
+  let continued = 0;
+  for (const p of processTree(pid)) {
+    try {
+      process.kill(p, 'SIGCONT');
+      continued++;
+    } catch {
+      // gone already
+    }
+  }
+  return continued;
 }

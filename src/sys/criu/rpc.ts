@@ -53,6 +53,7 @@ export interface CriuOpts {
   rstSibling?: boolean;
   shellJob?: boolean;
   extUnixSk?: boolean;
+  leaveStopped?: boolean;
 }
 
 export interface CriuResult {

@@ -18,6 +18,8 @@ const IPPROTO_TCP = 6;
 const TCP_ESTABLISHED = 1;
 const INET_DIAG_INFO = 2;
 const INET_DIAG_MSG_LENGTH = 72;
+const TCPI_OPT_TIMESTAMPS = 1;
+const TCPI_OPT_SACK = 2;
 
 export interface TcpConnection {
   local: string;
@@ -28,6 +30,9 @@ export interface TcpConnection {
   rtoMs: number;
   retransmits: number;
   totalRetrans: number;
+  /** tcpi_options: negotiated timestamps and SACK */
+  timestamps: boolean;
+  sack: boolean;
 }
 
 function request(family: number): Buffer {
@@ -39,9 +44,14 @@ function request(family: number): Buffer {
   return b;
 }
 
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** "ip:port"; a dual-stack socket's IPv4-mapped address is shown as the IPv4 it is on the wire. */
 function endpoint(family: number, id: Buffer, portOffset: number, addrOffset: number): string {
   const port = id.readUInt16BE(portOffset);
-  const addr = formatIp(id.subarray(addrOffset, addrOffset + (family === AF_INET ? 4 : 16)));
+  const raw = id.subarray(addrOffset, addrOffset + (family === AF_INET ? 4 : 16));
+  if (family === AF_INET6 && raw.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return `${formatIp(raw.subarray(12))}:${port}`;
+  const addr = formatIp(raw);
   return family === AF_INET ? `${addr}:${port}` : `[${addr}]:${port}`;
 }
 
@@ -67,6 +77,8 @@ function parse(msg: NetlinkMessage): TcpConnection | undefined {
     lastDataSentMs: info.readUInt32LE(44),
     lastDataRecvMs: info.readUInt32LE(52),
     totalRetrans: info.readUInt32LE(100),
+    timestamps: (info.readUInt8(5) & TCPI_OPT_TIMESTAMPS) !== 0,
+    sack: (info.readUInt8(5) & TCPI_OPT_SACK) !== 0,
   };
 }
 
