@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
 import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
 import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
+import { readTcpStreams } from '../sys/criu/tcp-images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { stdioPipeKeys } from '../sys/proc.js';
 import { netnsInode } from '../sys/netns/netns.js';
@@ -39,7 +40,32 @@ export interface DumpResult {
   /** "pipe:[inode]" of the tree's stdout and stderr, the keys restore hands new pipes under */
   pipeKeys: string[];
   tcpConnections: number;
+  /** what the dumped connections had in flight when the service froze, from CRIU's images */
+  tcpInFlight: TcpInFlight;
   hooks: { name: string; atMs: number }[];
+}
+
+export interface TcpInFlight {
+  connections: number;
+  /** connections with data sent to the peer and not yet acknowledged */
+  unackedToPeer: number;
+  unackedBytes: number;
+  /** connections with data received from the peer the service had not read yet */
+  unreadFromPeer: number;
+  timestamps: number;
+  sack: number;
+}
+
+export function tcpInFlight(imagesDir: string): TcpInFlight {
+  const streams = readTcpStreams(imagesDir);
+  return {
+    connections: streams.length,
+    unackedToPeer: streams.filter((s) => s.unackedLen > 0).length,
+    unackedBytes: streams.reduce((n, s) => n + s.unackedLen, 0),
+    unreadFromPeer: streams.filter((s) => s.inqLen > 0).length,
+    timestamps: streams.filter((s) => s.timestamps).length,
+    sack: streams.filter((s) => s.sack).length,
+  };
 }
 
 export function directoryBytes(dir: string): number {
@@ -75,7 +101,8 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
       },
       logDir: spec.imagesDir,
     });
-    return { durationMs: performance.now() - started, imageBytes: imageBytes(spec.imagesDir), pipeKeys, tcpConnections, hooks: result.hooks };
+    const durationMs = performance.now() - started;
+    return { durationMs, imageBytes: imageBytes(spec.imagesDir), pipeKeys, tcpConnections, tcpInFlight: tcpInFlight(spec.imagesDir), hooks: result.hooks };
   } catch (err) {
     // CRIU resumed the tree: it must not stay cut off.
     unlockNetns(spec.netns);

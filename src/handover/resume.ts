@@ -24,9 +24,10 @@ export interface ResumeSpec extends DeliverSpec {
 
 export async function resumeService(spec: ResumeSpec): Promise<HandoverCounts> {
   const counts = startCounts(spec);
-  if (!kicks(spec.mechanism)) openLockOutput(spec.netns);
+  const answersStayBehind = kicks(spec.mechanism);
+  if (!answersStayBehind) openLockOutput(spec.netns);
   replay(spec, counts);
-  openLockOutput(spec.netns);
+  if (answersStayBehind) openLockOutput(spec.netns);
   await kick(spec, counts);
   unlockNetns(spec.netns);
   if (spec.stopped) continueTree(spec.pid);

@@ -30,6 +30,16 @@ export const HandoverReport = Type.Object({
   }),
   image_bytes: Type.Integer(),
   tcp_connections: Type.Integer(),
+  /** what the dumped connections had in flight at the freeze (from CRIU's images) */
+  tcp_in_flight: Type.Optional(Type.Object({
+    /** connections with data sent to the client and not yet acknowledged */
+    unacked_to_client: Type.Integer({ minimum: 0 }),
+    unacked_bytes: Type.Integer({ minimum: 0 }),
+    /** connections with data from the client the service had not read yet */
+    unread_from_client: Type.Integer({ minimum: 0 }),
+    timestamps: Type.Integer({ minimum: 0 }),
+    sack: Type.Integer({ minimum: 0 }),
+  })),
   /** what the handover delivered and kicked when the service came back (absent if it never did) */
   handover: Type.Optional(HandoverCounts),
   /**

@@ -130,11 +130,13 @@ export class MigrationSource {
       return result;
     };
 
-    const finish = (result: HandoverReport['result'], runningOn: string, reason?: string): HandoverReport => {
+    const finish = (result: HandoverReport['result'], runningOn: string, reason?: string, rollbackHandover?: HandoverCounts): HandoverReport => {
+      handoverCounts ??= rollbackHandover;
       const report: HandoverReport = {
         id: status.id, name: status.name, from: status.from, to: status.to, mode: status.mode, result,
         ...(reason ? { reason } : {}), running_on: runningOn,
         frozen_ms: round(frozenMs), phases, image_bytes: dumped?.imageBytes ?? 0, tcp_connections: dumped?.tcpConnections ?? 0,
+        ...(dumped ? { tcp_in_flight: inFlightOf(dumped) } : {}),
         ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}), started_at: startedAt,
       };
       status.state = result;
@@ -228,7 +230,7 @@ export class MigrationSource {
     hold: PacketHold | undefined,
     handover: HandoverMechanism,
     reason: string,
-    finish: (result: HandoverReport['result'], runningOn: string, reason?: string) => HandoverReport,
+    finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
   ): Promise<HandoverReport> {
     try {
       await this.target.abort(address, status.id);
@@ -255,18 +257,23 @@ export class MigrationSource {
       const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
       // Back where it was: what its peers sent meanwhile is delivered here, and the dump's lock lifted.
       const held = await this.drainHold(status.id, hold);
-      await resumeService({
+      const counts = await resumeService({
         netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], connections: dumped.tcpConnections, pid: restored.pid, stopped,
       });
       this.manager.resumedLocally(ep.name, restored);
       rmSync(dir, { recursive: true, force: true });
-      return finish('rolled_back', status.from, `${reason}; the service was restored on ${status.from} with its connections`);
+      return finish('rolled_back', status.from, `${reason}; the service was restored on ${status.from} with its connections`, counts);
     } catch (err) {
       hold?.cancel();
       this.events.error(`migration ${status.id}: restoring ${ep.name} on ${status.from} failed: ${describeError(err)}; images kept in ${imagesDir}`);
       return finish('failed', '', `${reason}; restoring on ${status.from} failed too (${describeError(err)}); images kept in ${imagesDir}`);
     }
   }
+}
+
+function inFlightOf(d: DumpResult): NonNullable<HandoverReport['tcp_in_flight']> {
+  const f = d.tcpInFlight;
+  return { unacked_to_client: f.unackedToPeer, unacked_bytes: f.unackedBytes, unread_from_client: f.unreadFromPeer, timestamps: f.timestamps, sack: f.sack };
 }
 
 function round(ms: number): number {

@@ -69,13 +69,3 @@ export function listTables(netns: string): string[] {
     .map((l) => l.trim().replace(/^table /, ''))
     .filter((l) => l !== '');
 }
-
-/**
- * CRIU's own lock tables ("CRIU-<id>"). With an external network namespace
- * CRIU leaves the dump-time one behind; whoever owns the namespace removes it.
- */
-export function removeCriuLockTables(netns: string): string[] {
-  const criu = listTables(netns).filter((t) => /^inet CRIU-/.test(t));
-  for (const t of criu) nftRun(netns, 'nft.delete', `delete table ${t}`);
-  return criu;
-}

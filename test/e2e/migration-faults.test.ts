@@ -62,6 +62,10 @@ test.serial('a restore that fails on the target (its prepared namespace removed 
   t.is(report.result, 'rolled_back');
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /^restore: .*ENOENT.*restored on node1 with its connections/);
+  // What the clients sent while it was frozen was kept here and delivered when it came back here.
+  t.true((report.handover?.packets_held ?? 0) > 0, 'packets kept at the source');
+  t.like(report.handover, { mechanism: 'full', packets_refused: 0, connections_kicked: 4, connections_fallback: 0 });
+  t.is(report.handover?.packets_replayed, report.handover?.packets_held);
   const after = (await endpoints(tb)).find((e) => e.name === 'big')!;
   t.like(after, { node: 'node1', ip: before.ip, state: 'running' });
   await streamAdvances(tb, 'node3', 'watch', 50000, 20000);

@@ -52,7 +52,7 @@ test.serial('a single-process server holding 110 connections and 16 MiB moves wi
   t.true(report.tcp_connections >= 110, `${report.tcp_connections} connections carried`);
   t.true(report.image_bytes > 16 * 1048576);
   t.true(report.frozen_ms > 0);
-  for (const p of ['prepare_ms', 'dump_ms', 'transfer_ms', 'restore_ms', 'switch_ms', 'unlock_ms']) t.true(report.phases[p]! > 0, p);
+  for (const p of ['prepare_ms', 'dump_ms', 'transfer_ms', 'restore_ms', 'switch_ms', 'unlock_ms'] as const) t.true(report.phases[p]! > 0, p);
   const after = await streamAdvances(tb, 'node3', 'many', 200000, 15000);
   t.is(after.open, 110);
   t.true(after.verified <= after.sent);

@@ -3,6 +3,7 @@
  * and a check that nothing of it is left: namespaces, state, processes.
  */
 import { randomBytes } from 'node:crypto';
+import type { HandoverReport } from '../../src/migration/report.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { callJson } from '../../src/api/http-client.js';
@@ -81,23 +82,11 @@ export function streamProgress(log: string): { last: StreamProgress | undefined;
   return { last, failed };
 }
 
-export interface Report {
-  id: string;
-  name: string;
-  from: string;
-  to: string;
-  mode: string;
-  result: 'success' | 'rolled_back' | 'failed';
-  reason?: string;
-  running_on: string;
-  frozen_ms: number;
-  phases: Record<string, number>;
-  image_bytes: number;
-  tcp_connections: number;
-}
+/** What `roam migrate --json` prints. */
+export type Report = HandoverReport;
 
-export async function migrate(tbName: string, name: string, to: string): Promise<Report> {
-  const r = await cli(['migrate', '--testbed', tbName, name, '--to', to, '--json']);
+export async function migrate(tbName: string, name: string, to: string, extra: string[] = []): Promise<Report> {
+  const r = await cli(['migrate', '--testbed', tbName, name, '--to', to, '--json', ...extra]);
   if (!r.out) throw new Error(`roam migrate printed nothing: ${r.err}`);
   return JSON.parse(r.out) as Report;
 }

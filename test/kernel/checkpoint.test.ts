@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { dumpTree, restoreUnderShim } from '../../src/checkpoint/executor.js';
 import { processStartTime } from '../../src/sys/proc.js';
 import { RoamError } from '../../src/errors/roam-error.js';
-import { listTables, removeCriuLockTables } from '../../src/sys/nft.js';
+import { listTables, unlockNetns } from '../../src/sys/nft.js';
+import { continueTree } from '../../src/sys/proc.js';
 import { freshDir, freshNetns } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
 import { nodeWithManager } from '../helpers/node.js';
@@ -20,7 +21,7 @@ const workload = (f: string) => fileURLToPath(new URL(`../../src/workloads/${f}`
 
 test.before(() => requireRoot());
 
-test('a live TCP server is dumped (and gone), then restored under a new shim with its connection, as PID 1 of a new PID namespace', async (t) => {
+test('a live TCP server is dumped (and gone) behind roam\'s lock, then restored stopped under a new shim with its connection, as PID 1 of a new PID namespace', async (t) => {
   const { dir, manager: m } = await nodeWithManager(t, 'cr');
   let restoredPid = 0;
   t.teardown(() => {
@@ -37,12 +38,17 @@ test('a live TCP server is dumped (and gone), then restored under a new shim wit
   t.deepEqual(hooks.filter((h) => h === 'network-lock' || h === 'post-dump'), ['network-lock', 'post-dump']);
   t.is(d.tcpConnections, 1, "the server's end (the client is another endpoint, in its own namespace)");
   t.is(d.pipeKeys.length, 2);
+  t.like(d.tcpInFlight, { connections: 1, timestamps: 1, sack: 1 }, "CRIU's image of the connection says what it had negotiated");
   t.is(processStartTime(srv.pid!), undefined, 'the dumped tree is gone');
-  t.true(listTables(srv.netns!).some((x) => x.startsWith('inet CRIU-')), 'CRIU leaves its lock in an external namespace');
-  const r = await restoreUnderShim({ dir: m.dirOf('srv'), netns: srv.netns!, imagesDir: images, pipeKeys: d.pipeKeys });
+  t.deepEqual(listTables(srv.netns!), ['inet roam_lock'], "roam's lock, taken at CRIU's network-lock hook, and none of CRIU's");
+  const r = await restoreUnderShim({ dir: m.dirOf('srv'), netns: srv.netns!, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true });
   restoredPid = r.pid;
-  removeCriuLockTables(srv.netns!);
+  t.deepEqual(listTables(srv.netns!), ['inet roam_lock'], 'the restore leaves the lock to its owner');
+  t.regex(readFileSync(`/proc/${r.pid}/status`, 'utf8'), /^State:\s+T \(stopped\)$/m, 'the restored tree waits, stopped');
+  unlockNetns(srv.netns!);
+  t.is(continueTree(r.pid), 1);
   t.deepEqual(listTables(srv.netns!), []);
+  t.regex(readFileSync(`/proc/${r.pid}/status`, 'utf8'), /^State:\s+[SR] /m, 'and runs once continued');
   t.regex(readFileSync(`/proc/${r.pid}/status`, 'utf8'), new RegExp(`^PPid:\\s+${r.shimPid}$`, 'm'), "the shim is the restored tree's parent");
   t.regex(readFileSync(`/proc/${r.pid}/status`, 'utf8'), /^NSpid:\s+\d+\s+1$/m);
   t.regex(readlinkSync(`/proc/${r.pid}/fd/1`), /^pipe:/);

@@ -1,0 +1,100 @@
+/**
+ * Zero-wait handover on the testbed: 110 clients streaming both ways through
+ * every move, each byte checked; what the locks kept is delivered, every
+ * connection is kicked, and each mechanism (full, replay, kick, off) does
+ * what it says. The clients' node sends through a saturated 5 Mbit/s link
+ * (a bulk client fills it), so their acknowledgements queue: the service
+ * always has unacknowledged data on its way to them when it freezes, as
+ * clients always have data on the way to it. How long clients wait is
+ * measured by `npm run bench`, not asserted here.
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { listTcpConnections } from '../../src/sys/netlink/sock-diag.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+import { requireRoot } from '../helpers/root.js';
+import { cli, downAndCheck, endpointLog, endpoints, migrate, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+
+const name = uniqueTestbedName();
+let tb: TestbedState;
+let where = 'node1';
+const CONNECTIONS = 110;
+const ALL = CONNECTIONS + 2;
+
+test.before(async () => {
+  requireRoot();
+  tb = await upTestbed(name, 3, '1gbit');
+  const srv = await run(tb, 'node1', 'svc', [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', '8']);
+  await waitFor('svc to listen', () => endpointLog(tb, 'node1', 'svc').includes('listening'));
+  execFileSync('tc', ['-n', `roam-${name}-node3`, 'qdisc', 'replace', 'dev', 'ul0', 'root', 'tbf', 'rate', '5mbit', 'burst', '16kb', 'latency', '100ms']);
+  await run(tb, 'node3', 'clients', [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--connections', String(CONNECTIONS), '--rate', '2000']);
+  await run(tb, 'node3', 'bulk', [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--connections', '2', '--rate', '400000']);
+  await waitFor('all connections', () => endpointLog(tb, 'node3', 'clients').includes(`"connected":${CONNECTIONS}`));
+  await streamAdvances(tb, 'node3', 'clients', 20000);
+});
+
+test.after.always(async () => {
+  const left = await downAndCheck(name);
+  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+});
+
+async function move(handover: string) {
+  const to = where === 'node1' ? 'node2' : 'node1';
+  const report = await migrate(name, 'svc', to, ['--handover', handover]);
+  if (report.result === 'success') where = to;
+  return report;
+}
+
+function netnsOf(nodeName: string): string {
+  return `${tb.nodes.find((n) => n.name === nodeName)!.stateDir}/netns/svc`;
+}
+
+test.serial('full: every connection had data in flight both ways at the freeze; all of it arrives, every connection is kicked, every byte is exact', async (t) => {
+  const report = await move('full');
+  t.is(report.result, 'success', report.reason);
+  t.is(report.tcp_connections, ALL);
+  const h = report.handover!;
+  t.is(h.mechanism, 'full');
+  t.true(h.packets_held >= CONNECTIONS, `${h.packets_held} packets kept by the locks`);
+  t.is(h.packets_replayed, h.packets_held, 'every kept packet delivered');
+  t.like(h, { packets_refused: 0, packets_not_held: 0, connections_fallback: 0 });
+  t.is(h.connections_replayed, ALL, 'every client had sent data the frozen service had not received');
+  t.is(h.connections_kicked, report.tcp_connections);
+  t.log('in flight at the freeze:', JSON.stringify(report.tcp_in_flight), 'handover:', JSON.stringify(h));
+  t.true((report.tcp_in_flight?.unacked_to_client ?? 0) > 0, 'the service had sent data its clients had not acknowledged when it froze');
+  t.like(report.tcp_in_flight, { timestamps: report.tcp_connections, sack: report.tcp_connections }, 'timestamps and SACK on every connection');
+  t.is((report.client_stall?.connections ?? 0) + (report.client_stall?.idle ?? 0), ALL, 'every client measured (or seen idle)');
+  t.true((report.client_stall?.connections ?? 0) >= CONNECTIONS / 2);
+  const restored = await listTcpConnections(netnsOf(where));
+  t.true(restored.length === ALL && restored.every((c) => c.timestamps && c.sack), 'the restored sockets kept timestamps and SACK');
+  const after = await streamAdvances(tb, 'node3', 'clients', 40000, 20000);
+  t.is(after.open, CONNECTIONS);
+  await streamAdvances(tb, 'node3', 'bulk', 200000, 20000);
+});
+
+test.serial('replay alone delivers but kicks nothing; kick alone kicks but keeps nothing; off does neither; the streams survive each', async (t) => {
+  const replay = await move('replay');
+  t.is(replay.result, 'success', replay.reason);
+  t.like(replay.handover, { mechanism: 'replay', packets_refused: 0, connections_kicked: 0, connections_fallback: replay.tcp_connections });
+  t.true(replay.handover!.packets_replayed >= CONNECTIONS);
+  await streamAdvances(tb, 'node3', 'clients', 20000, 20000);
+
+  const kick = await move('kick');
+  t.is(kick.result, 'success', kick.reason);
+  t.like(kick.handover, { mechanism: 'kick', packets_held: 0, packets_replayed: 0, connections_kicked: kick.tcp_connections, connections_fallback: 0 });
+  await streamAdvances(tb, 'node3', 'clients', 20000, 20000);
+
+  const off = await move('off');
+  t.is(off.result, 'success', off.reason);
+  t.like(off.handover, { mechanism: 'off', packets_held: 0, packets_replayed: 0, connections_kicked: 0, connections_fallback: off.tcp_connections });
+  const after = await streamAdvances(tb, 'node3', 'clients', 20000, 20000);
+  t.is(after.open, CONNECTIONS);
+  t.is((await endpoints(tb)).find((e) => e.name === 'svc')?.node, where);
+});
+
+test.serial('an unknown mechanism is refused before anything moves', async (t) => {
+  const r = await cli(['migrate', '--testbed', name, 'svc', '--to', where === 'node1' ? 'node2' : 'node1', '--handover', 'teleport']);
+  t.not(r.code, 0);
+  t.regex(r.err, /handover/);
+  t.is((await endpoints(tb)).find((e) => e.name === 'svc')?.node, where);
+});
