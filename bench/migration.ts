@@ -4,53 +4,15 @@
  * persistent connection, from a third node), for a small service and one
  * holding ~100 MiB, moved by roam (stop-copy) and by the baseline in the
  * same run (cold: plain CRIU stop-and-copy in the research-prototype
- * sequence, nothing prepared ahead, one transfer stream). The underlay is
+ * sequence, nothing prepared ahead, one transfer stream, no handover). The underlay is
  * limited to 1 Gbit/s, an edge link.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
 import type { EndpointRecordWire } from '../src/api/schemas.js';
-import type { HandoverReport, MigrationStatus } from '../src/migration/report.js';
 import { testbedDown } from '../src/testbed/down.js';
 import { testbedUp } from '../src/testbed/up.js';
-import type { TestbedState } from '../src/testbed/state.js';
-
-const workload = (f: string) => fileURLToPath(new URL(`../src/workloads/${f}`, import.meta.url));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
-
-const r1 = (x: number) => Math.round(x * 10) / 10;
-
-function logOf(tb: TestbedState, node: string, name: string): string {
-  try {
-    return readFileSync(`${tb.nodes.find((n) => n.name === node)!.stateDir}/endpoints/${name}/log`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string): Promise<HandoverReport> {
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
-  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode });
-  for (;;) {
-    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    if (s.report) return s.report;
-    await sleep(20);
-  }
-}
+import { logOf, median, migrateOnce, probeState, r1, until, workload } from './common.js';
 
 interface Sample {
   mode: string;
@@ -78,13 +40,12 @@ export async function migrationBench(runs: number, sizesMib: number[]): Promise<
           await callJson(api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--rate', '20000'] });
           await until(() => (logOf(tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
           const to = where === 'node1' ? 'node2' : 'node1';
-          const report = await migrateOnce(tb, svc, to, mode);
+          // The baseline is the research-prototype sequence throughout: no handover either.
+          const report = await migrateOnce(tb, svc, to, mode, mode === 'cold' ? 'off' : 'full');
           if (report.result !== 'success') throw new Error(`bench: migration failed: ${report.reason}`);
           where = to;
           await sleep(1500);
-          const lines = logOf(tb, 'node3', 'probe').trim().split('\n').filter((l) => l.startsWith('{"sent"'));
-          const last = JSON.parse(lines[lines.length - 1]!) as { maxGapMs: number };
-          if (/MISMATCH|DISCONNECTED/.test(logOf(tb, 'node3', 'probe'))) throw new Error('bench: the probe saw a broken stream');
+          const last = probeState(tb, 'node3', 'probe');
           await callJson(api, 'DELETE', '/v1/endpoints/probe');
           samples.push({ mode, size_mib: size, frozen_ms: report.frozen_ms, probe_gap_ms: last.maxGapMs, image_mib: r1(report.image_bytes / 1048576), phases: report.phases });
         }

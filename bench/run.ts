@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { convergenceBench, throughputBench } from './overlay.js';
 import { migrationBench } from './migration.js';
+import { handoverBench } from './handover.js';
 import { lineChart } from './svg-plot.js';
 
 const quick = process.argv.includes('--quick');
@@ -16,6 +17,7 @@ const scenarios = [
   only && only !== 'throughput' ? { scenario: 'overlay_throughput', skipped: true } : await throughputBench(quick ? 1 : 3, quick ? 2 : 5),
   only && only !== 'convergence' ? { scenario: 'location_convergence', skipped: true } : await convergenceBench(quick ? [3, 8] : [3, 8, 16], quick ? 3 : 10),
   only && only !== 'migration' ? { scenario: 'migration', skipped: true } : await migrationBench(quick ? 1 : 3, [0, 100]),
+  only && only !== 'handover' ? { scenario: 'handover', skipped: true } : await handoverBench(quick ? 2 : 8),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);
@@ -31,6 +33,19 @@ if (convergence.results) writeFileSync(`${dir}convergence.svg`, lineChart({
     { name: 'median', points: convergence.results.map((r) => ({ x: r.nodes, y: r.median_ms })) },
     { name: 'p95', points: convergence.results.map((r) => ({ x: r.nodes, y: r.p95_ms })) },
     { name: 'after API answered', points: convergence.results.map((r) => ({ x: r.nodes, y: r.after_create_returned_median_ms })) },
+  ],
+}));
+const handover = scenarios[3] as { samples?: { handover: string; frozen_ms: number; client_stall_p95_ms: number; probe_gap_ms: number }[] };
+if (handover.samples) writeFileSync(`${dir}handover.svg`, lineChart({
+  title: 'What clients waited vs how long the service was frozen',
+  xLabel: 'frozen (ms)',
+  yLabel: 'p95 client stall (ms)',
+  series: [
+    ...['full', 'replay', 'kick', 'off'].map((h) => ({
+      name: h,
+      points: handover.samples!.filter((s) => s.handover === h).map((s) => ({ x: s.frozen_ms, y: s.client_stall_p95_ms })).sort((a, b) => a.x - b.x),
+    })),
+    { name: 'target: frozen + 20', points: [Math.min(...handover.samples.map((s) => s.frozen_ms)), Math.max(...handover.samples.map((s) => s.frozen_ms))].map((x) => ({ x, y: x + 20 })) },
   ],
 }));
 process.stdout.write(`${text}\n`);

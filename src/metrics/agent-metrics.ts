@@ -71,6 +71,25 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     buckets: SECONDS_BUCKETS, registers: [registry],
   });
   const idle = new Counter({ name: 'roam_migration_idle_connections_total', help: 'Restored connections whose client sent nothing within 3 s of the unlock (idle, not stalled).', registers: [registry] });
+  const handoverPackets = new Counter({
+    name: 'roam_handover_packets_total',
+    help: 'Packets the locks dropped during freezes, by what became of them: held (kept), replayed (delivered to the restored service), refused (kept but not exact or not its), not_held (over budget or lost on the way to the keeper).',
+    labelNames: ['outcome'], registers: [registry],
+  });
+  const handoverConnections = new Counter({
+    name: 'roam_handover_connections_total',
+    help: 'Restored connections by what the handover did for them: replayed (had packets delivered), kicked (challenge ACK sent to the client), fallback (left to plain retransmission).',
+    labelNames: ['outcome'], registers: [registry],
+  });
+  events.on('migration.handover', ({ counts }) => {
+    handoverPackets.inc({ outcome: 'held' }, counts.packets_held);
+    handoverPackets.inc({ outcome: 'replayed' }, counts.packets_replayed);
+    handoverPackets.inc({ outcome: 'refused' }, counts.packets_refused);
+    handoverPackets.inc({ outcome: 'not_held' }, counts.packets_not_held);
+    handoverConnections.inc({ outcome: 'replayed' }, counts.connections_replayed);
+    handoverConnections.inc({ outcome: 'kicked' }, counts.connections_kicked);
+    handoverConnections.inc({ outcome: 'fallback' }, counts.connections_fallback);
+  });
   events.on('migration.stall', (e) => {
     for (const ms of e.stallsMs) stall.observe(ms / 1000);
     idle.inc(e.idle);

@@ -81,6 +81,8 @@ test.serial('after one migration PromQL returns it from both sides, with one fro
   t.true(Math.abs(frozen - report.frozen_ms / 1000) < 0.001, `frozen ${frozen} s vs report ${report.frozen_ms} ms`);
   t.is(query('sum(roam_migration_phase_seconds_count{phase="transfer"})'), 1);
   t.is(query('min(roam_peers_reachable)'), 1);
+  t.is(query('sum(roam_handover_packets_total{outcome="replayed"})'), report.handover!.packets_replayed);
+  t.is(query('sum(roam_handover_connections_total{outcome="kicked"})'), 1);
   await waitFor('the client stall in Prometheus', () => query('sum(roam_migration_client_stall_seconds_count)') === 1, 20000);
   const stall = query('sum(roam_migration_client_stall_seconds_sum)')!;
   // The report's frozen window ends when the unlock call returns; the lock lifts within that call.

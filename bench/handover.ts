@@ -1,0 +1,105 @@
+/**
+ * Handover benchmark: how long clients wait across a move, against how long
+ * the service was frozen, with each handover mechanism, interleaved in one
+ * run. The workload: a service on node1 or node2; 100 clients on node3
+ * streaming to it continuously (each connection's stall comes from the
+ * restored sockets' tcp_info: the frozen window plus the time until its
+ * client's next data arrived); and an independent probe, one more streaming
+ * connection from node3 whose longest echo gap is measured by the client
+ * itself. Underlay 1 Gbit/s. `off` is the baseline: plain TCP
+ * retransmission, as every system without a handover has it.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callJson } from '../src/api/http-client.js';
+import type { EndpointRecordWire } from '../src/api/schemas.js';
+import { HANDOVER_MECHANISMS } from '../src/handover/schemas.js';
+import { testbedDown } from '../src/testbed/down.js';
+import { testbedUp } from '../src/testbed/up.js';
+import { logOf, median, migrateOnce, probeState, quantile, r1, r2, until, workload } from './common.js';
+
+const CLIENTS = 100;
+
+interface Sample {
+  handover: string;
+  frozen_ms: number;
+  /** over the 100 clients' connections: p95 of (frozen + time to their next data) */
+  client_stall_p95_ms: number;
+  client_stall_max_ms: number;
+  probe_gap_ms: number;
+  packets_held: number;
+  replay_ms: number;
+  kick_ms: number;
+}
+
+export async function handoverBench(runs: number): Promise<Record<string, unknown>> {
+  const name = 'bho';
+  await testbedDown(name, () => undefined);
+  const tb = await testbedUp({ name, nodes: 3, underlayRate: '1gbit', say: () => undefined });
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const samples: Sample[] = [];
+  try {
+    const ep = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: 'svc', node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', '8'] });
+    await until(() => logOf(tb, 'node1', 'svc').includes('listening'), 30000, 'svc to start');
+    await callJson(api, 'POST', '/v1/endpoints', { name: 'clients', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', String(CLIENTS), '--rate', '20000'] });
+    await until(() => logOf(tb, 'node3', 'clients').includes(`"connected":${CLIENTS}`), 30000, 'the clients to connect');
+    let where = 'node1';
+    for (let run = 0; run < runs; run++) {
+      for (const handover of HANDOVER_MECHANISMS) {
+        await callJson(api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--rate', '20000'] });
+        await until(() => (logOf(tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
+        const to = where === 'node1' ? 'node2' : 'node1';
+        const report = await migrateOnce(tb, 'svc', to, 'stop-copy', handover);
+        if (report.result !== 'success') throw new Error(`bench: migration failed: ${report.reason}`);
+        where = to;
+        await sleep(1500);
+        const probe = probeState(tb, 'node3', 'probe');
+        probeState(tb, 'node3', 'clients');
+        await callJson(api, 'DELETE', '/v1/endpoints/probe');
+        samples.push({
+          handover,
+          frozen_ms: report.frozen_ms,
+          client_stall_p95_ms: report.client_stall?.p95_ms ?? 0,
+          client_stall_max_ms: report.client_stall?.max_ms ?? 0,
+          probe_gap_ms: probe.maxGapMs,
+          packets_held: report.handover?.packets_held ?? 0,
+          replay_ms: report.handover?.replay_ms ?? 0,
+          kick_ms: report.handover?.kick_ms ?? 0,
+        });
+      }
+    }
+  } finally {
+    await testbedDown(name, () => undefined);
+  }
+  const summary = HANDOVER_MECHANISMS.map((handover) => {
+    const xs = samples.filter((s) => s.handover === handover);
+    const over = (f: (s: Sample) => number) => xs.map((s) => f(s) - s.frozen_ms);
+    return {
+      handover,
+      frozen_ms: r1(median(xs.map((s) => s.frozen_ms))),
+      client_stall_p95_ms: r1(median(xs.map((s) => s.client_stall_p95_ms))),
+      /** p95 client stall minus frozen time: median over runs, and the worst run */
+      client_stall_p95_over_frozen_ms: r1(median(over((s) => s.client_stall_p95_ms))),
+      client_stall_p95_over_frozen_worst_ms: r1(Math.max(...over((s) => s.client_stall_p95_ms))),
+      client_stall_p95_to_frozen: r2(median(xs.map((s) => s.client_stall_p95_ms / s.frozen_ms))),
+      probe_gap_ms: r1(median(xs.map((s) => s.probe_gap_ms))),
+      probe_gap_to_frozen: r2(median(xs.map((s) => s.probe_gap_ms / s.frozen_ms))),
+      probe_gap_over_frozen_p95_ms: r1(quantile(over((s) => s.probe_gap_ms), 0.95)),
+      packets_held: median(xs.map((s) => s.packets_held)),
+      replay_ms: r1(median(xs.map((s) => s.replay_ms))),
+      kick_ms: r1(median(xs.map((s) => s.kick_ms))),
+    };
+  });
+  const full = summary.find((s) => s.handover === 'full')!;
+  const off = summary.find((s) => s.handover === 'off')!;
+  return {
+    scenario: 'handover',
+    what: `per migration: frozen time, the p95 over ${CLIENTS} streaming clients of what they waited (frozen + time to their next data, from tcp_info), and the longest echo gap of an independent probe connection; each handover mechanism, interleaved, underlay 1 Gbit/s`,
+    target: 'p95 client stall <= frozen + 20 ms',
+    runs_per_mechanism: runs,
+    full_meets_target: full.client_stall_p95_over_frozen_ms <= 20,
+    ratio_client_stall_full_to_off: r2(full.client_stall_p95_ms / off.client_stall_p95_ms),
+    ratio_probe_gap_full_to_off: r2(full.probe_gap_ms / off.probe_gap_ms),
+    summary,
+    samples,
+  };
+}
