@@ -10,12 +10,13 @@
  *   roam-hold --netns PATH --group N [--max-bytes B]
  *
  * stdout: one byte 'R' once the group is bound. On 'D' from stdin, every
- * packet still in the socket is read, then written as frames [u32 len][bytes]
- * (little endian), a zero length, and five u32 counters: packets kept, bytes
- * kept, packets over budget, packets the kernel could not queue to us (gaps
- * in nflog's sequence numbers), receive overruns. Then it exits 0. EOF on
- * stdin (the agent is gone) exits 0 with nothing written: the packets are
- * dropped, as the lock alone would have done.
+ * packet still in the socket is read, then everything kept since the last
+ * 'D' is written as frames [u32 len][bytes] (little endian), a zero length,
+ * and five u32 counters for that batch: packets kept, bytes kept, packets
+ * over budget, packets the kernel could not queue to us (gaps in nflog's
+ * sequence numbers), receive overruns; and it goes on keeping. EOF on stdin
+ * (the agent is done, or gone) exits 0 with nothing more written: what was
+ * not drained is dropped, as the lock alone would have done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -168,6 +169,7 @@ int main(int argc, char **argv) {
       for (size_t i = 0; i < hold.count; i++) {
         put_u32(hold.items[i].len);
         write_all(hold.items[i].data, hold.items[i].len);
+        free(hold.items[i].data);
       }
       put_u32(0);
       put_u32((uint32_t)hold.count);
@@ -175,7 +177,10 @@ int main(int argc, char **argv) {
       put_u32(hold.over_budget);
       put_u32(hold.lost);
       put_u32(hold.overruns);
-      return 0;
+      /* The budget is for what is kept at once; a drained batch no longer counts. */
+      hold.count = 0;
+      hold.bytes = 0;
+      hold.over_budget = hold.lost = hold.overruns = 0;
     }
   }
 }

@@ -8,7 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import type { LocationTable } from '../cluster/locations.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { MigrationSource } from '../migration/source.js';
-import { HOLD_BUDGET_BYTES, type MigrationTarget } from '../migration/target.js';
+import type { MigrationTarget } from '../migration/target.js';
+import { HOLD_BUDGET_BYTES } from '../handover/hold.js';
 import type { PeerClient } from './peer-client.js';
 import {
   ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,

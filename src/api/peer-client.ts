@@ -60,8 +60,11 @@ export class PeerClient implements TargetAgent {
     await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/switch`, {}, { timeoutMs: 15000 });
   }
 
-  async unlock(address: string, id: string, frozenMs: number, held: Buffer | undefined): Promise<HandoverCounts> {
-    if (held) await callRaw(this.target(address), 'PUT', `/peer/v1/migrations/${id}/held`, held, { timeoutMs: 15000 });
+  async sendHeld(address: string, id: string, held: Buffer): Promise<void> {
+    await callRaw(this.target(address), 'PUT', `/peer/v1/migrations/${id}/held`, held, { timeoutMs: 15000 });
+  }
+
+  async unlock(address: string, id: string, frozenMs: number): Promise<HandoverCounts> {
     const answer = await callJson<unknown>(this.target(address), 'POST', `/peer/v1/migrations/${id}/unlock`, { frozenMs }, { timeoutMs: 15000 });
     return parseWithSchema(HandoverCounts, answer, 'PEER_PROTOCOL', `unlock answer from ${address}`);
   }

@@ -37,63 +37,68 @@ export interface DeliverSpec {
   /** the endpoint's address: only packets to it are delivered */
   ip: string;
   mechanism: HandoverMechanism;
-  /** what the locks kept, oldest first (the source's before the target's) */
-  held: HeldPackets[];
   /** connections the dump carried: any not kicked fall back */
   connections: number;
 }
 
-/** Counts what the locks kept; replay() and kick() add what they did. */
-export function startCounts(spec: DeliverSpec): HandoverCounts {
+/** What one handover did so far: the counts it reports, and the connections it delivered to. */
+export interface HandoverProgress {
+  counts: HandoverCounts;
+  flows: Set<string>;
+}
+
+export function startHandover(spec: DeliverSpec): HandoverProgress {
   const counts: HandoverCounts = {
     mechanism: spec.mechanism, packets_held: 0, packets_replayed: 0, packets_refused: 0, packets_not_held: 0,
-    connections_replayed: 0, connections_kicked: 0, connections_fallback: 0, replay_ms: 0, kick_ms: 0, notes: [],
+    connections_replayed: 0, connections_kicked: 0, connections_fallback: kicks(spec.mechanism) ? 0 : spec.connections,
+    replay_ms: 0, kick_ms: 0, notes: [],
   };
-  for (const h of spec.held) {
-    counts.packets_held += h.stats.kept;
-    counts.packets_not_held += h.stats.overBudget + h.stats.lost;
-    if (h.stats.overruns > 0) counts.notes.push(`the packet keeper overran ${h.stats.overruns} times`);
-  }
-  if (!kicks(spec.mechanism)) counts.connections_fallback = spec.connections;
-  return counts;
+  return { counts, flows: new Set() };
 }
 
 const ms = (x: number) => Math.round(x * 100) / 100;
 
-/** Delivers what the locks kept (replaying mechanisms only). */
-export function replay(spec: DeliverSpec, counts: HandoverCounts): void {
+/** Delivers what the locks kept, batches oldest first (replaying mechanisms only; the others only count). */
+export function replay(spec: DeliverSpec, progress: HandoverProgress, batches: HeldPackets[]): void {
+  const { counts, flows } = progress;
+  for (const h of batches) {
+    counts.packets_held += h.stats.kept;
+    counts.packets_not_held += h.stats.overBudget + h.stats.lost;
+    if (h.stats.overruns > 0) counts.notes.push(`the packet keeper overran ${h.stats.overruns} times`);
+  }
   if (!replays(spec.mechanism)) return;
   const started = performance.now();
   const to = parseIp(spec.ip);
   const deliver: Buffer[] = [];
-  const flows = new Set<string>();
+  const batchFlows = new Set<string>();
   const refused = new Map<string, number>();
-  for (const raw of spec.held.flatMap((h) => h.packets)) {
+  for (const raw of batches.flatMap((h) => h.packets)) {
     const c = checkHeldPacket(raw, to);
     if (!c.ok) {
       refused.set(c.reason, (refused.get(c.reason) ?? 0) + 1);
       continue;
     }
     deliver.push(c.packet);
-    flows.add(c.flow);
+    batchFlows.add(c.flow);
   }
   for (const [reason, n] of refused) counts.notes.push(`${n} held packets refused: ${reason}`);
   counts.packets_refused += [...refused.values()].reduce((a, b) => a + b, 0);
   try {
     const r = sendIpv4Packets(spec.netns, deliver, DELIVERY_MARK);
-    counts.packets_replayed = r.sent;
+    counts.packets_replayed += r.sent;
     counts.packets_refused += r.failed;
     if (r.firstError) counts.notes.push(`${r.failed} held packets not delivered: ${r.firstError}`);
-    counts.connections_replayed = r.sent > 0 ? flows.size : 0;
+    if (r.sent > 0) for (const f of batchFlows) flows.add(f);
+    counts.connections_replayed = flows.size;
   } catch (err) {
     counts.packets_refused += deliver.length;
     counts.notes.push(`replay failed: ${describeError(err)}`);
   }
-  counts.replay_ms = ms(performance.now() - started);
+  counts.replay_ms = ms(counts.replay_ms + performance.now() - started);
 }
 
 /** Kicks every restored connection (kicking mechanisms only); the ones it cannot reach fall back. */
-export async function kick(spec: DeliverSpec, counts: HandoverCounts): Promise<void> {
+export async function kick(spec: DeliverSpec, { counts }: HandoverProgress): Promise<void> {
   if (!kicks(spec.mechanism)) return;
   const started = performance.now();
   try {
@@ -103,7 +108,7 @@ export async function kick(spec: DeliverSpec, counts: HandoverCounts): Promise<v
       const peer = splitEndpoint(c.remote);
       return local && peer && local.ip === spec.ip ? [synProbe(peer, local)] : [];
     });
-    const r = sendIpv4Packets(spec.netns, probes, DELIVERY_MARK);
+    const r = sendIpv4Packets(spec.netns, probes, 0);
     counts.connections_kicked = r.sent;
     if (r.firstError) counts.notes.push(`${r.failed} kicks not sent: ${r.firstError}`);
   } catch (err) {

@@ -1,21 +1,33 @@
 /**
  * Bringing a restored service back on the network, in the order that loses
- * nothing: what its peers sent during the freeze is delivered first, then
- * its sockets may answer (the lock's output half opens) and each connection
- * is kicked, then the lock goes, and only then does the tree run again (it
- * was restored stopped, so it wrote nothing into a locked network).
+ * nothing. The tree was restored stopped, so it wrote nothing into the
+ * locked network; its namespace is still locked both ways.
  *
- * With the kick, the acknowledgements the sockets send while held packets
- * are delivered stay behind the lock: each connection's challenge ACK
- * carries the same (cumulative, with SACK) information once, which saves a
- * trip through the overlay per delivered packet inside the frozen window.
- * Without the kick, the output opens first so that those ACKs go out.
+ *  1. Deliver what the locks kept (the source's, then the target's), before
+ *     any live packet can overtake it: the lock still drops everything but
+ *     the delivered packets. The restored sockets' ACKs stay behind the lock:
+ *     a client that heard one now would answer into the lock, and that
+ *     answer would be lost. (With `replay` alone there is no kick to say it
+ *     later, so the output opens first, and what clients answer meanwhile is
+ *     drained from the target's hold and delivered too.)
+ *  2. Lift the lock.
+ *  3. Kick every connection: each client hears, once, a challenge ACK with
+ *     the restored socket's state after the delivery, and can answer into an
+ *     open network.
+ *  4. Continue the tree.
  */
+import type { PacketHold } from '../sys/packet-hold.js';
 import { openLockOutput, unlockNetns } from '../sys/nft.js';
 import { continueTree } from '../sys/proc.js';
-import { kick, kicks, replay, startCounts, type DeliverSpec, type HandoverCounts } from './deliver.js';
+import { describeError } from '../errors/roam-error.js';
+import type { HeldPackets } from '../sys/packet-hold.js';
+import { kick, kicks, replay, replays, startHandover, type DeliverSpec, type HandoverCounts } from './deliver.js';
 
 export interface ResumeSpec extends DeliverSpec {
+  /** what the locks kept and was drained already, oldest first (the source's before the target's) */
+  held: HeldPackets[];
+  /** the hold still running here, if any: drained once more if clients can answer during the delivery, then closed */
+  hold?: PacketHold | undefined;
   /** root of the restored tree */
   pid: number;
   /** the tree was restored stopped and must be continued */
@@ -23,13 +35,23 @@ export interface ResumeSpec extends DeliverSpec {
 }
 
 export async function resumeService(spec: ResumeSpec): Promise<HandoverCounts> {
-  const counts = startCounts(spec);
-  const answersStayBehind = kicks(spec.mechanism);
-  if (!answersStayBehind) openLockOutput(spec.netns);
-  replay(spec, counts);
-  if (answersStayBehind) openLockOutput(spec.netns);
-  await kick(spec, counts);
+  const progress = startHandover(spec);
+  try {
+    const answersGoOut = replays(spec.mechanism) && !kicks(spec.mechanism);
+    if (answersGoOut) openLockOutput(spec.netns);
+    replay(spec, progress, spec.held);
+    if (answersGoOut && spec.hold) {
+      try {
+        replay(spec, progress, [await spec.hold.drain()]);
+      } catch (err) {
+        progress.counts.notes.push(`what clients answered during the delivery is lost: ${describeError(err)}`);
+      }
+    }
+  } finally {
+    spec.hold?.close();
+  }
   unlockNetns(spec.netns);
+  await kick(spec, progress);
   if (spec.stopped) continueTree(spec.pid);
-  return counts;
+  return progress.counts;
 }

@@ -32,7 +32,7 @@ export const HandoverCounts = Type.Object({
 export type HandoverCounts = Static<typeof HandoverCounts>;
 
 export const ResumeMeasurement = Type.Object({
-  /** per active connection: ms from the unlock to the first data from its peer */
+  /** per active connection: ms from the unlock request (the handover included) to the first data from its peer after the lock went */
   resumedAfterMs: Type.Array(Type.Number({ minimum: 0 })),
   /** connections whose peer sent nothing within the window */
   idle: Count,

@@ -20,13 +20,13 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import { HOLD_GROUP } from '../sys/nft.js';
-import { PacketHold, serializeHeld, type HeldPackets } from '../sys/packet-hold.js';
+import { serializeHeld, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
+import { holdWhatTheLockDrops } from '../handover/hold.js';
 import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
 import type { HandoverReport, MigrationStatus, Phase } from './report.js';
-import { HOLD_BUDGET_BYTES, type PrepareRequest } from './target.js';
+import type { PrepareRequest } from './target.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
@@ -34,8 +34,9 @@ export interface TargetAgent {
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
   restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
-  /** `held`: what the lock here kept (roam-hold's format), for the target to deliver */
-  unlock(address: string, id: string, frozenMs: number, held: Buffer | undefined): Promise<HandoverCounts>;
+  /** what the lock here kept (roam-hold's format), for the target to deliver at the unlock */
+  sendHeld(address: string, id: string, held: Buffer): Promise<void>;
+  unlock(address: string, id: string, frozenMs: number): Promise<HandoverCounts>;
   clientStall(address: string, id: string): Promise<ResumeMeasurement>;
   abort(address: string, id: string): Promise<void>;
 }
@@ -113,6 +114,8 @@ export class MigrationSource {
     let dumped: DumpResult | undefined;
     let frozenAt = 0;
     let frozenMs = 0;
+    /** frozen so far when the unlock was asked for: the target measures the stall from there */
+    let frozenWhenAsked = 0;
     let switched = false;
     let hold: PacketHold | undefined;
     let handoverCounts: HandoverCounts | undefined;
@@ -153,7 +156,7 @@ export class MigrationSource {
     try {
       if (!cold) await prepare();
       // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
-      if (replays(handover)) hold = await this.startHold(status.id, ep.netns);
+      if (replays(handover)) hold = await holdWhatTheLockDrops(ep.netns, (m) => this.events.warn(`migration ${status.id}: ${m}`));
       frozenAt = performance.now();
       dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir }));
       if (cold) await prepare();
@@ -165,14 +168,19 @@ export class MigrationSource {
         switched = true;
         // Peers now send to the target, whose lock keeps what arrives; what this lock kept goes there.
         held = await this.drainHold(status.id, hold);
+        hold?.close();
         hold = undefined;
         // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
         await this.manager.release(ep.name);
       });
-      handoverCounts = await phase('unlock', () => this.target.unlock(address, status.id, performance.now() - frozenAt, held ? serializeHeld(held) : undefined));
+      handoverCounts = await phase('unlock', async () => {
+        if (held) await this.target.sendHeld(address, status.id, serializeHeld(held));
+        frozenWhenAsked = performance.now() - frozenAt;
+        return this.target.unlock(address, status.id, frozenWhenAsked);
+      });
       frozenMs = performance.now() - frozenAt;
       await phase('cleanup', async () => rmSync(dir, { recursive: true, force: true }));
-      clientStall = await this.observe(status, address, frozenMs);
+      clientStall = await this.observe(status, address, frozenWhenAsked);
       return finish('success', status.to);
     } catch (err) {
       const reason = `${status.phase}: ${describeError(err)}`;
@@ -186,15 +194,6 @@ export class MigrationSource {
     }
   }
 
-  /** A hold that cannot start costs the replay, not the migration. */
-  private async startHold(id: string, netns: string): Promise<PacketHold | undefined> {
-    try {
-      return await PacketHold.start(netns, HOLD_GROUP, HOLD_BUDGET_BYTES);
-    } catch (err) {
-      this.events.warn(`migration ${id}: packets dropped by the lock will not be kept: ${describeError(err)}`);
-      return undefined;
-    }
-  }
 
   private async drainHold(id: string, hold: PacketHold | undefined): Promise<HeldPackets | undefined> {
     if (!hold) return undefined;
@@ -207,11 +206,11 @@ export class MigrationSource {
   }
 
   /** What the clients felt, measured by the target from the restored sockets (ends once every active one resumed). */
-  private async observe(status: MigrationStatus, address: string, frozenMs: number): Promise<HandoverReport['client_stall']> {
+  private async observe(status: MigrationStatus, address: string, frozenWhenAsked: number): Promise<HandoverReport['client_stall']> {
     status.phase = 'observe';
     try {
       const m = await this.target.clientStall(address, status.id);
-      const stalls = m.resumedAfterMs.map((r) => frozenMs + r).sort((a, b) => a - b);
+      const stalls = m.resumedAfterMs.map((r) => frozenWhenAsked + r).sort((a, b) => a - b);
       const at = (q: number) => (stalls.length === 0 ? 0 : round(stalls[Math.min(stalls.length - 1, Math.ceil(q * stalls.length) - 1)]!));
       return { connections: stalls.length, idle: m.idle, p50_ms: at(0.5), p95_ms: at(0.95), max_ms: at(1) };
     } catch (err) {
@@ -237,7 +236,7 @@ export class MigrationSource {
     } catch (err) {
       if (err instanceof RoamError && err.code === 'CONFLICT') {
         // The target had switched after all: it owns the endpoint.
-        hold?.cancel();
+        hold?.close();
         await this.manager.release(ep.name).catch(() => undefined);
         return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
       }
@@ -245,7 +244,7 @@ export class MigrationSource {
     }
     if (!dumped) {
       // The process was never stopped (or CRIU resumed it when the dump failed, and the lock went with it).
-      hold?.cancel();
+      hold?.close();
       this.manager.endOutgoing(ep.name);
       rmSync(dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service kept running on ${status.from}`);
@@ -258,13 +257,13 @@ export class MigrationSource {
       // Back where it was: what its peers sent meanwhile is delivered here, and the dump's lock lifted.
       const held = await this.drainHold(status.id, hold);
       const counts = await resumeService({
-        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], connections: dumped.tcpConnections, pid: restored.pid, stopped,
+        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], hold, connections: dumped.tcpConnections, pid: restored.pid, stopped,
       });
       this.manager.resumedLocally(ep.name, restored);
       rmSync(dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service was restored on ${status.from} with its connections`, counts);
     } catch (err) {
-      hold?.cancel();
+      hold?.close();
       this.events.error(`migration ${status.id}: restoring ${ep.name} on ${status.from} failed: ${describeError(err)}; images kept in ${imagesDir}`);
       return finish('failed', '', `${reason}; restoring on ${status.from} failed too (${describeError(err)}); images kept in ${imagesDir}`);
     }

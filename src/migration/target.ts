@@ -12,8 +12,8 @@ import { restoreUnderShim } from '../checkpoint/executor.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
-import { HOLD_GROUP } from '../sys/nft.js';
-import { PacketHold, parseHoldOutput, type HeldPackets } from '../sys/packet-hold.js';
+import { parseHoldOutput, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
+import { holdWhatTheLockDrops } from '../handover/hold.js';
 import { receiveImage } from './image-transfer.js';
 import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
 import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
@@ -21,8 +21,6 @@ import { resumeService } from '../handover/resume.js';
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 
-/** What a lock may keep for one migration, per side. */
-export const HOLD_BUDGET_BYTES = 64 * 1024 * 1024;
 /** How long a finished arrival's stall measurement stays available to the source. */
 const KEEP_STALL_MS = 30000;
 
@@ -90,7 +88,7 @@ export class MigrationTarget {
         hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false,
       };
       this.arrivals.set(req.id, arrival);
-      if (replays(handover)) arrival.hold = await this.startHold(req.id, record.netns);
+      if (replays(handover)) arrival.hold = await holdWhatTheLockDrops(record.netns, (m) => this.events?.warn(`migration ${req.id}: ${m}`));
     } catch (err) {
       if (this.arrivals.has(req.id)) await this.abort(req.id).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
@@ -98,15 +96,6 @@ export class MigrationTarget {
     }
   }
 
-  /** A hold that cannot start costs the replay, not the migration: plain retransmission covers it. */
-  private async startHold(id: string, netns: string): Promise<PacketHold | undefined> {
-    try {
-      return await PacketHold.start(netns, HOLD_GROUP, HOLD_BUDGET_BYTES);
-    } catch (err) {
-      this.events?.warn(`migration ${id}: packets dropped by the lock here will not be kept: ${describeError(err)}`);
-      return undefined;
-    }
-  }
 
   /** What the source's lock kept (roam-hold's format), delivered at the unlock. */
   receiveHeld(id: string, bytes: Buffer): { packets: number } {
@@ -146,6 +135,7 @@ export class MigrationTarget {
    * measures, in the background, how long each client took to come back.
    */
   async unlock(id: string, frozenMs: number): Promise<HandoverCounts> {
+    const asked = performance.now();
     const a = this.arrival(id);
     if (!a.switched || !a.restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
     const held: HeldPackets[] = a.sourceHeld ? [a.sourceHeld] : [];
@@ -158,18 +148,20 @@ export class MigrationTarget {
     }
     const counts = await resumeService({
       netns: a.record.netns, ip: a.record.ip, mechanism: a.handover, held, connections: a.connections,
-      pid: a.restored.pid, stopped: a.handover !== 'off',
+      hold: a.hold, pid: a.restored.pid, stopped: a.handover !== 'off',
     });
     const unlockedAt = performance.now();
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
     this.events?.emit('migration.handover', { id, name: a.name, counts });
-    const stall = measureResume(a.record.netns, unlockedAt);
+    // What clients waited: frozen until the unlock was asked for, then the handover, then until their data came.
+    const frozenAtUnlock = frozenMs + (unlockedAt - asked);
+    const stall = measureResume(a.record.netns, unlockedAt).then((m) => ({ ...m, resumedAfterMs: m.resumedAfterMs.map((r) => r + (unlockedAt - asked)) }));
     this.stalls.set(id, stall);
     setTimeout(() => this.stalls.delete(id), KEEP_STALL_MS).unref();
     stall.then(
-      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenMs + r), idle: m.idle }),
+      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenAtUnlock + r), idle: m.idle }),
       (err) => this.events?.warn(`migration ${id}: could not read the restored connections' TCP state: ${String(err)}`),
     );
     return counts;
@@ -186,7 +178,7 @@ export class MigrationTarget {
     const a = this.arrivals.get(id);
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
-    a.hold?.cancel();
+    a.hold?.close();
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);

@@ -54,7 +54,7 @@ test('what the lock drops during a freeze is kept, delivered to the restored soc
   t.is(conns.length, 4);
   t.true(conns.every((c) => c.timestamps && c.sack), 'timestamps and SACK negotiated');
   const hold = await PacketHold.start(srv.netns!, HOLD_GROUP, 1 << 20);
-  t.teardown(() => hold.cancel());
+  t.teardown(() => hold.close());
   freeze(srv.pid!);
   lockNetns(srv.netns!);
   const before = kernelCounters(srv.netns!);
@@ -66,7 +66,7 @@ test('what the lock drops during a freeze is kept, delivered to the restored soc
   t.true(held.packets.every((p) => checkHeldPacket(Buffer.from(p), new Uint8Array(srv.ip.split('.').map(Number))).ok), 'every kept packet is an exact TCP packet for the server');
   t.is(kernelCounters(srv.netns!).TcpInSegs, before.TcpInSegs, 'nothing reached the server while locked');
 
-  const counts = await resumeService({ netns: srv.netns!, ip: srv.ip, mechanism: 'full', held: [held], connections: 4, pid: srv.pid!, stopped: true });
+  const counts = await resumeService({ netns: srv.netns!, ip: srv.ip, mechanism: 'full', held: [held], hold, connections: 4, pid: srv.pid!, stopped: true });
   t.false(isNetnsLocked(srv.netns!));
   t.like(counts, { mechanism: 'full', packets_held: held.packets.length, packets_replayed: held.packets.length, packets_refused: 0, connections_kicked: 4, connections_fallback: 0 });
   t.true(counts.connections_replayed >= 1 && counts.connections_replayed <= 4);
@@ -95,4 +95,29 @@ test('with the handover off the lock only drops: nothing is kept, delivered or k
   await sleep(1500);
   t.true(log().length > progress);
   t.notRegex(log(), /MISMATCH|DISCONNECTED/);
+});
+
+test('a hold keeps going after a drain: each drain gives what arrived since the last one, and closing it ends roam-hold', async (t) => {
+  const { srv } = await streamingPair(t, 'hdrain', 1);
+  const hold = await PacketHold.start(srv.netns!, HOLD_GROUP, 1 << 20);
+  t.teardown(() => hold.close());
+  freeze(srv.pid!);
+  lockNetns(srv.netns!);
+  await sleep(300);
+  const first = await hold.drain();
+  await sleep(300);
+  const second = await hold.drain();
+  t.true(first.packets.length > 0 && second.packets.length > 0, `${first.packets.length} then ${second.packets.length}`);
+  t.is(first.stats.kept, first.packets.length);
+  t.is(second.stats.kept, second.packets.length, 'counters are per drain');
+  t.false(second.packets.some((p) => first.packets.some((q) => q.equals(p))), 'nothing drained twice');
+  const counts = await resumeService({ netns: srv.netns!, ip: srv.ip, mechanism: 'full', held: [first, second], connections: 1, pid: srv.pid!, stopped: true });
+  t.is(counts.packets_replayed, first.packets.length + second.packets.length);
+  hold.close();
+  await t.throwsAsync(async () => {
+    for (let i = 0; i < 50; i++) {
+      await hold.drain();
+      await sleep(20);
+    }
+  }, { message: /has ended|did not answer/ });
 });
