@@ -96,9 +96,11 @@ export async function handoverBench(runs: number): Promise<Record<string, unknow
     what: `per migration: frozen time, the p95 over ${CLIENTS} streaming clients of what they waited (frozen + time to their next data, from tcp_info), and the longest echo gap of an independent probe connection; each handover mechanism, interleaved, underlay 1 Gbit/s`,
     target: 'p95 client stall <= frozen + 20 ms',
     runs_per_mechanism: runs,
-    full_meets_target: full.client_stall_p95_over_frozen_ms <= 20,
-    ratio_client_stall_full_to_off: r2(full.client_stall_p95_ms / off.client_stall_p95_ms),
-    ratio_probe_gap_full_to_off: r2(full.probe_gap_ms / off.probe_gap_ms),
+    /** in every run, not only the median one */
+    full_meets_target: full.client_stall_p95_over_frozen_worst_ms <= 20,
+    /** both normalised by each run's own frozen time, since frozen times differ from run to run */
+    ratio_client_stall_to_frozen_full_vs_off: [full.client_stall_p95_to_frozen, off.client_stall_p95_to_frozen],
+    ratio_probe_gap_to_frozen_full_vs_off: [full.probe_gap_to_frozen, off.probe_gap_to_frozen],
     summary,
     samples,
   };

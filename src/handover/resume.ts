@@ -8,8 +8,8 @@
  *     the delivered packets. The restored sockets' ACKs stay behind the lock:
  *     a client that heard one now would answer into the lock, and that
  *     answer would be lost. (With `replay` alone there is no kick to say it
- *     later, so the output opens first, and what clients answer meanwhile is
- *     drained from the target's hold and delivered too.)
+ *     later, so the output opens first.) Whatever reached the lock during the
+ *     delivery is drained from the hold and delivered too.
  *  2. Lift the lock.
  *  3. Kick every connection: each client hears, once, a challenge ACK with
  *     the restored socket's state after the delivery, and can answer into an
@@ -40,7 +40,8 @@ export async function resumeService(spec: ResumeSpec): Promise<HandoverCounts> {
     const answersGoOut = replays(spec.mechanism) && !kicks(spec.mechanism);
     if (answersGoOut) openLockOutput(spec.netns);
     replay(spec, progress, spec.held);
-    if (answersGoOut && spec.hold) {
+    // What reached the lock here during the delivery: clients answering (replay alone), or retransmitting.
+    if (replays(spec.mechanism) && spec.hold) {
       try {
         replay(spec, progress, [await spec.hold.drain()]);
       } catch (err) {
