@@ -12,10 +12,7 @@
 import { formatIp, parseIp } from '../net/ip.js';
 
 const IPPROTO_TCP = 6;
-export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
-export const TCP_RST = 0x04;
-export const TCP_ACK = 0x10;
 
 export interface TcpPacket {
   src: string;
