@@ -100,7 +100,7 @@ export class Agent {
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await reconciler.reconcile();
       await sync.publish(2000);
-    }, this.events);
+    }, this.events, c.underlay.address);
     this.migrations = { source, target };
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),

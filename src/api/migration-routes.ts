@@ -73,8 +73,8 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
   });
 
   app.post<{ Body: PrepareBodyT }>('/peer/v1/migrations/prepare', { schema: { body: PrepareBody } }, async (req) => {
-    await d.target.prepare(req.body);
-    return { prepared: req.body.id };
+    const prepared = await d.target.prepare(req.body);
+    return { prepared: req.body.id, ...prepared };
   });
 
   app.put<{ Params: ImageParamsT }>('/peer/v1/migrations/:id/images/:file', { schema: { params: ImageParams } }, async (req) => {

@@ -6,11 +6,11 @@ import { parseWithSchema } from '../config/validate.js';
 import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
 import { callJson, callRaw, type Target } from './http-client.js';
 import { sendImages } from '../migration/image-transfer.js';
-import type { PrepareRequest } from '../migration/target.js';
+import type { Prepared, PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
 import type { MigrationStatus } from '../migration/report.js';
 import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
-import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, type CreateEndpointBody } from './schemas.js';
+import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, PreparedAnswer, type CreateEndpointBody } from './schemas.js';
 
 export interface AnnounceResult {
   self: NodeAnnouncement;
@@ -44,8 +44,9 @@ export class PeerClient implements TargetAgent {
 
   // ---- migrations: this agent as the source, talking to the target ----
 
-  async prepare(address: string, body: PrepareRequest): Promise<void> {
-    await callRaw(this.target(address), 'POST', '/peer/v1/migrations/prepare', body, { timeoutMs: 15000 });
+  async prepare(address: string, body: PrepareRequest): Promise<Prepared> {
+    const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/migrations/prepare', body, { timeoutMs: 15000 });
+    return parseWithSchema(PreparedAnswer, answer, 'PEER_PROTOCOL', `prepare answer from ${address}`);
   }
 
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number> {

@@ -88,7 +88,7 @@ export const MigrateBody = Type.Object(
   {
     endpoint: EndpointName,
     to: NodeName,
-    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy (default) or cold (the baseline: nothing prepared ahead)' })),
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy (default), streamed (memory goes to the target while it is dumped) or cold (the baseline: nothing prepared ahead)' })),
     handover: Type.Optional(HandoverMechanismSchema),
   },
   { additionalProperties: false },
@@ -109,6 +109,14 @@ export const PrepareBody = Type.Object(
     generation: Type.Integer({ minimum: 1 }),
     command: Type.Array(Type.String(), { minItems: 1, maxItems: 4096 }),
     createdAt: Type.String({ maxLength: 64 }),
+  },
+  { additionalProperties: false },
+);
+
+export const PreparedAnswer = Type.Object(
+  {
+    prepared: MigrationId,
+    pageServerPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'streamed mode: where the target\'s page server listens, on its underlay address' })),
   },
   { additionalProperties: false },
 );

@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
 import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
 import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
-import { readTcpStreams } from '../sys/criu/tcp-images.js';
+import { dumpedMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
-import { stdioPipeKeys } from '../sys/proc.js';
+import { isSameProcessAlive, processStartTime, stdioPipeKeys } from '../sys/proc.js';
 import { netnsInode } from '../sys/netns/netns.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
 
@@ -31,11 +31,14 @@ export interface DumpSpec {
   pid: number;
   netns: string;
   imagesDir: string;
+  /** stream memory pages to this page server while dumping (they never land in imagesDir) */
+  pageServer?: { address: string; port: number };
   onHook?: (name: string) => Promise<void> | void;
 }
 
 export interface DumpResult {
   durationMs: number;
+  /** bytes of images moved: the files here, plus the memory sent to a page server */
   imageBytes: number;
   /** "pipe:[inode]" of the tree's stdout and stderr, the keys restore hands new pipes under */
   pipeKeys: string[];
@@ -78,8 +81,9 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
   const inode = netnsInode(spec.netns);
   const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
   const started = performance.now();
+  let result: Awaited<ReturnType<typeof criuCall>>;
   try {
-    const result = await criuCall({
+    result = await criuCall({
       type: 'DUMP',
       opts: {
         // CRIU resolves images_dir_fd in the requesting process (this one), through the socket's peer credentials.
@@ -92,6 +96,7 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
         notifyScripts: true,
         external: [`net[${inode}]:${NETNS_KEY}`],
         networkLock: NetworkLock.SKIP,
+        ...(spec.pageServer ? { ps: spec.pageServer } : {}),
       },
       spawn: criuWorker,
       onHook: async (name) => {
@@ -101,14 +106,66 @@ export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
       },
       logDir: spec.imagesDir,
     });
-    const durationMs = performance.now() - started;
-    return { durationMs, imageBytes: imageBytes(spec.imagesDir), pipeKeys, tcpConnections, tcpInFlight: tcpInFlight(spec.imagesDir), hooks: result.hooks };
   } catch (err) {
     // CRIU resumed the tree: it must not stay cut off.
     unlockNetns(spec.netns);
     throw err;
   } finally {
     closeSync(imagesFd);
+  }
+  // The tree is gone from here on: nothing below may turn the dump into a failure (the caller would
+  // believe the service still runs). What cannot be read is reported as unknown.
+  const durationMs = performance.now() - started;
+  // Pages sent to a page server never land here; the dump's own stats count them.
+  const streamed = spec.pageServer ? orUnknown(() => dumpedMemoryBytes(spec.imagesDir), 0) : 0;
+  const inFlight = orUnknown(() => tcpInFlight(spec.imagesDir), { connections: 0, unackedToPeer: 0, unackedBytes: 0, unreadFromPeer: 0, timestamps: 0, sack: 0 });
+  return { durationMs, imageBytes: imageBytes(spec.imagesDir) + streamed, pipeKeys, tcpConnections, tcpInFlight: inFlight, hooks: result.hooks };
+}
+
+function orUnknown<T>(read: () => T, unknown: T): T {
+  try {
+    return read();
+  } catch {
+    return unknown;
+  }
+}
+
+export interface PageServer {
+  pid: number;
+  port: number;
+  /** so that a recycled pid is never taken for the page server */
+  startTime: number;
+}
+
+/**
+ * A CRIU page server writing into `imagesDir`, listening on `address` (any
+ * port). It serves one dump and then exits; waitForPageServer() tells when
+ * every page it received is written.
+ */
+export async function startPageServer(imagesDir: string, address: string): Promise<PageServer> {
+  const imagesFd = openSync(imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    // Not PAGE_SERVER: in daemon mode CRIU 4.2 answers with pid 0 (cr_page_server returns 0 to the
+    // parent), and the pid is what tells when the pages are all written. The child variant reports it.
+    const result = await criuCall({
+      type: 'PAGE_SERVER_CHLD',
+      opts: { imagesDirFd: imagesFd, ps: { address, port: 0 }, logLevel: LOG_LEVEL, logFile: 'page-server.log' },
+      spawn: criuWorker,
+      logDir: imagesDir,
+    });
+    if (!result.pageServer) throw new RoamError('CHECKPOINT_FAILED', 'criu page-server answered without its pid and port');
+    return { ...result.pageServer, startTime: processStartTime(result.pageServer.pid) ?? 0 };
+  } finally {
+    closeSync(imagesFd);
+  }
+}
+
+/** Waits until the page server has exited (it does once its dump is over). */
+export async function waitForPageServer(ps: PageServer, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (isSameProcessAlive(ps.pid, ps.startTime)) {
+    if (performance.now() > deadline) throw new RoamError('CHECKPOINT_FAILED', `criu page-server ${ps.pid} still running after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
 

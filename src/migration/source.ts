@@ -26,11 +26,11 @@ import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
 import type { HandoverReport, MigrationStatus, Phase } from './report.js';
-import type { PrepareRequest } from './target.js';
+import type { Prepared, PrepareRequest } from './target.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
-  prepare(address: string, body: PrepareRequest): Promise<void>;
+  prepare(address: string, body: PrepareRequest): Promise<Prepared>;
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
   restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
@@ -51,11 +51,14 @@ export interface MigrateRequest {
 /**
  * stop-copy: the target is prepared (locked namespace, IP, MAC, bridge port)
  *   before the freeze; images stream in parallel.
+ * streamed: as stop-copy, but the dump sends memory pages straight to a
+ *   page server on the target while it runs, so dump and transfer overlap;
+ *   only the other (small) images travel afterwards.
  * cold: the research-prototype sequence, kept as the baseline the bench
  *   measures against: freeze and dump first, then build the target, then
  *   one transfer stream; everything inside the frozen window.
  */
-const MODES = ['stop-copy', 'cold'] as const;
+const MODES = ['stop-copy', 'streamed', 'cold'] as const;
 const KEEP_STATUSES = 200;
 
 export class MigrationSource {
@@ -149,16 +152,18 @@ export class MigrationSource {
     };
 
     const cold = status.mode === 'cold';
-    const prepare = () => phase('prepare', () => this.target.prepare(address, {
+    let prepared: Prepared = {};
+    const prepare = async () => (prepared = await phase('prepare', () => this.target.prepare(address, {
       id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
       generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
-    }));
+    })));
     try {
       if (!cold) await prepare();
       // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
       if (replays(handover)) hold = await holdWhatTheLockDrops(ep.netns, (m) => this.events.warn(`migration ${status.id}: ${m}`));
       frozenAt = performance.now();
-      dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir }));
+      const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
+      dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, ...(pageServer ? { pageServer } : {}) }));
       if (cold) await prepare();
       await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir, cold ? 1 : 3));
       await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections));

@@ -8,7 +8,8 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreUnderShim } from '../checkpoint/executor.js';
+import { restoreUnderShim, startPageServer, waitForPageServer, type PageServer } from '../checkpoint/executor.js';
+import { isSameProcessAlive } from '../sys/proc.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
@@ -50,9 +51,20 @@ interface Arrival {
   /** what the source's lock kept, sent before the unlock */
   sourceHeld: HeldPackets | undefined;
   connections: number;
+  /** streamed mode: the page server the source's dump sends memory to */
+  pageServer: PageServer | undefined;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
 }
+
+/** What the target tells the source once it is prepared. */
+export interface Prepared {
+  /** streamed mode: the port of the page server on the target's underlay address */
+  pageServerPort?: number;
+}
+
+/** How long a restore waits for the page server to finish writing what the dump sent. */
+const PAGE_SERVER_DRAIN_MS = 60000;
 
 export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
@@ -64,6 +76,8 @@ export class MigrationTarget {
     /** after the switch: converge the local overlay and tell the peers, before answering */
     private readonly announce: () => Promise<void>,
     private readonly events?: EventBus,
+    /** where page servers listen: the underlay address the source can reach */
+    private readonly underlayAddress = '127.0.0.1',
   ) {}
 
   private arrival(id: string): Arrival {
@@ -72,7 +86,7 @@ export class MigrationTarget {
     return a;
   }
 
-  async prepare(req: PrepareRequest): Promise<void> {
+  async prepare(req: PrepareRequest): Promise<Prepared> {
     if (this.arrivals.has(req.id)) throw new RoamError('CONFLICT', `migration ${req.id} is already being prepared here`);
     const dir = join(this.stateDir, 'migrations', req.id);
     const imagesDir = join(dir, 'images');
@@ -85,10 +99,15 @@ export class MigrationTarget {
       const handover = req.handover ?? 'full';
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', handover,
-        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false,
+        hold: undefined, sourceHeld: undefined, connections: 0, pageServer: undefined, restored: undefined, switched: false,
       };
       this.arrivals.set(req.id, arrival);
       if (replays(handover)) arrival.hold = await holdWhatTheLockDrops(record.netns, (m) => this.events?.warn(`migration ${req.id}: ${m}`));
+      if (arrival.mode === 'streamed') {
+        arrival.pageServer = await startPageServer(imagesDir, this.underlayAddress);
+        return { pageServerPort: arrival.pageServer.port };
+      }
+      return {};
     } catch (err) {
       if (this.arrivals.has(req.id)) await this.abort(req.id).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
@@ -112,6 +131,8 @@ export class MigrationTarget {
     const a = this.arrival(id);
     if (a.restored) throw new RoamError('CONFLICT', `migration ${id}: already restored`);
     a.connections = connections;
+    // Streamed: the dump is over when the source asks for this, and the page server writes its last pages and exits.
+    if (a.pageServer) await waitForPageServer(a.pageServer, PAGE_SERVER_DRAIN_MS);
     const r = await restoreUnderShim({
       dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped: a.handover !== 'off',
     });
@@ -179,6 +200,7 @@ export class MigrationTarget {
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
+    if (a.pageServer && isSameProcessAlive(a.pageServer.pid, a.pageServer.startTime)) process.kill(a.pageServer.pid, 'SIGKILL');
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);

@@ -4,7 +4,7 @@
  * for byte across each move; a long ping-pong leaves nothing behind.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -64,6 +64,24 @@ test.serial('a single-process server holding 110 connections and 16 MiB moves wi
   t.false(existsSync(`${nodeOf('node1').stateDir}/netns/echo`), 'nothing of it left on node1');
 });
 
+test.serial('streamed: the memory goes to a page server on the target while it is dumped; contents and connections intact, nothing left running', async (t) => {
+  // Where the first test left it: on node2, its checksum in its log there.
+  const sumBefore = /memory sha256 ([0-9a-f]+)/.exec(endpointLog(tb, 'node2', 'echo'))![1];
+  const report = await migrate(name, 'echo', 'node1', ['--mode', 'streamed']);
+  t.is(report.result, 'success', report.reason);
+  t.is(report.mode, 'streamed');
+  t.true(report.image_bytes > 16 * 1048576, 'the pages sent to the page server are counted');
+  t.true(report.tcp_connections >= 110);
+  const moved = (await endpoints(tb)).find((e) => e.name === 'echo')!;
+  t.like(moved, { node: 'node1', state: 'running' });
+  process.kill(moved.pid!, 'SIGUSR2');
+  await waitFor('checksum line', () => (endpointLog(tb, 'node1', 'echo').match(/memory sha256/g) ?? []).length >= 1);
+  t.regex(endpointLog(tb, 'node1', 'echo'), new RegExp(`memory sha256 ${sumBefore}, 110 connections`), 'memory and connections survived');
+  const after = await streamAdvances(tb, 'node3', 'many', 100000, 15000);
+  t.is(after.open, 110);
+  t.is(spawnSync('pgrep', ['-f', 'criu: page-server']).status, 1, 'no page server left running');
+});
+
 test.serial('a forking server (a process per connection) moves with its connections', async (t) => {
   const srv = await run(tb, 'node2', 'forking', ['/usr/bin/python3', forkingEcho, '7002']);
   await waitFor('forking server', () => endpointLog(tb, 'node2', 'forking').includes('listening'));
@@ -102,7 +120,7 @@ test.serial('a second migration of an endpoint already moving is refused with 40
     [['migrate', '--testbed', name, 'ghost', '--to', 'node1'], /endpoint ghost does not exist/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node9'], /to: unknown node node9/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node3'], /to: endpoint echo is already on node3/],
-    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy, cold/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy, streamed, cold/],
     [['migrate', '--testbed', name, 'echo'], /--to NODE is required/],
   ];
   for (const [args, message] of cases) t.regex((await cli(args)).err, message, args.join(' '));

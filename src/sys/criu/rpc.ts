@@ -54,17 +54,21 @@ export interface CriuOpts {
   shellJob?: boolean;
   extUnixSk?: boolean;
   leaveStopped?: boolean;
+  /** DUMP: send pages to this page server; PAGE_SERVER_CHLD: listen here (port 0: any) */
+  ps?: { address: string; port: number };
 }
 
 export interface CriuResult {
   /** restored root pid (RESTORE), in the host's PID namespace */
   pid: number | undefined;
+  /** PAGE_SERVER_CHLD: the page server's pid and the port it listens on */
+  pageServer?: { pid: number; port: number };
   /** every hook CRIU stopped at, in order, with its time since the request (ms) */
   hooks: { name: string; atMs: number }[];
 }
 
 export interface CriuRequest {
-  type: 'DUMP' | 'RESTORE' | 'VERSION';
+  type: 'DUMP' | 'RESTORE' | 'PAGE_SERVER_CHLD' | 'VERSION';
   opts?: CriuOpts;
   /** starts `criu swrk <fd>` with the given socket fd; returns the process (who spawns it decides who its parent is) */
   spawn: (socketFd: number) => ChildProcess;
@@ -76,7 +80,7 @@ export interface CriuRequest {
   waitExit?: boolean;
 }
 
-const TYPE_NUMBER = { DUMP: 1, RESTORE: 2, NOTIFY: 6, VERSION: 10 } as const;
+const TYPE_NUMBER = { DUMP: 1, RESTORE: 2, NOTIFY: 6, VERSION: 10, PAGE_SERVER_CHLD: 12 } as const;
 
 export async function criuCall(r: CriuRequest): Promise<CriuResult> {
   const { req, resp } = proto();
@@ -96,7 +100,8 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
       const packet = await receive(ours);
       if (!packet) throw failure(r, `CRIU closed the RPC connection (exit ${await exitCode(exited)})`, undefined);
       const m = resp.toObject(resp.decode(packet), { enums: String, longs: Number, defaults: false }) as {
-        type: string; success: boolean; notify?: { script?: string }; restore?: { pid?: number }; crErrno?: number; crErrmsg?: string;
+        type: string; success: boolean; notify?: { script?: string }; restore?: { pid?: number }; ps?: { pid?: number; port?: number };
+        crErrno?: number; crErrmsg?: string;
       };
       if (m.type === 'NOTIFY') {
         const name = m.notify?.script ?? 'unknown';
@@ -115,7 +120,8 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
         throw failure(r, `criu ${r.type.toLowerCase()} failed${why ? ` (${why})` : ''}`, m.crErrno);
       }
       if (r.waitExit !== false) await exited;
-      return { pid: m.restore?.pid, hooks };
+      const pageServer = m.ps?.pid && m.ps.port ? { pageServer: { pid: m.ps.pid, port: m.ps.port } } : {};
+      return { pid: m.restore?.pid, hooks, ...pageServer };
     }
   } finally {
     closeSync(ours);
