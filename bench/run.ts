@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { convergenceBench, throughputBench } from './overlay.js';
 import { migrationBench } from './migration.js';
 import { handoverBench } from './handover.js';
+import { memoryBench } from './memory.js';
 import { lineChart } from './svg-plot.js';
 
 const quick = process.argv.includes('--quick');
@@ -18,6 +19,7 @@ const scenarios = [
   only && only !== 'convergence' ? { scenario: 'location_convergence', skipped: true } : await convergenceBench(quick ? [3, 8] : [3, 8, 16], quick ? 3 : 10),
   only && only !== 'migration' ? { scenario: 'migration', skipped: true } : await migrationBench(quick ? 1 : 3, [0, 100]),
   only && only !== 'handover' ? { scenario: 'handover', skipped: true } : await handoverBench(quick ? 2 : 8),
+  only && only !== 'memory' ? { scenario: 'memory', skipped: true } : await memoryBench(quick ? 1 : 2, quick ? [16, 128] : [16, 128, 512, 1024]),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);
@@ -47,5 +49,12 @@ if (handover.samples) writeFileSync(`${dir}handover.svg`, lineChart({
     })),
     { name: 'target: frozen + 20', points: [Math.min(...handover.samples.map((s) => s.frozen_ms)), Math.max(...handover.samples.map((s) => s.frozen_ms))].map((x) => ({ x, y: x + 20 })) },
   ],
+}));
+const memory = scenarios[4] as { summary?: { mode: string; rows: { size_mib: number; frozen_ms: number }[] }[] };
+if (memory.summary) writeFileSync(`${dir}memory.svg`, lineChart({
+  title: 'Frozen time against the memory a service holds (1 Gbit/s)',
+  xLabel: 'MiB held',
+  yLabel: 'frozen (ms)',
+  series: memory.summary.map((m) => ({ name: m.mode, points: m.rows.map((r) => ({ x: r.size_mib, y: r.frozen_ms })) })),
 }));
 process.stdout.write(`${text}\n`);
