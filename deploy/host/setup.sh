@@ -111,6 +111,23 @@ SRC
   say "criu $have installed at $CRIU_PREFIX/sbin/criu"
 }
 
+# CRIU's lazy-pages server (post-copy) sizes its tee pipe to ~3.2 MiB with
+# F_SETPIPE_SZ. Above fs.pipe-max-size (1 MiB by default) that needs
+# CAP_SYS_RESOURCE, which root lacks on some hosts (containers, sandboxes);
+# CRIU then fails while serving pages ("page-pipe: tee: 65536: Operation not
+# permitted", or "splice: -1: Bad file descriptor"). 4 MiB is enough.
+PIPE_MAX_SIZE_NEEDED=4194304
+ensure_pipe_max_size() {
+  local now
+  now=$(cat /proc/sys/fs/pipe-max-size)
+  if [ "$now" -ge "$PIPE_MAX_SIZE_NEEDED" ]; then
+    say "fs.pipe-max-size $now: enough for CRIU's lazy pages"
+    return
+  fi
+  say "fs.pipe-max-size $now: raising to $PIPE_MAX_SIZE_NEEDED for CRIU's lazy pages"
+  echo "$PIPE_MAX_SIZE_NEEDED" >/proc/sys/fs/pipe-max-size || say "warning: could not raise fs.pipe-max-size; post-copy will not work here"
+}
+
 ensure_node_modules() {
   local stamp=node_modules/.package-lock.json
   if [ -f "$stamp" ] && [ "$stamp" -nt package-lock.json ] && [ "$stamp" -nt package.json ]; then
@@ -150,6 +167,7 @@ ensure_packages "runtime packages" "${RUNTIME_PACKAGES[@]}"
 ensure_packages "native build packages" "${NATIVE_BUILD_PACKAGES[@]}"
 ensure_packages "test and bench tools" "${TOOL_PACKAGES[@]}"
 ensure_criu
+ensure_pipe_max_size
 ensure_node_modules
 ensure_native
 ensure_typescript
