@@ -124,3 +124,16 @@ export function continueTree(pid: number): number {
   }
   return continued;
 }
+
+const CAP_SYS_RESOURCE = 24;
+
+/** Whether this process has CAP_SYS_RESOURCE in its effective set (some hosts' root does not). */
+export function hasCapSysResource(): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? (BigInt(`0x${m[1]}`) >> BigInt(CAP_SYS_RESOURCE)) % 2n === 1n : false;
+}
+
+/** fs.pipe-max-size: the largest pipe an unprivileged F_SETPIPE_SZ may ask for. */
+export function pipeMaxSize(): number {
+  return Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim());
+}

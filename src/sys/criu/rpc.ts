@@ -58,9 +58,19 @@ export interface CriuOpts {
   ps?: { address: string; port: number };
 }
 
+/** criu_features: what CRIU can do on this kernel (FEATURE_CHECK) */
+export interface CriuFeatures {
+  /** soft-dirty memory tracking: iterative pre-copy */
+  memTrack?: boolean;
+  /** userfaultfd: post-copy */
+  lazyPages?: boolean;
+}
+
 export interface CriuResult {
   /** restored root pid (RESTORE), in the host's PID namespace */
   pid: number | undefined;
+  /** FEATURE_CHECK: the answer for each feature asked about */
+  features?: CriuFeatures;
   /** PAGE_SERVER_CHLD: the page server's pid and the port it listens on */
   pageServer?: { pid: number; port: number };
   /** every hook CRIU stopped at, in order, with its time since the request (ms) */
@@ -68,7 +78,9 @@ export interface CriuResult {
 }
 
 export interface CriuRequest {
-  type: 'DUMP' | 'RESTORE' | 'PAGE_SERVER_CHLD' | 'VERSION';
+  type: 'DUMP' | 'RESTORE' | 'PAGE_SERVER_CHLD' | 'FEATURE_CHECK' | 'VERSION';
+  /** FEATURE_CHECK: the features to ask about */
+  features?: CriuFeatures;
   opts?: CriuOpts;
   /** starts `criu swrk <fd>` with the given socket fd; returns the process (who spawns it decides who its parent is) */
   spawn: (socketFd: number) => ChildProcess;
@@ -80,7 +92,7 @@ export interface CriuRequest {
   waitExit?: boolean;
 }
 
-const TYPE_NUMBER = { DUMP: 1, RESTORE: 2, NOTIFY: 6, VERSION: 10, PAGE_SERVER_CHLD: 12 } as const;
+const TYPE_NUMBER = { DUMP: 1, RESTORE: 2, NOTIFY: 6, FEATURE_CHECK: 9, VERSION: 10, PAGE_SERVER_CHLD: 12 } as const;
 
 export async function criuCall(r: CriuRequest): Promise<CriuResult> {
   const { req, resp } = proto();
@@ -95,12 +107,12 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
   const started = performance.now();
   const hooks: { name: string; atMs: number }[] = [];
   try {
-    send(ours, req.encode(req.create({ type: TYPE_NUMBER[r.type], ...(r.opts ? { opts: r.opts } : {}) })).finish());
+    send(ours, req.encode(req.create({ type: TYPE_NUMBER[r.type], ...(r.opts ? { opts: r.opts } : {}), ...(r.features ? { features: r.features } : {}) })).finish());
     for (;;) {
       const packet = await receive(ours);
       if (!packet) throw failure(r, `CRIU closed the RPC connection (exit ${await exitCode(exited)})`, undefined);
       const m = resp.toObject(resp.decode(packet), { enums: String, longs: Number, defaults: false }) as {
-        type: string; success: boolean; notify?: { script?: string }; restore?: { pid?: number }; ps?: { pid?: number; port?: number };
+        type: string; success: boolean; notify?: { script?: string }; restore?: { pid?: number }; ps?: { pid?: number; port?: number }; features?: CriuFeatures;
         crErrno?: number; crErrmsg?: string;
       };
       if (m.type === 'NOTIFY') {
@@ -121,7 +133,7 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
       }
       if (r.waitExit !== false) await exited;
       const pageServer = m.ps?.pid && m.ps.port ? { pageServer: { pid: m.ps.pid, port: m.ps.port } } : {};
-      return { pid: m.restore?.pid, hooks, ...pageServer };
+      return { pid: m.restore?.pid, hooks, ...pageServer, ...(m.features ? { features: m.features } : {}) };
     }
   } finally {
     closeSync(ours);
