@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
 import type { HandoverReport, MigrationStatus } from '../src/migration/report.js';
+import type { EndpointRecordWire } from '../src/api/schemas.js';
+import { testbedDown } from '../src/testbed/down.js';
+import { testbedUp } from '../src/testbed/up.js';
 import type { TestbedState } from '../src/testbed/state.js';
 
 export const workload = (f: string): string => fileURLToPath(new URL(`../src/workloads/${f}`, import.meta.url));
@@ -37,7 +40,7 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
   }
 }
 
-export async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string): Promise<HandoverReport> {
+async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string): Promise<HandoverReport> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover });
   for (;;) {
@@ -53,4 +56,52 @@ export function probeState(tb: TestbedState, node: string, name: string): { maxG
   if (/MISMATCH|DISCONNECTED/.test(log)) throw new Error(`bench: ${name} saw a broken stream`);
   const lines = log.trim().split('\n').filter((l) => l.startsWith('{"sent"'));
   return JSON.parse(lines[lines.length - 1] ?? '{"maxGapMs":0,"verified":0}') as { maxGapMs: number; verified: number };
+}
+
+export interface BenchTestbed {
+  tb: TestbedState;
+  api: { socketPath: string };
+}
+
+/** Runs `work` on a fresh three-node testbed with a 1 Gbit/s underlay, and takes it down afterwards. */
+export async function onBenchTestbed<T>(name: string, work: (b: BenchTestbed) => Promise<T>): Promise<T> {
+  await testbedDown(name, () => undefined);
+  const tb = await testbedUp({ name, nodes: 3, underlayRate: '1gbit', say: () => undefined });
+  try {
+    return await work({ tb, api: { socketPath: tb.nodes[0]!.apiSocket } });
+  } finally {
+    await testbedDown(name, () => undefined);
+  }
+}
+
+/** An echo service on node1 holding `holdMib` of data; resolves once it listens. */
+export async function startEchoService(b: BenchTestbed, name: string, holdMib: number, timeoutMs: number): Promise<EndpointRecordWire> {
+  const ep = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', { name, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(holdMib)] });
+  await until(() => logOf(b.tb, 'node1', name).includes('listening'), timeoutMs, `${name} to start`);
+  return ep;
+}
+
+/**
+ * Moves `service` from `from` to the other of node1 and node2 while an
+ * independent probe streams to it from node3; `afterMove` runs before the
+ * probe is read. Returns the report and the probe's longest echo gap.
+ */
+export async function moveWithProbe(
+  b: BenchTestbed,
+  service: { name: string; ip: string },
+  from: string,
+  mode: string,
+  handover: string,
+  afterMove?: (to: string) => Promise<void>,
+): Promise<{ report: HandoverReport; to: string; probeGapMs: number }> {
+  await callJson(b.api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), service.ip, '7001', '--rate', '20000'] });
+  await until(() => (logOf(b.tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
+  const to = from === 'node1' ? 'node2' : 'node1';
+  const report = await migrateOnce(b.tb, service.name, to, mode, handover);
+  if (report.result !== 'success') throw new Error(`bench: ${mode} migration of ${service.name} failed: ${report.reason}`);
+  await afterMove?.(to);
+  await sleep(1500);
+  const probe = probeState(b.tb, 'node3', 'probe');
+  await callJson(b.api, 'DELETE', '/v1/endpoints/probe');
+  return { report, to, probeGapMs: probe.maxGapMs };
 }

@@ -9,13 +9,9 @@
  * itself. Underlay 1 Gbit/s. `off` is the baseline: plain TCP
  * retransmission, as every system without a handover has it.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
 import { HANDOVER_MECHANISMS } from '../src/handover/schemas.js';
-import { testbedDown } from '../src/testbed/down.js';
-import { testbedUp } from '../src/testbed/up.js';
-import { logOf, median, migrateOnce, probeState, quantile, r1, r2, until, workload } from './common.js';
+import { logOf, median, moveWithProbe, onBenchTestbed, probeState, quantile, r1, r2, startEchoService, until, workload } from './common.js';
 
 const CLIENTS = 100;
 
@@ -32,44 +28,30 @@ interface Sample {
 }
 
 export async function handoverBench(runs: number): Promise<Record<string, unknown>> {
-  const name = 'bho';
-  await testbedDown(name, () => undefined);
-  const tb = await testbedUp({ name, nodes: 3, underlayRate: '1gbit', say: () => undefined });
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
   const samples: Sample[] = [];
-  try {
-    const ep = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: 'svc', node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', '8'] });
-    await until(() => logOf(tb, 'node1', 'svc').includes('listening'), 30000, 'svc to start');
-    await callJson(api, 'POST', '/v1/endpoints', { name: 'clients', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', String(CLIENTS), '--rate', '20000'] });
-    await until(() => logOf(tb, 'node3', 'clients').includes(`"connected":${CLIENTS}`), 30000, 'the clients to connect');
+  await onBenchTestbed('bho', async (b) => {
+    const ep = await startEchoService(b, 'svc', 8, 30000);
+    await callJson(b.api, 'POST', '/v1/endpoints', { name: 'clients', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', String(CLIENTS), '--rate', '20000'] });
+    await until(() => logOf(b.tb, 'node3', 'clients').includes(`"connected":${CLIENTS}`), 30000, 'the clients to connect');
     let where = 'node1';
     for (let run = 0; run < runs; run++) {
       for (const handover of HANDOVER_MECHANISMS) {
-        await callJson(api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--rate', '20000'] });
-        await until(() => (logOf(tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
-        const to = where === 'node1' ? 'node2' : 'node1';
-        const report = await migrateOnce(tb, 'svc', to, 'stop-copy', handover);
-        if (report.result !== 'success') throw new Error(`bench: migration failed: ${report.reason}`);
+        const { report, to, probeGapMs } = await moveWithProbe(b, { name: 'svc', ip: ep.ip }, where, 'stop-copy', handover);
         where = to;
-        await sleep(1500);
-        const probe = probeState(tb, 'node3', 'probe');
-        probeState(tb, 'node3', 'clients');
-        await callJson(api, 'DELETE', '/v1/endpoints/probe');
+        probeState(b.tb, 'node3', 'clients');
         samples.push({
           handover,
           frozen_ms: report.frozen_ms,
           client_stall_p95_ms: report.client_stall?.p95_ms ?? 0,
           client_stall_max_ms: report.client_stall?.max_ms ?? 0,
-          probe_gap_ms: probe.maxGapMs,
+          probe_gap_ms: probeGapMs,
           packets_held: report.handover?.packets_held ?? 0,
           replay_ms: report.handover?.replay_ms ?? 0,
           kick_ms: report.handover?.kick_ms ?? 0,
         });
       }
     }
-  } finally {
-    await testbedDown(name, () => undefined);
-  }
+  });
   const summary = HANDOVER_MECHANISMS.map((handover) => {
     const xs = samples.filter((s) => s.handover === handover);
     const over = (f: (s: Sample) => number) => xs.map((s) => f(s) - s.frozen_ms);

@@ -7,12 +7,8 @@
  * sequence, nothing prepared ahead, one transfer stream, no handover). The underlay is
  * limited to 1 Gbit/s, an edge link.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
-import { testbedDown } from '../src/testbed/down.js';
-import { testbedUp } from '../src/testbed/up.js';
-import { logOf, median, migrateOnce, probeState, r1, until, workload } from './common.js';
+import { median, moveWithProbe, onBenchTestbed, r1, startEchoService } from './common.js';
 
 interface Sample {
   mode: string;
@@ -24,37 +20,23 @@ interface Sample {
 }
 
 export async function migrationBench(runs: number, sizesMib: number[]): Promise<Record<string, unknown>> {
-  const name = 'bmig';
-  await testbedDown(name, () => undefined);
-  const tb = await testbedUp({ name, nodes: 3, underlayRate: '1gbit', say: () => undefined });
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
   const samples: Sample[] = [];
-  try {
+  await onBenchTestbed('bmig', async (b) => {
     for (const size of sizesMib) {
       const svc = `svc${size}`;
-      const ep = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: svc, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(size)] });
-      await until(() => logOf(tb, 'node1', svc).includes('listening'), 60000, `${svc} to start`);
+      const ep = await startEchoService(b, svc, size, 60000);
       let where = 'node1';
       for (let run = 0; run < runs; run++) {
         for (const mode of ['stop-copy', 'cold']) {
-          await callJson(api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--rate', '20000'] });
-          await until(() => (logOf(tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
-          const to = where === 'node1' ? 'node2' : 'node1';
           // The baseline is the research-prototype sequence throughout: no handover either.
-          const report = await migrateOnce(tb, svc, to, mode, mode === 'cold' ? 'off' : 'full');
-          if (report.result !== 'success') throw new Error(`bench: migration failed: ${report.reason}`);
+          const { report, to, probeGapMs } = await moveWithProbe(b, { name: svc, ip: ep.ip }, where, mode, mode === 'cold' ? 'off' : 'full');
           where = to;
-          await sleep(1500);
-          const last = probeState(tb, 'node3', 'probe');
-          await callJson(api, 'DELETE', '/v1/endpoints/probe');
-          samples.push({ mode, size_mib: size, frozen_ms: report.frozen_ms, probe_gap_ms: last.maxGapMs, image_mib: r1(report.image_bytes / 1048576), phases: report.phases });
+          samples.push({ mode, size_mib: size, frozen_ms: report.frozen_ms, probe_gap_ms: probeGapMs, image_mib: r1(report.image_bytes / 1048576), phases: report.phases });
         }
       }
-      await callJson(api, 'DELETE', `/v1/endpoints/${svc}`);
+      await callJson(b.api, 'DELETE', `/v1/endpoints/${svc}`);
     }
-  } finally {
-    await testbedDown(name, () => undefined);
-  }
+  });
   const summary = sizesMib.map((size) => {
     const of = (mode: string) => samples.filter((s) => s.size_mib === size && s.mode === mode);
     const sum = (mode: string) => {

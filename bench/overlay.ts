@@ -17,16 +17,9 @@ import { nativePaths } from '../src/sys/native.js';
 import { testbedDown } from '../src/testbed/down.js';
 import { testbedUp } from '../src/testbed/up.js';
 import type { TestbedState } from '../src/testbed/state.js';
+import { median, quantile } from './common.js';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
-
-function p95(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;
-}
+const p95 = (xs: number[]): number => quantile(xs, 0.95);
 
 async function create(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecordWire> {
   return callJson<EndpointRecordWire>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });

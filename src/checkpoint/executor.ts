@@ -20,7 +20,7 @@ import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
 import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
 import { dumpedMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
-import { isSameProcessAlive, processStartTime, stdioPipeKeys } from '../sys/proc.js';
+import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
 import { netnsInode } from '../sys/netns/netns.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
 
@@ -158,6 +158,11 @@ export async function startPageServer(imagesDir: string, address: string): Promi
   } finally {
     closeSync(imagesFd);
   }
+}
+
+/** Stops a page server whose dump will not come (an aborted migration). */
+export async function stopPageServer(ps: PageServer): Promise<void> {
+  await stopProcess(ps.pid, ps.startTime, 0);
 }
 
 /** Waits until the page server has exited (it does once its dump is over). */

@@ -1,6 +1,6 @@
 /**
  * TCP continuity at the moment a moved service comes back, on the node it
- * now runs on, while its namespace is still locked:
+ * now runs on (resume.ts says in which order):
  *
  *  - replay: the packets its peers sent while it was frozen, kept by the
  *    locks at the source and here, are delivered to it in arrival order,
@@ -103,11 +103,7 @@ export async function kick(spec: DeliverSpec, { counts }: HandoverProgress): Pro
   const started = performance.now();
   try {
     const conns = await listTcpConnections(spec.netns);
-    const probes = conns.flatMap((c) => {
-      const local = splitEndpoint(c.local);
-      const peer = splitEndpoint(c.remote);
-      return local && peer && local.ip === spec.ip ? [synProbe(peer, local)] : [];
-    });
+    const probes = conns.filter((c) => c.local.ip === spec.ip).map((c) => synProbe(c.remote, c.local));
     const r = sendIpv4Packets(spec.netns, probes, 0);
     counts.connections_kicked = r.sent;
     if (r.firstError) counts.notes.push(`${r.failed} kicks not sent: ${r.firstError}`);
@@ -116,9 +112,4 @@ export async function kick(spec: DeliverSpec, { counts }: HandoverProgress): Pro
   }
   counts.connections_fallback = Math.max(0, spec.connections - counts.connections_kicked);
   counts.kick_ms = ms(performance.now() - started);
-}
-
-function splitEndpoint(text: string): { ip: string; port: number } | undefined {
-  const m = /^(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(text);
-  return m ? { ip: m[1]!, port: Number(m[2]) } : undefined;
 }

@@ -18,9 +18,10 @@ export async function measureResume(netns: string, unlockedAt: number, windowMs 
   while (performance.now() - unlockedAt < windowMs) {
     const sinceUnlock = performance.now() - unlockedAt;
     const conns = await listTcpConnections(netns);
-    all = new Set([...all, ...conns.map((c) => `${c.local}-${c.remote}`)]);
+    const keyOf = (c: (typeof conns)[number]) => `${c.local.ip}:${c.local.port}>${c.remote.ip}:${c.remote.port}`;
+    all = new Set([...all, ...conns.map(keyOf)]);
     for (const c of conns) {
-      const key = `${c.local}-${c.remote}`;
+      const key = keyOf(c);
       // Data came in after the unlock: it arrived lastDataRecvMs ago.
       if (!resumed.has(key) && c.lastDataRecvMs < sinceUnlock) resumed.set(key, Math.max(0, sinceUnlock - c.lastDataRecvMs));
     }

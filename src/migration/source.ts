@@ -21,7 +21,7 @@ import { waitForShimExit } from '../sys/launch.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import { serializeHeld, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
-import { holdWhatTheLockDrops } from '../handover/hold.js';
+import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
@@ -172,7 +172,7 @@ export class MigrationSource {
         await this.target.switchOver(address, status.id);
         switched = true;
         // Peers now send to the target, whose lock keeps what arrives; what this lock kept goes there.
-        held = await this.drainHold(status.id, hold);
+        held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
         hold?.close();
         hold = undefined;
         // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
@@ -196,17 +196,6 @@ export class MigrationSource {
         return finish('failed', status.to, `${reason} (the service runs on ${status.to})`);
       }
       return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
-    }
-  }
-
-
-  private async drainHold(id: string, hold: PacketHold | undefined): Promise<HeldPackets | undefined> {
-    if (!hold) return undefined;
-    try {
-      return await hold.drain();
-    } catch (err) {
-      this.events.warn(`migration ${id}: the packets kept here are lost: ${describeError(err)}`);
-      return undefined;
     }
   }
 
@@ -260,7 +249,7 @@ export class MigrationSource {
       const stopped = handover !== 'off';
       const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
       // Back where it was: what its peers sent meanwhile is delivered here, and the dump's lock lifted.
-      const held = await this.drainHold(status.id, hold);
+      const held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
       const counts = await resumeService({
         netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], hold, connections: dumped.tcpConnections, pid: restored.pid, stopped,
       });

@@ -8,18 +8,16 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreUnderShim, startPageServer, waitForPageServer, type PageServer } from '../checkpoint/executor.js';
-import { isSameProcessAlive } from '../sys/proc.js';
+import { restoreUnderShim, startPageServer, stopPageServer, waitForPageServer, type PageServer } from '../checkpoint/executor.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
 import { parseHoldOutput, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
-import { holdWhatTheLockDrops } from '../handover/hold.js';
+import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { receiveImage } from './image-transfer.js';
 import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
 import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
-import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 
 /** How long a finished arrival's stall measurement stays available to the source. */
@@ -115,7 +113,6 @@ export class MigrationTarget {
     }
   }
 
-
   /** What the source's lock kept (roam-hold's format), delivered at the unlock. */
   receiveHeld(id: string, bytes: Buffer): { packets: number } {
     const a = this.arrival(id);
@@ -159,14 +156,8 @@ export class MigrationTarget {
     const asked = performance.now();
     const a = this.arrival(id);
     if (!a.switched || !a.restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
-    const held: HeldPackets[] = a.sourceHeld ? [a.sourceHeld] : [];
-    if (a.hold) {
-      try {
-        held.push(await a.hold.drain());
-      } catch (err) {
-        this.events?.warn(`migration ${id}: packets kept here are lost: ${describeError(err)}`);
-      }
-    }
+    const kept = await drainWhatWasKept(a.hold, (m) => this.events?.warn(`migration ${id}: ${m}`));
+    const held = [a.sourceHeld, kept].filter((h): h is HeldPackets => h !== undefined);
     const counts = await resumeService({
       netns: a.record.netns, ip: a.record.ip, mechanism: a.handover, held, connections: a.connections,
       hold: a.hold, pid: a.restored.pid, stopped: a.handover !== 'off',
@@ -177,12 +168,11 @@ export class MigrationTarget {
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
     this.events?.emit('migration.handover', { id, name: a.name, counts });
     // What clients waited: frozen until the unlock was asked for, then the handover, then until their data came.
-    const frozenAtUnlock = frozenMs + (unlockedAt - asked);
     const stall = measureResume(a.record.netns, unlockedAt).then((m) => ({ ...m, resumedAfterMs: m.resumedAfterMs.map((r) => r + (unlockedAt - asked)) }));
     this.stalls.set(id, stall);
     setTimeout(() => this.stalls.delete(id), KEEP_STALL_MS).unref();
     stall.then(
-      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenAtUnlock + r), idle: m.idle }),
+      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenMs + r), idle: m.idle }),
       (err) => this.events?.warn(`migration ${id}: could not read the restored connections' TCP state: ${String(err)}`),
     );
     return counts;
@@ -200,7 +190,7 @@ export class MigrationTarget {
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
-    if (a.pageServer && isSameProcessAlive(a.pageServer.pid, a.pageServer.startTime)) process.kill(a.pageServer.pid, 'SIGKILL');
+    if (a.pageServer) await stopPageServer(a.pageServer);
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);

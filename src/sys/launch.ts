@@ -1,9 +1,10 @@
 /**
  * Starting processes through roam's helper executables (native/): a command
- * under roam-shim as an endpoint, and a program inside a network namespace
- * through roam-nsexec, and roam-hold (what a lock drops, kept). The shim makes the command PID 1 of its own PID
- * namespace in the endpoint's network namespace and keeps its output in
- * DIR/log, its pid in DIR/pid and its end in DIR/exit.
+ * under roam-shim as an endpoint, a program inside a network namespace
+ * through roam-nsexec, and roam-hold (what a lock drops, kept). The shim
+ * makes the command PID 1 of its own PID namespace in the endpoint's network
+ * namespace and keeps its output in DIR/log, its pid in DIR/pid and its end
+ * in DIR/exit.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';

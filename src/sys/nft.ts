@@ -32,11 +32,15 @@ export function nftRun(netns: string, op: string, commands: string): string {
  */
 export const HOLD_GROUP = 4711;
 
-/** Drops all IP traffic of the namespace, both ways. Locking a locked namespace changes nothing. */
+/**
+ * Drops all IP traffic of the namespace, both ways. One transaction, and
+ * idempotent without a listing first (flushing an existing lock before
+ * writing it again): at the source it runs inside the frozen window.
+ */
 export function lockNetns(netns: string): void {
-  if (isNetnsLocked(netns)) return;
   nftRun(netns, 'nft.lock', [
     `add table inet ${LOCK_TABLE}`,
+    `flush table inet ${LOCK_TABLE}`,
     `add chain inet ${LOCK_TABLE} in { type filter hook input priority -300 ; policy drop ; }`,
     `add chain inet ${LOCK_TABLE} out { type filter hook output priority -300 ; policy drop ; }`,
     `add rule inet ${LOCK_TABLE} in meta mark ${DELIVERY_MARK} accept`,
@@ -55,12 +59,12 @@ export function isNetnsLocked(netns: string): boolean {
  * sockets answer to delivered packets reaches the peers.
  */
 export function openLockOutput(netns: string): void {
-  if (isNetnsLocked(netns)) nftRun(netns, 'nft.open-output', `flush chain inet ${LOCK_TABLE} out\ndelete chain inet ${LOCK_TABLE} out`);
+  nftRun(netns, 'nft.open-output', `flush chain inet ${LOCK_TABLE} out\ndelete chain inet ${LOCK_TABLE} out`);
 }
 
-/** Lifts the lock; already lifted counts as success. */
+/** Lifts the lock; already lifted counts as success (adding the table first makes the delete always apply). */
 export function unlockNetns(netns: string): void {
-  if (isNetnsLocked(netns)) nftRun(netns, 'nft.unlock', `delete table inet ${LOCK_TABLE}`);
+  nftRun(netns, 'nft.unlock', `add table inet ${LOCK_TABLE}\ndelete table inet ${LOCK_TABLE}`);
 }
 
 export function listTables(netns: string): string[] {

@@ -21,9 +21,14 @@ const INET_DIAG_MSG_LENGTH = 72;
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
 
+export interface SocketAddress {
+  ip: string;
+  port: number;
+}
+
 export interface TcpConnection {
-  local: string;
-  remote: string;
+  local: SocketAddress;
+  remote: SocketAddress;
   /** kernel-reported, milliseconds since the last data segment arrived from the peer */
   lastDataRecvMs: number;
   lastDataSentMs: number;
@@ -46,13 +51,12 @@ function request(family: number): Buffer {
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
-/** "ip:port"; a dual-stack socket's IPv4-mapped address is shown as the IPv4 it is on the wire. */
-function endpoint(family: number, id: Buffer, portOffset: number, addrOffset: number): string {
+/** A dual-stack socket's IPv4-mapped address is given as the IPv4 it is on the wire. */
+function endpoint(family: number, id: Buffer, portOffset: number, addrOffset: number): SocketAddress {
   const port = id.readUInt16BE(portOffset);
   const raw = id.subarray(addrOffset, addrOffset + (family === AF_INET ? 4 : 16));
-  if (family === AF_INET6 && raw.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return `${formatIp(raw.subarray(12))}:${port}`;
-  const addr = formatIp(raw);
-  return family === AF_INET ? `${addr}:${port}` : `[${addr}]:${port}`;
+  const v4mapped = family === AF_INET6 && raw.subarray(0, 12).equals(V4_MAPPED_PREFIX);
+  return { ip: formatIp(v4mapped ? raw.subarray(12) : raw), port };
 }
 
 function parse(msg: NetlinkMessage): TcpConnection | undefined {
