@@ -12,6 +12,7 @@
 #include "netns.h"
 #include "nft.h"
 #include "rawip.h"
+#include "tcprepair.h"
 
 #include <sys/socket.h>
 
@@ -197,6 +198,27 @@ static napi_value raw_send_ipv4(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* tcpRepairOff(pid) -> number of TCP sockets of that process taken out of repair mode */
+static napi_value tcp_repair_off(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t pid = 0;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &pid) != napi_ok || pid <= 0) {
+    napi_throw_type_error(env, NULL, "tcpRepairOff(pid)");
+    return NULL;
+  }
+  unsigned switched = 0;
+  const char *syscall = "";
+  int err = roam_tcp_repair_off(pid, &switched, &syscall);
+  char target[32];
+  snprintf(target, sizeof target, "pid %d", pid);
+  if (err) return throw_sys(env, err, syscall, target);
+  napi_value out;
+  napi_create_uint32(env, switched, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
@@ -206,6 +228,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"seqpacketPair", NULL, seqpacket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"nftRun", NULL, nft_run, NULL, NULL, NULL, napi_default, NULL},
       {"rawSendIpv4", NULL, raw_send_ipv4, NULL, NULL, NULL, napi_default, NULL},
+      {"tcpRepairOff", NULL, tcp_repair_off, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -13,14 +13,15 @@
  * namespace it is given under the same key; the restoring side owns the lock
  * there and lifts it itself.
  */
-import { closeSync, constants, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
-import { criuCall, NetworkLock } from '../sys/criu/rpc.js';
-import { criuWorker, criuWorkerUnderShim } from '../sys/criu/workers.js';
-import { dumpedMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
+import { criuCall, errorLines, NetworkLock } from '../sys/criu/rpc.js';
+import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/workers.js';
+import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
+import { connect } from 'node:net';
 import { netnsInode } from '../sys/netns/netns.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
 
@@ -43,6 +44,8 @@ export interface DumpResult {
   /** "pipe:[inode]" of the tree's stdout and stderr, the keys restore hands new pipes under */
   pipeKeys: string[];
   tcpConnections: number;
+  /** post-copy: bytes of memory kept back, for the target to pull after it resumed (0 otherwise) */
+  lazyBytes: number;
   /** what the dumped connections had in flight when the service froze, from CRIU's images */
   tcpInFlight: TcpInFlight;
   hooks: { name: string; atMs: number }[];
@@ -76,50 +79,161 @@ export function directoryBytes(dir: string): number {
 }
 
 export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
+  const call = await startDump(spec, undefined);
+  let done: Awaited<ReturnType<typeof criuCall>>;
+  try {
+    done = await call.criu;
+  } catch (err) {
+    // CRIU resumed the tree: it must not stay cut off.
+    unlockNetns(spec.netns);
+    throw err;
+  }
+  return afterDump(spec, call, done.hooks, 0);
+}
+
+export interface LazyDump {
+  /**
+   * Resolves once every image but the kept-back memory is written and the
+   * page server listens: the target can take the images and restore. Rejects
+   * if the dump failed (the tree then runs on, unlocked).
+   */
+  ready: Promise<DumpResult>;
+  /**
+   * Settles when CRIU's page server has ended: the target closed its
+   * connection, having pulled everything or not (CRIU cannot tell; the
+   * target can). The tree is then still there, stopped, its connections in
+   * repair mode: the caller kills it, or resumes it (resumeInPlace) if the
+   * target never took over.
+   */
+  served: Promise<void>;
+  /** the page server's port (on every address of this node) */
+  port: number;
+  /** the dumped tree's root */
+  root: { pid: number; startTime: number };
+  /** the swrk process serving the pages (it outlives the agent) */
+  criuPid: number;
+  criuStartTime: number;
+  /** ends a page server nobody connected to (a migration that failed before the restore) */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Post-copy: dumps everything but the tree's anonymous memory, which a CRIU
+ * page server on `port` then serves to the target's lazy-pages daemon. The
+ * tree stays stopped (leave_stopped) until the caller decides its fate: CRIU
+ * would kill it when the connection ends, even if the target got only part
+ * of the memory, and would resume it, connections still in repair mode, if
+ * serving failed. CRIU runs in its own session so that the pull survives the
+ * agent.
+ */
+export async function startLazyDump(spec: DumpSpec & { port: number }): Promise<LazyDump> {
+  const root = { pid: spec.pid, startTime: processStartTime(spec.pid) ?? 0 };
+  let readyNow!: (r: DumpResult) => void;
+  let failNow!: (e: unknown) => void;
+  const ready = new Promise<DumpResult>((resolve, reject) => ((readyNow = resolve), (failNow = reject)));
+  let isReady = false;
+  let started!: (c: StartedDump) => void;
+  const whenStarted = new Promise<StartedDump>((resolve) => (started = resolve));
+  const call = await startDump(spec, {
+    port: spec.port,
+    onReady: (hooks) => {
+      isReady = true;
+      void whenStarted.then((c) => readyNow(afterDump(spec, c, hooks, lazyMemoryBytesOr0(spec.imagesDir))));
+    },
+  });
+  started(call);
+  const served = call.criu.then(
+    () => undefined,
+    (err: unknown) => {
+      if (!isReady) {
+        unlockNetns(spec.netns);
+        failNow(err);
+      }
+      throw err;
+    },
+  );
+  served.catch(() => undefined);
+  return {
+    ready, served, port: spec.port, root, criuPid: call.criuPid, criuStartTime: call.criuStartTime,
+    cancel: async () => {
+      if (!isSameProcessAlive(call.criuPid, call.criuStartTime)) return;
+      // An empty connection that ends at once: CRIU's page server takes that as the end of the pull.
+      await new Promise<void>((resolve) => {
+        const sk = connect({ host: '127.0.0.1', port: spec.port }, () => sk.end());
+        sk.on('close', () => resolve());
+        sk.on('error', () => resolve());
+      });
+      await served.catch(() => undefined);
+    },
+  };
+}
+
+function lazyMemoryBytesOr0(dir: string): number {
+  return orUnknown(() => lazyMemoryBytes(dir), 0);
+}
+
+interface StartedDump {
+  criu: ReturnType<typeof criuCall>;
+  started: number;
+  pipeKeys: string[];
+  tcpConnections: number;
+  criuPid: number;
+  criuStartTime: number;
+}
+
+async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: { name: string; atMs: number }[]) => void } | undefined): Promise<StartedDump> {
   const pipeKeys = stdioPipeKeys(spec.pid);
   const tcpConnections = (await listTcpConnections(spec.netns)).length;
   const inode = netnsInode(spec.netns);
   const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
   const started = performance.now();
-  let result: Awaited<ReturnType<typeof criuCall>>;
-  try {
-    result = await criuCall({
-      type: 'DUMP',
-      opts: {
-        // CRIU resolves images_dir_fd in the requesting process (this one), through the socket's peer credentials.
-        imagesDirFd: imagesFd,
-        pid: spec.pid,
-        tcpEstablished: true,
-        leaveRunning: false,
-        logLevel: LOG_LEVEL,
-        logFile: 'dump.log',
-        notifyScripts: true,
-        external: [`net[${inode}]:${NETNS_KEY}`],
-        networkLock: NetworkLock.SKIP,
-        ...(spec.pageServer ? { ps: spec.pageServer } : {}),
-      },
-      spawn: criuWorker,
-      onHook: async (name) => {
-        // The tree is stopped when CRIU gets here: everything that arrives from now on is dropped (and logged).
-        if (name === 'network-lock') lockNetns(spec.netns);
-        await spec.onHook?.(name);
-      },
-      logDir: spec.imagesDir,
-    });
-  } catch (err) {
-    // CRIU resumed the tree: it must not stay cut off.
-    unlockNetns(spec.netns);
-    throw err;
-  } finally {
-    closeSync(imagesFd);
-  }
-  // The tree is gone from here on: nothing below may turn the dump into a failure (the caller would
-  // believe the service still runs). What cannot be read is reported as unknown.
-  const durationMs = performance.now() - started;
+  const hooks: { name: string; atMs: number }[] = [];
+  let criuPid = 0;
+  const criu = criuCall({
+    type: 'DUMP',
+    opts: {
+      // CRIU resolves images_dir_fd in the requesting process (this one), through the socket's peer credentials.
+      imagesDirFd: imagesFd,
+      pid: spec.pid,
+      tcpEstablished: true,
+      leaveRunning: false,
+      logLevel: LOG_LEVEL,
+      logFile: 'dump.log',
+      notifyScripts: true,
+      external: [`net[${inode}]:${NETNS_KEY}`],
+      networkLock: NetworkLock.SKIP,
+      ...(spec.pageServer ? { ps: spec.pageServer } : {}),
+      ...(lazy ? { lazyPages: true, leaveStopped: true, ps: { address: '', port: lazy.port } } : {}),
+    },
+    spawn: (fd) => {
+      const child = criuWorker(fd, { detached: lazy !== undefined });
+      criuPid = child.pid ?? 0;
+      return child;
+    },
+    onHook: async (name) => {
+      hooks.push({ name, atMs: performance.now() - started });
+      // The tree is stopped when CRIU gets here: everything that arrives from now on is dropped (and logged).
+      if (name === 'network-lock') lockNetns(spec.netns);
+      await spec.onHook?.(name);
+      // A lazy dump says it is ready once its page server listens; it then serves until the target is done.
+      if (name === 'status-ready') lazy?.onReady([...hooks]);
+    },
+    logDir: spec.imagesDir,
+  });
+  const closeImages = () => closeSync(imagesFd);
+  criu.then(closeImages, closeImages);
+  return { criu, started, pipeKeys, tcpConnections, criuPid, criuStartTime: processStartTime(criuPid) ?? 0 };
+}
+
+/** What the dump wrote. Nothing here may fail: the tree is gone (or stopped for good), and a failure would have the caller believe it still runs. */
+function afterDump(spec: DumpSpec, call: StartedDump, hooks: { name: string; atMs: number }[], lazyBytes: number): DumpResult {
+  const durationMs = performance.now() - call.started;
   // Pages sent to a page server never land here; the dump's own stats count them.
   const streamed = spec.pageServer ? orUnknown(() => dumpedMemoryBytes(spec.imagesDir), 0) : 0;
   const inFlight = orUnknown(() => tcpInFlight(spec.imagesDir), { connections: 0, unackedToPeer: 0, unackedBytes: 0, unreadFromPeer: 0, timestamps: 0, sack: 0 });
-  return { durationMs, imageBytes: imageBytes(spec.imagesDir) + streamed, pipeKeys, tcpConnections, tcpInFlight: inFlight, hooks: result.hooks };
+  return {
+    durationMs, imageBytes: imageBytes(spec.imagesDir) + streamed, lazyBytes, pipeKeys: call.pipeKeys, tcpConnections: call.tcpConnections, tcpInFlight: inFlight, hooks,
+  };
 }
 
 function orUnknown<T>(read: () => T, unknown: T): T {
@@ -187,6 +301,8 @@ export interface RestoreSpec {
   pipeKeys: string[];
   /** leave the restored tree stopped (SIGSTOP); the caller continues it once its network is ready */
   leaveStopped?: boolean;
+  /** post-copy: anonymous memory comes from the lazy-pages daemon already waiting in imagesDir (startLazyPages) */
+  lazyPages?: boolean;
   onHook?: (name: string) => Promise<void> | void;
 }
 
@@ -222,6 +338,7 @@ export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult
         // The namespace is locked by roam (prepared locked, or still locked from the dump).
         networkLock: NetworkLock.SKIP,
         leaveStopped: spec.leaveStopped ?? false,
+        lazyPages: spec.lazyPages ?? false,
         inheritFd: [{ key: NETNS_KEY, fd: 4 }, ...spec.pipeKeys.map((key, i) => ({ key, fd: 5 + i }))],
       },
       spawn: (fd) => {
@@ -241,4 +358,84 @@ export async function restoreUnderShim(spec: RestoreSpec): Promise<RestoreResult
     closeSync(netnsFd);
     closeSync(imagesFd);
   }
+}
+
+export interface PullOutcome {
+  /** every page the dump kept back arrived, and the daemon ended cleanly */
+  complete: boolean;
+  exitCode: number | null;
+  copiedPages: number;
+  totalPages: number;
+  durationMs: number;
+  /** why it is not complete (CRIU's own words where it has them) */
+  reason?: string;
+}
+
+export interface LazyPagesDaemon {
+  pid: number;
+  startTime: number;
+  /** settles when the daemon has ended: every page pulled, or not */
+  outcome: Promise<PullOutcome>;
+}
+
+/** How long the lazy-pages daemon may take to read the images and listen. */
+const LAZY_PAGES_READY_MS = 10000;
+
+/**
+ * Post-copy, target side: starts the daemon that will own the restored
+ * tree's missing memory (CRIU's lazy-pages, pulling from the source's page
+ * server at `source`), and resolves once it listens for the restore.
+ */
+export async function startLazyPages(imagesDir: string, source: { address: string; port: number }): Promise<LazyPagesDaemon> {
+  const child = lazyPagesWorker(imagesDir, source);
+  const started = performance.now();
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4096)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<boolean>((resolve) => {
+    child.stdio[3]?.once('data', () => resolve(true));
+    child.stdio[3]?.once('end', () => resolve(false));
+    child.once('error', () => resolve(false));
+  });
+  const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), LAZY_PAGES_READY_MS).unref());
+  const answer = await Promise.race([ready, timeout]);
+  if (answer !== true) {
+    child.kill('SIGKILL');
+    const lines = errorLines(join(imagesDir, 'lazy-pages.log'));
+    const why = lines.length ? lines.slice(-3).join(' | ') : stderr.trim() || (answer === 'timeout' ? `not ready after ${LAZY_PAGES_READY_MS} ms` : 'exited');
+    throw new RoamError('CHECKPOINT_FAILED', `criu lazy-pages did not start: ${why}`, { criuLog: join(imagesDir, 'lazy-pages.log'), criuErrors: lines });
+  }
+  child.unref();
+  (child.stdio[3] as { unref?: () => void } | null)?.unref?.();
+  (child.stderr as { unref?: () => void } | null)?.unref?.();
+  const pid = child.pid ?? 0;
+  const outcome = exited.then((exitCode) => pullOutcome(imagesDir, exitCode, performance.now() - started));
+  return { pid, startTime: processStartTime(pid) ?? 0, outcome };
+}
+
+/** Reads the daemon's own account (at -v4 it logs each task's "UFFD transferred pages: (copied/total)"). */
+function pullOutcome(imagesDir: string, exitCode: number | null, durationMs: number): PullOutcome {
+  const logPath = join(imagesDir, 'lazy-pages.log');
+  let copiedPages = 0;
+  let totalPages = 0;
+  let tasks = 0;
+  try {
+    for (const m of readFileSync(logPath, 'utf8').matchAll(/UFFD transferred pages: \((\d+)\/(\d+)\)/g)) {
+      copiedPages += Number(m[1]);
+      totalPages += Number(m[2]);
+      tasks++;
+    }
+  } catch {
+    // no log: judged by the exit code alone, which is then not enough
+  }
+  const complete = exitCode === 0 && tasks > 0 && copiedPages === totalPages;
+  const reason = complete ? undefined : exitCode !== 0
+    ? `criu lazy-pages exited with ${exitCode}${errorLines(logPath).length ? `: ${errorLines(logPath).slice(-2).join(' | ')}` : ''}`
+    : `criu lazy-pages ended with ${copiedPages} of ${totalPages} pages`;
+  return { complete, exitCode, copiedPages, totalPages, durationMs, ...(reason ? { reason } : {}) };
+}
+
+/** Stops a lazy-pages daemon whose restore will not come or failed. */
+export async function stopLazyPages(d: LazyPagesDaemon): Promise<void> {
+  await stopProcess(d.pid, d.startTime, 0);
 }

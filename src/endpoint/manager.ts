@@ -157,12 +157,17 @@ export class EndpointManager {
     this.changed();
   }
 
-  /** The endpoint now lives on another node: remove every local trace of it. */
-  release(name: string): Promise<void> {
+  /**
+   * The endpoint now lives on another node: remove every local trace of it.
+   * `keepProcess`: all but the dumped tree, which a post-copy migration still
+   * needs (it serves the memory the target has not pulled yet); the migration
+   * ends it once the target has everything.
+   */
+  release(name: string, options: { keepProcess?: boolean } = {}): Promise<void> {
     return this.serialized(async () => {
       const r = this.local.get(name);
       if (!r) return;
-      await stopProcess(r.pid, r.startTime, 0);
+      if (!options.keepProcess) await stopProcess(r.pid, r.startTime, 0);
       await removeEndpointNetwork(this.o.session, r);
       this.store.remove(name);
       this.local.delete(name);

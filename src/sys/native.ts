@@ -27,6 +27,8 @@ interface NativeAddon {
   nftRun(path: string, commands: string): string;
   /** sends whole IPv4 packets from inside the netns at `path` (sendmmsg on an IPPROTO_RAW socket), each with skb mark `mark` */
   rawSendIpv4(path: string, packets: readonly Buffer[], mark: number): { sent: number; failed: number; errno: number };
+  /** takes the TCP sockets of process `pid` out of repair mode (borrowed with pidfd_getfd); returns how many were switched */
+  tcpRepairOff(pid: number): number;
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));

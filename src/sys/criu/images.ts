@@ -4,7 +4,9 @@
  *    each way and which options it had negotiated (what was in flight when
  *    the service froze);
  *  - stats-dump: how many memory pages the dump wrote (to the images, or to
- *    a page server).
+ *    a page server);
+ *  - pagemap-<pid>.img: which memory a lazy (post-copy) dump kept back for
+ *    the target to pull (entries flagged PE_LAZY).
  *
  * Layout: u32 magic (IMG_COMMON_MAGIC, or IMG_SERVICE_MAGIC for stats), u32
  * the image's own magic, u32 size, one protobuf entry (then, for tcp-stream,
@@ -20,6 +22,8 @@ const IMG_COMMON_MAGIC = 0x54564319;
 const IMG_SERVICE_MAGIC = 0x55105940;
 const TCP_STREAM_MAGIC = 0x51465506;
 const STATS_MAGIC = 0x57093306;
+const PAGEMAP_MAGIC = 0x56084025;
+const PE_LAZY = 1 << 1;
 const PAGE_SIZE = 4096;
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
@@ -57,6 +61,13 @@ function protobuf(): Protobuf {
   return createRequire(import.meta.url)('protobufjs') as Protobuf;
 }
 
+interface DecodedPagemapEntry {
+  compatNrPages: number;
+  flags?: number;
+  nrPages?: number;
+}
+
+let pagemapType: ProtoType<DecodedPagemapEntry> | undefined;
 let tcpStreamType: ProtoType<DecodedTcpStream> | undefined;
 let statsType: ProtoType<{ dump?: { pagesWritten?: number } }> | undefined;
 
@@ -85,6 +96,18 @@ function statsEntry(): ProtoType<{ dump?: { pagesWritten?: number } }> {
   root.add(dump);
   statsType = root.add(stats).lookupType('stats_entry') as ProtoType<{ dump?: { pagesWritten?: number } }>;
   return statsType;
+}
+
+function pagemapEntry(): ProtoType<DecodedPagemapEntry> {
+  if (pagemapType) return pagemapType;
+  const pb = protobuf();
+  const t = new pb.Type('pagemap_entry');
+  t.add(new pb.Field('vaddr', 1, 'uint64', 'required'));
+  t.add(new pb.Field('compatNrPages', 2, 'uint32', 'required'));
+  t.add(new pb.Field('flags', 4, 'uint32'));
+  t.add(new pb.Field('nrPages', 5, 'uint64'));
+  pagemapType = new pb.Root().add(t).lookupType('pagemap_entry') as ProtoType<DecodedPagemapEntry>;
+  return pagemapType;
 }
 
 /** The one protobuf entry of an image, after its two magics and its size. */
@@ -121,4 +144,29 @@ export function dumpedMemoryBytes(dir: string): number {
 /** Every dumped connection's state, from the images in `dir`. */
 export function readTcpStreams(dir: string): DumpedTcpStream[] {
   return readdirSync(dir).filter((f) => /^tcp-stream-[0-9a-f]+\.img$/.test(f)).map((f) => readTcpStream(join(dir, f)));
+}
+
+/** Bytes of memory a lazy dump in `dir` kept back (PE_LAZY pagemap entries): what the target pulls after it resumed. */
+export function lazyMemoryBytes(dir: string): number {
+  const type = pagemapEntry();
+  let pages = 0;
+  for (const f of readdirSync(dir).filter((name) => /^pagemap-\d+\.img$/.test(name))) {
+    const path = join(dir, f);
+    const b = readFileSync(path);
+    if (b.length < 8 || b.readUInt32LE(0) !== IMG_COMMON_MAGIC || b.readUInt32LE(4) !== PAGEMAP_MAGIC) {
+      throw new RoamError('CHECKPOINT_FAILED', `${path} is not a CRIU pagemap image`);
+    }
+    // The first entry is the pagemap_head; every one after it a pagemap_entry.
+    let off = 8;
+    for (let i = 0; off + 4 <= b.length; i++) {
+      const size = b.readUInt32LE(off);
+      if (off + 4 + size > b.length) throw new RoamError('CHECKPOINT_FAILED', `${path}: entry of ${size} bytes runs past the end`);
+      if (i > 0) {
+        const e = type.toObject(type.decode(b.subarray(off + 4, off + 4 + size)), { defaults: false, longs: Number });
+        if (((e.flags ?? 0) & PE_LAZY) !== 0) pages += e.nrPages ?? e.compatNrPages;
+      }
+      off += 4 + size;
+    }
+  }
+  return pages * PAGE_SIZE;
 }

@@ -54,6 +54,9 @@ export interface CriuOpts {
   shellJob?: boolean;
   extUnixSk?: boolean;
   leaveStopped?: boolean;
+  /** DUMP: keep anonymous memory back and serve it from a page server on ps.port (ps.address is ignored);
+   *  RESTORE: leave that memory to a `criu lazy-pages` daemon (userfaultfd) */
+  lazyPages?: boolean;
   /** DUMP: send pages to this page server; PAGE_SERVER_CHLD: listen here (port 0: any) */
   ps?: { address: string; port: number };
 }

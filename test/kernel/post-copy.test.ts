@@ -1,0 +1,121 @@
+/**
+ * Post-copy against real CRIU and userfaultfd, on one machine: a lazy dump
+ * keeps a service's memory back and serves it; a restore in the same
+ * namespace gets it through CRIU's lazy-pages daemon, and the service's
+ * memory checksum proves every page arrived. And the other way out: a lazy
+ * dump whose target never comes resumes in place, connection and all.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { restoreUnderShim, startLazyDump, startLazyPages } from '../../src/checkpoint/executor.js';
+import { continueTree, processStartTime } from '../../src/sys/proc.js';
+import { tcpRepairOffTree } from '../../src/sys/tcp-repair.js';
+import { unlockNetns } from '../../src/sys/nft.js';
+import { requireRoot } from '../helpers/root.js';
+import { nodeWithManager } from '../helpers/node.js';
+
+const workload = (f: string) => fileURLToPath(new URL(`../../src/workloads/${f}`, import.meta.url));
+const HOLD_MB = 48;
+
+// Serial: CRIU's parasite uses a fixed scratch directory, and two dumps at once collide on it.
+test.before(() => requireRoot());
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+async function logLine(path: string, re: RegExp, from = 0, timeoutMs = 20000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = existsSync(path) ? re.exec(readFileSync(path, 'utf8').slice(from)) : null; // the shim creates the log a moment after create() answers
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`no ${re} in ${path}`);
+    await sleep(50);
+  }
+}
+
+async function serviceWithClient(t: ExecutionContext, prefix: string) {
+  const node = await nodeWithManager(t, prefix);
+  const srv = await node.manager.create({ name: 'srv', ip: undefined, command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(HOLD_MB)] });
+  const started = await logLine(join(node.manager.dirOf('srv'), 'log'), /sha256 ([0-9a-f]{16})\)/);
+  await node.manager.create({ name: 'cli', ip: undefined, command: [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--rate', '50000'] });
+  await sleep(500);
+  return { ...node, srv, checksum: started[1]! };
+}
+
+test.serial('post-copy: dumped without its memory, restored before it arrives, and every page is pulled from the source (checksum equal)', async (t) => {
+  const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pc');
+  let restoredPid = 0;
+  t.teardown(() => {
+    if (restoredPid) process.kill(restoredPid, 'SIGKILL');
+  });
+  const images = join(dir, 'images');
+  mkdirSync(images);
+  const port = await freePort();
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, port });
+  t.teardown(() => void dump.cancel());
+  const d = await dump.ready;
+  t.true(d.lazyBytes >= HOLD_MB * 1024 * 1024, `the held table is kept back (${d.lazyBytes} bytes)`);
+  t.true(d.imageBytes < d.lazyBytes / 4, `what travels before the restore is small (${d.imageBytes} bytes)`);
+  t.truthy(processStartTime(srv.pid!), 'the source tree is still there, stopped, its pages served');
+  // As between two nodes: the source's endpoint network goes (its stopped tree stays), the target's is built locked.
+  const spec = m.stored('srv')!;
+  await m.release('srv', { keepProcess: true });
+  const arriving = await m.prepareIncoming({
+    name: 'srv', ip: spec.ip, prefixLength: spec.prefixLength, mac: spec.mac, generation: spec.generation + 1, command: spec.command, createdAt: spec.createdAt,
+  }, 'm-test');
+  const daemon = await startLazyPages(images, { address: '127.0.0.1', port });
+  const r = await restoreUnderShim({ dir: m.dirOf('srv'), netns: arriving.netns, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true, lazyPages: true });
+  restoredPid = r.pid;
+  m.adoptIncoming('srv', r);
+  unlockNetns(arriving.netns);
+  continueTree(r.pid);
+  const pull = await daemon.outcome;
+  t.true(pull.complete, pull.reason ?? 'complete');
+  t.true(pull.copiedPages * 4096 >= d.lazyBytes, `${pull.copiedPages} pages pulled`);
+  await dump.served;
+  t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'the source tree waits, stopped, for its owner to decide');
+  process.kill(srv.pid!, 'SIGKILL');
+  const log = join(m.dirOf('srv'), 'log');
+  const from = readFileSync(log, 'utf8').length;
+  process.kill(r.pid, 'SIGUSR2');
+  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
+  t.is(after[1], checksum, 'the restored service holds exactly the memory it had');
+  t.is(after[2], '1', 'with its connection');
+  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  await sleep(600);
+  t.true(readFileSync(join(m.dirOf('cli'), 'log'), 'utf8').length > cli.length, 'the client still gets its echo');
+  t.notRegex(readFileSync(join(m.dirOf('cli'), 'log'), 'utf8'), /MISMATCH|DISCONNECTED/);
+});
+
+test.serial('post-copy: a lazy dump whose target never comes ends, and the tree resumes where it was, connection out of repair mode', async (t) => {
+  const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pcback');
+  const images = join(dir, 'images');
+  mkdirSync(images);
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, port: await freePort() });
+  await dump.ready;
+  await dump.cancel();
+  await dump.served;
+  t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'stopped, not killed');
+  t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
+  unlockNetns(srv.netns!);
+  continueTree(srv.pid!);
+  const log = join(m.dirOf('srv'), 'log');
+  const from = readFileSync(log, 'utf8').length;
+  process.kill(srv.pid!, 'SIGUSR2');
+  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
+  t.is(after[1], checksum);
+  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  await sleep(1500);
+  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  t.true(now.length > cli.length, 'the client still gets its echo');
+  t.notRegex(now, /MISMATCH|DISCONNECTED/);
+});
