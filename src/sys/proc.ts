@@ -137,3 +137,17 @@ export function hasCapSysResource(): boolean {
 export function pipeMaxSize(): number {
   return Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim());
 }
+
+/** Anonymous (private, written) memory of the tree rooted at `pid`: what a dump has to move. */
+export function treeAnonymousBytes(pid: number): number {
+  let kib = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /^Anonymous:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'));
+      kib += Number(m?.[1] ?? 0);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return kib * 1024;
+}

@@ -38,6 +38,9 @@ export interface TcpConnection {
   /** tcpi_options: negotiated timestamps and SACK */
   timestamps: boolean;
   sack: boolean;
+  /** tcpi_bytes_acked / tcpi_bytes_received (0 on kernels too old to say) */
+  bytesAcked: number;
+  bytesReceived: number;
 }
 
 function request(family: number): Buffer {
@@ -83,6 +86,8 @@ function parse(msg: NetlinkMessage): TcpConnection | undefined {
     totalRetrans: info.readUInt32LE(100),
     timestamps: (info.readUInt8(5) & TCPI_OPT_TIMESTAMPS) !== 0,
     sack: (info.readUInt8(5) & TCPI_OPT_SACK) !== 0,
+    bytesAcked: info.length >= 136 ? Number(info.readBigUInt64LE(120)) : 0,
+    bytesReceived: info.length >= 136 ? Number(info.readBigUInt64LE(128)) : 0,
   };
 }
 
