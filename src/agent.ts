@@ -96,7 +96,8 @@ export class Agent {
     MigrationTarget.removeLeftovers(c.stateDir, (m) => this.events.warn(m));
     manager.startWatching();
 
-    const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events);
+    const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, c.underlay.address, c.underlay.rateMbit);
+    source.finishOrphanedPulls();
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await reconciler.reconcile();
       await sync.publish(2000);

@@ -83,8 +83,10 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
   });
 
   app.post<{ Params: MigrationParamsT; Body: RestoreBodyT }>('/peer/v1/migrations/:id/restore', { schema: { params: MigrationParams, body: RestoreBody } }, async (req) =>
-    d.target.restore(req.params.id, req.body.pipeKeys, req.body.connections ?? 0),
+    d.target.restore(req.params.id, req.body.pipeKeys, req.body.connections ?? 0, req.body.lazySource),
   );
+
+  app.get<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/pull', { schema: { params: MigrationParams } }, async (req) => d.target.pullOf(req.params.id));
 
   app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/switch', { schema: { params: MigrationParams } }, async (req) => {
     await d.target.switchOver(req.params.id);

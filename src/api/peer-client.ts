@@ -10,7 +10,8 @@ import type { Prepared, PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
 import type { MigrationStatus } from '../migration/report.js';
 import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
-import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, PreparedAnswer, type CreateEndpointBody } from './schemas.js';
+import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody } from './schemas.js';
+import type { PullOutcome } from '../checkpoint/executor.js';
 
 export interface AnnounceResult {
   self: NodeAnnouncement;
@@ -53,8 +54,8 @@ export class PeerClient implements TargetAgent {
     return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id, parallel);
   }
 
-  async restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }> {
-    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys, connections }, { timeoutMs: 60000 });
+  async restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {
+    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys, connections, ...(lazySource ? { lazySource } : {}) }, { timeoutMs: 60000 });
   }
 
   async switchOver(address: string, id: string): Promise<void> {
@@ -73,6 +74,11 @@ export class PeerClient implements TargetAgent {
   async clientStall(address: string, id: string): Promise<ResumeMeasurement> {
     const answer = await callJson<unknown>(this.target(address), 'GET', `/peer/v1/migrations/${id}/stall`, undefined, { timeoutMs: 15000 });
     return parseWithSchema(ResumeMeasurement, answer, 'PEER_PROTOCOL', `stall answer from ${address}`);
+  }
+
+  async pullResult(address: string, id: string): Promise<PullOutcome> {
+    const answer = await callJson<unknown>(this.target(address), 'GET', `/peer/v1/migrations/${id}/pull`, undefined, { timeoutMs: 30000 });
+    return parseWithSchema(PullAnswer, answer, 'PEER_PROTOCOL', `pull answer from ${address}`);
   }
 
   async abort(address: string, id: string): Promise<void> {

@@ -88,7 +88,7 @@ export const MigrateBody = Type.Object(
   {
     endpoint: EndpointName,
     to: NodeName,
-    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'stop-copy (default), streamed (memory goes to the target while it is dumped) or cold (the baseline: nothing prepared ahead)' })),
+    mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'auto (default: chosen from memory size, underlay rate and what the node can do), stop-copy, streamed (memory goes to the target while it is dumped), post-copy (resumes on the target first, memory pulled after) or cold (the baseline: nothing prepared ahead)' })),
     handover: Type.Optional(HandoverMechanismSchema),
   },
   { additionalProperties: false },
@@ -127,6 +127,23 @@ export const RestoreBody = Type.Object(
   {
     pipeKeys: Type.Array(Type.String({ pattern: '^pipe:\\[[0-9]+\\]$' }), { maxItems: 2 }),
     connections: Type.Optional(Type.Integer({ minimum: 0, description: 'established TCP connections the dump carried' })),
+    lazySource: Type.Optional(Type.Object(
+      { address: IpAddress, port: Type.Integer({ minimum: 1, maximum: 65535 }) },
+      { additionalProperties: false, description: "post-copy: the source's lazy page server, which the target's lazy-pages daemon pulls the memory from" },
+    )),
+  },
+  { additionalProperties: false },
+);
+
+/** How a post-copy pull ended, in the target's words (its lazy-pages daemon's exit and page count). */
+export const PullAnswer = Type.Object(
+  {
+    complete: Type.Boolean(),
+    exitCode: Type.Union([Type.Integer(), Type.Null()]),
+    copiedPages: Type.Integer({ minimum: 0 }),
+    totalPages: Type.Integer({ minimum: 0 }),
+    durationMs: Type.Number({ minimum: 0 }),
+    reason: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
 );

@@ -15,9 +15,13 @@ async function followMigration(api: { socketPath: string }, m: { id: string; fro
     if (s.report) {
       const r = s.report;
       if (r.result === 'success') {
-        out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${(r.image_bytes / 1048576).toFixed(1)} MiB of images; ${r.name} runs on ${r.running_on}`);
+        out(`${r.result}: frozen ${r.frozen_ms} ms, ${r.tcp_connections} TCP connections, ${mib(r.image_bytes)} MiB of images; ${r.name} runs on ${r.running_on}`);
+        const m = r.mode_choice;
+        if (m) out(`  mode ${m.chosen} (auto): ${m.reasons.join('; ')}`);
         const h = r.handover;
         if (h) out(`  handover (${h.mechanism}): ${h.packets_replayed}/${h.packets_held} held packets replayed, ${h.connections_kicked} connections kicked, ${h.connections_fallback} left to retransmission`);
+        const p = r.pull;
+        if (p) out(`  pull: ${p.result}, ${mib(p.pulled_bytes)} of ${mib(p.lazy_bytes)} MiB (${p.pages_copied}/${p.pages_total} pages) in ${p.duration_ms} ms after the service resumed`);
         const c = r.client_stall;
         if (c) out(`  clients: stall p50 ${c.p50_ms} ms, p95 ${c.p95_ms} ms, max ${c.max_ms} ms over ${c.connections} active connections (${c.idle} idle)`);
       } else out(`${r.result}: ${r.reason ?? ''}`);
@@ -25,4 +29,8 @@ async function followMigration(api: { socketPath: string }, m: { id: string; fro
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(1);
 }

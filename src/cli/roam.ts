@@ -23,7 +23,7 @@ const USAGE = `usage: roam <command> [options]
                                            start CMD as a migratable endpoint
   ps [--json]                              list endpoints across the cluster
   logs NAME                                print an endpoint's output
-  migrate NAME --to NODE [--mode stop-copy|streamed|cold] [--handover full|replay|kick|off] [--json]
+  migrate NAME --to NODE [--mode auto|stop-copy|streamed|post-copy|cold] [--handover full|replay|kick|off] [--json]
                                            move a running endpoint, its IP and its TCP connections
   stop NAME                                stop an endpoint and remove every trace of it
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]

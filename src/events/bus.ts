@@ -20,6 +20,8 @@ export interface AgentEvents {
   /** the target's view: what the handover delivered and kicked when the service came back */
   'migration.handover': { id: string; name: string; counts: import('../handover/deliver.js').HandoverCounts };
   /** per active restored connection: what its client felt (frozen window + time until its data came back) */
+  /** post-copy: progress of the target's pull, and its end */
+  'migration.pull': { id: string; name: string; state: 'progress' | 'complete' | 'incomplete'; lazyBytes: number; pulledBytes: number; durationMs: number };
   'migration.stall': { id: string; name: string; stallsMs: number[]; idle: number };
   log: { level: 'info' | 'warn' | 'error'; message: string };
 }

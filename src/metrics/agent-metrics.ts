@@ -94,5 +94,31 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     for (const ms of e.stallsMs) stall.observe(ms / 1000);
     idle.inc(e.idle);
   });
+
+  // Post-copy: the pull after the switch, while the service depends on the source node.
+  const pulls = new Counter({ name: 'roam_postcopy_pulls_total', help: 'Post-copy pulls that ended, by result: complete (the target has every page) or incomplete (the service was lost).', labelNames: ['result'], registers: [registry] });
+  for (const result of ['complete', 'incomplete']) pulls.inc({ result }, 0);
+  const pullSeconds = new Histogram({ name: 'roam_postcopy_pull_seconds', help: 'Post-copy: from the unlock on the target until it had every page.', buckets: SECONDS_BUCKETS, registers: [registry] });
+  const pulledBytes = new Counter({ name: 'roam_postcopy_pulled_bytes_total', help: 'Post-copy: memory bytes the targets acknowledged pulling from this node.', registers: [registry] });
+  const pulling = new Map<string, { lazy: number; pulled: number }>();
+  new Gauge({
+    name: 'roam_postcopy_pull_remaining_bytes', help: 'Post-copy pulls under way from this node: memory the targets have not pulled yet (the service needs this node until it is 0).', registers: [registry],
+    collect() {
+      let remaining = 0;
+      for (const p of pulling.values()) remaining += Math.max(0, p.lazy - p.pulled);
+      this.set(remaining);
+    },
+  });
+  new Gauge({ name: 'roam_postcopy_pulls_in_flight', help: 'Post-copy pulls under way from this node.', registers: [registry], collect() { this.set(pulling.size); } });
+  events.on('migration.pull', (e) => {
+    if (e.state === 'progress') {
+      pulling.set(e.id, { lazy: e.lazyBytes, pulled: e.pulledBytes });
+      return;
+    }
+    pulling.delete(e.id);
+    pulls.inc({ result: e.state });
+    pulledBytes.inc(e.pulledBytes);
+    if (e.state === 'complete') pullSeconds.observe(e.durationMs / 1000);
+  });
   return registry;
 }

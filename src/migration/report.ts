@@ -2,10 +2,36 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HandoverCounts } from '../handover/schemas.js';
 
-export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'cleanup'] as const;
+export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'pull', 'cleanup'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const MigrationResult = Type.Union([Type.Literal('success'), Type.Literal('rolled_back'), Type.Literal('failed')]);
+
+export const PullReport = Type.Object({
+  /** complete: the target has every page; incomplete: it does not, and the service is lost (see reason) */
+  result: Type.Union([Type.Literal('complete'), Type.Literal('incomplete')]),
+  /** memory the dump kept back for the pull */
+  lazy_bytes: Type.Integer({ minimum: 0 }),
+  /** what the target acknowledged receiving (from the page server's TCP state) */
+  pulled_bytes: Type.Integer({ minimum: 0 }),
+  pages_copied: Type.Integer({ minimum: 0 }),
+  pages_total: Type.Integer({ minimum: 0 }),
+  duration_ms: Type.Number(),
+  reason: Type.Optional(Type.String()),
+});
+
+export const ModeChoice = Type.Object({
+  chosen: Type.String(),
+  /** the endpoint's resident memory when it was chosen */
+  memory_bytes: Type.Integer({ minimum: 0 }),
+  underlay_mbit: Type.Number(),
+  /** what the node can run, probed (CRIU's feature check, host limits) */
+  post_copy_available: Type.Boolean(),
+  pre_copy_available: Type.Boolean(),
+  /** estimated time to move the memory at the underlay rate */
+  memory_transfer_ms: Type.Number(),
+  reasons: Type.Array(Type.String()),
+});
 
 export const HandoverReport = Type.Object({
   id: Type.String(),
@@ -26,6 +52,8 @@ export const HandoverReport = Type.Object({
     restore_ms: Type.Number(),
     switch_ms: Type.Number(),
     unlock_ms: Type.Number(),
+    /** post-copy: from the unlock until the target had every page (the service runs meanwhile) */
+    pull_ms: Type.Number(),
     cleanup_ms: Type.Number(),
   }),
   image_bytes: Type.Integer(),
@@ -53,6 +81,10 @@ export const HandoverReport = Type.Object({
     p95_ms: Type.Number(),
     max_ms: Type.Number(),
   })),
+  /** post-copy: the memory the target pulled after the service had resumed there */
+  pull: Type.Optional(PullReport),
+  /** the automatic mode: what it chose and why */
+  mode_choice: Type.Optional(ModeChoice),
   started_at: Type.String(),
 });
 
@@ -66,9 +98,13 @@ export const MigrationStatus = Type.Object({
   phase: Type.String(),
   /** phases finished so far, in order, with their durations */
   completed: Type.Array(Type.Object({ phase: Type.String(), ms: Type.Number() })),
+  /** post-copy, while the target pulls the memory: how far it got */
+  pull: Type.Optional(Type.Object({ lazy_bytes: Type.Integer({ minimum: 0 }), pulled_bytes: Type.Integer({ minimum: 0 }) })),
   report: Type.Optional(HandoverReport),
 });
 
 export type HandoverReport = Static<typeof HandoverReport>;
 export type MigrationStatus = Static<typeof MigrationStatus>;
 export type MigrationResult = Static<typeof MigrationResult>;
+export type PullReport = Static<typeof PullReport>;
+export type ModeChoice = Static<typeof ModeChoice>;

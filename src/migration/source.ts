@@ -12,12 +12,18 @@
  * dump succeeds, and comes back only if the target never switched.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dumpTree, restoreUnderShim, type DumpResult } from '../checkpoint/executor.js';
+import { dumpTree, restoreUnderShim, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
+import { isSameProcessAlive, stopProcess, treeAnonymousBytes } from '../sys/proc.js';
+import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
+import { chooseMode } from './mode-choice.js';
+import { tcpRepairOffTree } from '../sys/tcp-repair.js';
+import { listTcpConnections } from '../sys/netlink/sock-diag.js';
+import { freePort } from '../sys/ports.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import { serializeHeld, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
@@ -25,19 +31,22 @@ import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
-import type { HandoverReport, MigrationStatus, Phase } from './report.js';
+import type { HandoverReport, MigrationStatus, ModeChoice, Phase, PullReport } from './report.js';
 import type { Prepared, PrepareRequest } from './target.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
   prepare(address: string, body: PrepareRequest): Promise<Prepared>;
   sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
-  restore(address: string, id: string, pipeKeys: string[], connections: number): Promise<{ pid: number; restore_ms: number }>;
+  /** `lazySource`: post-copy, where the target's lazy-pages daemon pulls the memory from */
+  restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
   /** what the lock here kept (roam-hold's format), for the target to deliver at the unlock */
   sendHeld(address: string, id: string, held: Buffer): Promise<void>;
   unlock(address: string, id: string, frozenMs: number): Promise<HandoverCounts>;
   clientStall(address: string, id: string): Promise<ResumeMeasurement>;
+  /** post-copy: how the target's pull ended (waits for its end) */
+  pullResult(address: string, id: string): Promise<PullOutcome>;
   abort(address: string, id: string): Promise<void>;
 }
 
@@ -54,11 +63,26 @@ export interface MigrateRequest {
  * streamed: as stop-copy, but the dump sends memory pages straight to a
  *   page server on the target while it runs, so dump and transfer overlap;
  *   only the other (small) images travel afterwards.
+ * post-copy: the dump keeps the anonymous memory back and serves it; the
+ *   target restores without it and resumes the service at once, while its
+ *   lazy-pages daemon pulls the memory (on demand and in the background).
+ *   The frozen time no longer grows with memory. The source tree stays,
+ *   stopped, until the target has every page; only then is it ended.
  * cold: the research-prototype sequence, kept as the baseline the bench
  *   measures against: freeze and dump first, then build the target, then
  *   one transfer stream; everything inside the frozen window.
  */
-const MODES = ['stop-copy', 'streamed', 'cold'] as const;
+const MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
+/** The underlay rate the automatic mode plans with when none is configured: an edge link. */
+const ASSUMED_UNDERLAY_MBIT = 1000;
+/** Left in a post-copy migration's folder from the switch until the pull is over. */
+const PULL_RECORD = 'pull.json';
+interface PullRecord {
+  root: { pid: number; startTime: number };
+  criu: { pid: number; startTime: number };
+}
+/** How long the source waits for the target's verdict on a finished pull. */
+const PULL_VERDICT_ATTEMPTS = 5;
 const KEEP_STATUSES = 200;
 
 export class MigrationSource {
@@ -72,7 +96,53 @@ export class MigrationSource {
     private readonly table: LocationTable,
     private readonly target: TargetAgent,
     private readonly events: EventBus,
+    /** where the target reaches this node's lazy page servers (post-copy; CRIU listens on every address): its underlay address */
+    private readonly underlayAddress = '127.0.0.1',
+    /** the underlay's rate as configured (the automatic mode plans with it) */
+    private readonly underlayMbit: number | undefined = undefined,
   ) {}
+
+  private capabilities: Promise<MigrationCapabilities> | undefined;
+
+  /** The automatic mode's choice for this tree, probed once per agent for what the node can do. */
+  private async chooseMode(pid: number): Promise<ModeChoice> {
+    this.capabilities ??= probeMigrationCapabilities().catch((err: unknown) => {
+      this.capabilities = undefined;
+      throw err;
+    });
+    return chooseMode({
+      memoryBytes: treeAnonymousBytes(pid), underlayMbit: this.underlayMbit ?? ASSUMED_UNDERLAY_MBIT,
+      rateSource: this.underlayMbit === undefined ? 'assumed' : 'configured', capabilities: await this.capabilities,
+    });
+  }
+
+  /**
+   * At start: post-copy pulls a previous run of this agent left under way.
+   * Past the switch, their stopped trees only serve memory: each is ended
+   * once its CRIU page server is (at once, if it already is). Returns the
+   * number found.
+   */
+  finishOrphanedPulls(): number {
+    const root = join(this.stateDir, 'migrations');
+    const found = existsSync(root) ? readdirSync(root).filter((id) => existsSync(join(root, id, PULL_RECORD))) : [];
+    for (const id of found) {
+      const dir = join(root, id);
+      let record: PullRecord;
+      try {
+        record = JSON.parse(readFileSync(join(dir, PULL_RECORD), 'utf8')) as PullRecord;
+      } catch (err) {
+        this.events.error(`migration ${id}: unreadable ${PULL_RECORD} (${describeError(err)}); left in ${dir}`);
+        continue;
+      }
+      void (async () => {
+        while (isSameProcessAlive(record.criu.pid, record.criu.startTime)) await new Promise((resolve) => setTimeout(resolve, 200));
+        await stopProcess(record.root.pid, record.root.startTime, 0);
+        rmSync(dir, { recursive: true, force: true });
+        this.events.info(`migration ${id}: the pull of a previous run ended; its stopped source tree ${record.root.pid} is gone`);
+      })();
+    }
+    return found.length;
+  }
 
   status(id: string): MigrationStatus | undefined {
     const s = this.statuses.get(id);
@@ -85,7 +155,7 @@ export class MigrationSource {
 
   /** Checks the request, then runs the migration in the background; returns its id at once. */
   start(req: MigrateRequest): { id: string; done: Promise<HandoverReport> } {
-    const mode = req.mode ?? 'stop-copy';
+    const mode = req.mode ?? 'auto';
     if (!(MODES as readonly string[]).includes(mode)) throw new RoamError('INPUT_INVALID', `mode: ${JSON.stringify(mode)} is not one of ${MODES.join(', ')}`);
     const handover = req.handover ?? 'full';
     if (!(HANDOVER_MECHANISMS as readonly string[]).includes(handover)) {
@@ -113,8 +183,11 @@ export class MigrationSource {
     const dir = join(this.stateDir, 'migrations', status.id);
     const imagesDir = join(dir, 'images');
     mkdirSync(imagesDir, { recursive: true });
-    const phases = { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, cleanup_ms: 0 };
+    const phases = { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, pull_ms: 0, cleanup_ms: 0 };
     let dumped: DumpResult | undefined;
+    let lazy: LazyDump | undefined;
+    let pull: PullReport | undefined;
+    let modeChoice: ModeChoice | undefined;
     let frozenAt = 0;
     let frozenMs = 0;
     /** frozen so far when the unlock was asked for: the target measures the stall from there */
@@ -143,7 +216,8 @@ export class MigrationSource {
         ...(reason ? { reason } : {}), running_on: runningOn,
         frozen_ms: round(frozenMs), phases, image_bytes: dumped?.imageBytes ?? 0, tcp_connections: dumped?.tcpConnections ?? 0,
         ...(dumped ? { tcp_in_flight: inFlightOf(dumped) } : {}),
-        ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}), started_at: startedAt,
+        ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}),
+        ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}), started_at: startedAt,
       };
       status.state = result;
       status.report = report;
@@ -151,22 +225,33 @@ export class MigrationSource {
       return report;
     };
 
-    const cold = status.mode === 'cold';
     let prepared: Prepared = {};
-    const prepare = async () => (prepared = await phase('prepare', () => this.target.prepare(address, {
-      id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
-      generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
-    })));
+    const prepare = async () => (prepared = await phase('prepare', async () => {
+      if (status.mode === 'auto') {
+        modeChoice = await this.chooseMode(ep.pid);
+        status.mode = modeChoice.chosen;
+      }
+      return this.target.prepare(address, {
+        id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
+        generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
+      });
+    }));
+    const cold = status.mode === 'cold';
     try {
       if (!cold) await prepare();
       // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
       if (replays(handover)) hold = await holdWhatTheLockDrops(ep.netns, (m) => this.events.warn(`migration ${status.id}: ${m}`));
       frozenAt = performance.now();
       const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
-      dumped = await phase('dump', () => dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, ...(pageServer ? { pageServer } : {}) }));
+      dumped = await phase('dump', async () => {
+        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, ...(pageServer ? { pageServer } : {}) });
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port: await freePort('0.0.0.0') });
+        return lazy.ready;
+      });
       if (cold) await prepare();
       await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir, cold ? 1 : 3));
-      await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections));
+      const lazySource = lazy ? { address: this.underlayAddress, port: lazy.port } : undefined;
+      await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections, lazySource));
       let held: HeldPackets | undefined;
       await phase('switch', async () => {
         await this.target.switchOver(address, status.id);
@@ -176,7 +261,10 @@ export class MigrationSource {
         hold?.close();
         hold = undefined;
         // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
-        await this.manager.release(ep.name);
+        // (Post-copy: all but the stopped tree, whose memory the target is still pulling.)
+        await this.manager.release(ep.name, { keepProcess: lazy !== undefined });
+        // Should this agent die during the pull, CRIU serves on without it; the next start ends the tree.
+        if (lazy) writeFileSync(join(dir, PULL_RECORD), JSON.stringify({ root: lazy.root, criu: { pid: lazy.criuPid, startTime: lazy.criuStartTime } } satisfies PullRecord));
       });
       handoverCounts = await phase('unlock', async () => {
         if (held) await this.target.sendHeld(address, status.id, serializeHeld(held));
@@ -184,8 +272,15 @@ export class MigrationSource {
         return this.target.unlock(address, status.id, frozenWhenAsked);
       });
       frozenMs = performance.now() - frozenAt;
+      if (lazy) {
+        const l = lazy;
+        pull = await phase('pull', () => this.followPull(status, address, l, dumped!.lazyBytes));
+      }
       await phase('cleanup', async () => rmSync(dir, { recursive: true, force: true }));
       clientStall = await this.observe(status, address, frozenWhenAsked);
+      if (pull?.result === 'incomplete') {
+        return finish('failed', '', `pull: ${pull.reason ?? 'incomplete'}; the service is lost (the target's copy lacked memory and was ended)`);
+      }
       return finish('success', status.to);
     } catch (err) {
       const reason = `${status.phase}: ${describeError(err)}`;
@@ -195,7 +290,108 @@ export class MigrationSource {
         this.events.error(`migration ${status.id} of ${status.name}: after the switch, ${reason}`);
         return finish('failed', status.to, `${reason} (the service runs on ${status.to})`);
       }
+      if (lazy && dumped) return this.resumeInPlace(status, address, ep, lazy, dumped, dir, hold, handover, reason, finish);
       return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
+    }
+  }
+
+  /**
+   * Post-copy, after the unlock: the service runs on the target while its
+   * memory is pulled from here. Progress is what the target acknowledged on
+   * the page server's connection. When CRIU's page server ends, the target
+   * says whether it got every page: only then is the stopped tree here ended.
+   * If it did not, its copy is already ended (it would have read zeros), and
+   * so is this one: the service is lost, and says so. If the target cannot
+   * be asked, the tree stays stopped here for an operator (the report says so).
+   */
+  private async followPull(status: MigrationStatus, address: string, lazy: LazyDump, lazyBytes: number): Promise<PullReport> {
+    const started = performance.now();
+    const progress = { lazy_bytes: lazyBytes, pulled_bytes: 0 };
+    status.pull = progress;
+    const emit = (state: 'progress' | 'complete' | 'incomplete') => this.events.emit('migration.pull', {
+      id: status.id, name: status.name, state, lazyBytes, pulledBytes: progress.pulled_bytes, durationMs: round(performance.now() - started),
+    });
+    const sample = async () => {
+      const acked = await pageServerAcked(lazy.port).catch(() => undefined);
+      if (acked !== undefined) progress.pulled_bytes = Math.max(progress.pulled_bytes, acked);
+    };
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        await sample();
+        emit('progress');
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
+    let servedError: string | undefined;
+    await lazy.served.catch((err: unknown) => (servedError = describeError(err)));
+    sampling = false;
+    await sampler;
+    let verdict: PullOutcome | undefined;
+    let askError = '';
+    for (let attempt = 0; attempt < PULL_VERDICT_ATTEMPTS && !verdict; attempt++) {
+      try {
+        verdict = await this.target.pullResult(address, status.id);
+      } catch (err) {
+        askError = describeError(err);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+    const base = { lazy_bytes: lazyBytes, duration_ms: round(performance.now() - started) };
+    if (!verdict) {
+      emit('incomplete');
+      this.events.error(`migration ${status.id}: no verdict on the pull from ${status.to} (${askError}); the stopped tree ${lazy.root.pid} stays here`);
+      return { ...base, result: 'incomplete', pulled_bytes: progress.pulled_bytes, pages_copied: 0, pages_total: 0, reason: `${status.to} could not say whether it has every page (${askError}); the stopped source tree (pid ${lazy.root.pid}) is kept` };
+    }
+    // Either way, this tree is not to run again: the target ran on from the switch.
+    await stopProcess(lazy.root.pid, lazy.root.startTime, 0);
+    progress.pulled_bytes = Math.max(progress.pulled_bytes, verdict.copiedPages * 4096);
+    const result = verdict.complete ? 'complete' : 'incomplete';
+    emit(result);
+    const reason = verdict.reason ?? servedError;
+    return { ...base, result, pulled_bytes: progress.pulled_bytes, pages_copied: verdict.copiedPages, pages_total: verdict.totalPages, ...(reason && !verdict.complete ? { reason } : {}) };
+  }
+
+  /**
+   * Post-copy, failed before the switch: the tree never left. It is here,
+   * stopped, its connections in repair mode, its memory its own; it resumes
+   * where it is once the target's half is gone and CRIU's page server ended.
+   */
+  private async resumeInPlace(
+    status: MigrationStatus,
+    address: string,
+    ep: ReturnType<EndpointManager['beginOutgoing']>,
+    lazy: LazyDump,
+    dumped: DumpResult,
+    dir: string,
+    hold: PacketHold | undefined,
+    handover: HandoverMechanism,
+    reason: string,
+    finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
+  ): Promise<HandoverReport> {
+    try {
+      await this.target.abort(address, status.id);
+    } catch (err) {
+      if (err instanceof RoamError && err.code === 'CONFLICT') {
+        hold?.close();
+        return finish('failed', status.to, `${reason}; the target had already switched: the service runs on ${status.to}, its memory still being pulled from here`);
+      }
+      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); its agent removes the leftovers when it restarts`);
+    }
+    try {
+      await lazy.cancel();
+      tcpRepairOffTree(ep.pid);
+      const held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
+      const counts = await resumeService({
+        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], hold, connections: dumped.tcpConnections, pid: ep.pid, stopped: true,
+      });
+      this.manager.endOutgoing(ep.name);
+      rmSync(dir, { recursive: true, force: true });
+      return finish('rolled_back', status.from, `${reason}; the service resumed on ${status.from} where it was, with its connections`, counts);
+    } catch (err) {
+      hold?.close();
+      this.events.error(`migration ${status.id}: resuming ${ep.name} on ${status.from} failed: ${describeError(err)}`);
+      return finish('failed', '', `${reason}; resuming on ${status.from} failed too (${describeError(err)})`);
     }
   }
 
@@ -262,6 +458,12 @@ export class MigrationSource {
       return finish('failed', '', `${reason}; restoring on ${status.from} failed too (${describeError(err)}); images kept in ${imagesDir}`);
     }
   }
+}
+
+/** Bytes the target acknowledged on the connection to the lazy page server on `port` (this node's namespace). */
+async function pageServerAcked(port: number): Promise<number | undefined> {
+  const c = (await listTcpConnections('/proc/self/ns/net')).find((x) => x.local.port === port);
+  return c?.bytesAcked;
 }
 
 function inFlightOf(d: DumpResult): NonNullable<HandoverReport['tcp_in_flight']> {

@@ -8,7 +8,10 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { restoreUnderShim, startPageServer, stopPageServer, waitForPageServer, type PageServer } from '../checkpoint/executor.js';
+import {
+  restoreUnderShim, startLazyPages, startPageServer, stopLazyPages, stopPageServer, waitForPageServer, type LazyPagesDaemon, type PageServer, type PullOutcome,
+} from '../checkpoint/executor.js';
+import { stopProcess, processStartTime } from '../sys/proc.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
@@ -51,6 +54,8 @@ interface Arrival {
   connections: number;
   /** streamed mode: the page server the source's dump sends memory to */
   pageServer: PageServer | undefined;
+  /** post-copy: the daemon that pulls the memory the restored tree still lacks */
+  lazyPages: LazyPagesDaemon | undefined;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
 }
@@ -67,6 +72,7 @@ const PAGE_SERVER_DRAIN_MS = 60000;
 export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
   private readonly stalls = new Map<string, Promise<ResumeMeasurement>>();
+  private readonly pulls = new Map<string, Promise<PullOutcome>>();
 
   constructor(
     private readonly manager: EndpointManager,
@@ -97,7 +103,7 @@ export class MigrationTarget {
       const handover = req.handover ?? 'full';
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', handover,
-        hold: undefined, sourceHeld: undefined, connections: 0, pageServer: undefined, restored: undefined, switched: false,
+        hold: undefined, sourceHeld: undefined, connections: 0, pageServer: undefined, lazyPages: undefined, restored: undefined, switched: false,
       };
       this.arrivals.set(req.id, arrival);
       if (replays(handover)) arrival.hold = await holdWhatTheLockDrops(record.netns, (m) => this.events?.warn(`migration ${req.id}: ${m}`));
@@ -124,17 +130,50 @@ export class MigrationTarget {
     return receiveImage(this.arrival(id).imagesDir, file, body);
   }
 
-  async restore(id: string, pipeKeys: string[], connections = 0): Promise<{ pid: number; restore_ms: number }> {
+  async restore(id: string, pipeKeys: string[], connections = 0, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {
     const a = this.arrival(id);
     if (a.restored) throw new RoamError('CONFLICT', `migration ${id}: already restored`);
+    if (a.mode === 'post-copy' && !lazySource) throw new RoamError('INPUT_INVALID', `migration ${id}: a post-copy restore needs the source's lazy page server`);
     a.connections = connections;
+    const started = performance.now();
     // Streamed: the dump is over when the source asks for this, and the page server writes its last pages and exits.
     if (a.pageServer) await waitForPageServer(a.pageServer, PAGE_SERVER_DRAIN_MS);
+    if (lazySource) {
+      a.lazyPages = await startLazyPages(a.imagesDir, lazySource);
+      this.watchPull(a, a.lazyPages);
+    }
     const r = await restoreUnderShim({
-      dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped: a.handover !== 'off',
+      dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped: a.handover !== 'off', lazyPages: a.lazyPages !== undefined,
     });
     a.restored = { pid: r.pid, shimPid: r.shimPid };
-    return { pid: r.pid, restore_ms: r.durationMs };
+    return { pid: r.pid, restore_ms: performance.now() - started };
+  }
+
+  /**
+   * Post-copy: once the daemon ends, the restored tree either has all of its
+   * memory or must not run on. Without its daemon, a missing page would read
+   * as zeros (userfaultfd unregisters when its last holder closes it): the
+   * tree is ended at once, and the source learns why from pullOf().
+   */
+  private watchPull(a: Arrival, daemon: LazyPagesDaemon): void {
+    const verdict = daemon.outcome.then(async (o) => {
+      if (!o.complete && a.restored) {
+        await stopProcess(a.restored.pid, processStartTime(a.restored.pid) ?? 0, 0);
+        this.events?.error(`migration ${a.id}: the pull of ${a.name}'s memory failed (${o.reason ?? 'incomplete'}); its restored copy was ended rather than run on missing memory`);
+      }
+      // The images (and the daemon's log) were kept for the daemon; an arrival still open removes them itself.
+      if (!this.arrivals.has(a.id)) rmSync(a.dir, { recursive: true, force: true });
+      return o;
+    });
+    this.pulls.set(a.id, verdict);
+    void verdict.finally(() => setTimeout(() => this.pulls.delete(a.id), KEEP_STALL_MS).unref());
+  }
+
+  /** How the post-copy pull of `id` ended (waits for it). */
+  async pullOf(id: string): Promise<PullOutcome> {
+    const p = this.pulls.get(id);
+    if (!p) throw new RoamError('NOT_FOUND', `no post-copy pull for migration ${id} here`);
+    return p;
   }
 
   /** The decision point: from here the endpoint is this node's. */
@@ -163,8 +202,9 @@ export class MigrationTarget {
       hold: a.hold, pid: a.restored.pid, stopped: a.handover !== 'off',
     });
     const unlockedAt = performance.now();
-    rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);
+    // Post-copy: the lazy-pages daemon still works in the images folder; it goes once the pull has ended.
+    if (!a.lazyPages) rmSync(a.dir, { recursive: true, force: true });
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
     this.events?.emit('migration.handover', { id, name: a.name, counts });
     // What clients waited: frozen until the unlock was asked for, then the handover, then until their data came.
@@ -191,6 +231,7 @@ export class MigrationTarget {
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
     if (a.pageServer) await stopPageServer(a.pageServer);
+    if (a.lazyPages) await stopLazyPages(a.lazyPages);
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
     this.arrivals.delete(id);

@@ -49,7 +49,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     const previous = state.nodes.find((n) => n.name === node.name);
     const built = await ensureNode(layout, node, rateBits, o.say);
     // A running agent keeps the config it started with: nodes added later are found by discovery.
-    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs);
+    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits);
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -154,10 +154,11 @@ function underlayMac(index: number): string {
   return `02:75:00:00:${((index >> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined): void {
+function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined): void {
   const config: AgentConfig = {
     node: node.name,
-    underlay: { address: node.underlayIp, interface: 'ul0' },
+    // The limited rate, when there is one, is what the agents plan migrations with.
+    underlay: { address: node.underlayIp, interface: 'ul0', ...(rateBits ? { rateMbit: Number(rateBits) / 1e6 } : {}) },
     vni: layout.vni,
     vxlanPort: 4789,
     overlay: { subnet: layout.overlaySubnet, range: node.range, mtu: 1450 },

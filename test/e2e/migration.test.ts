@@ -46,8 +46,9 @@ test.serial('a single-process server holding 110 connections and 16 MiB moves wi
   await run(tb, 'node3', 'many', [node, workload('stream-check.js'), srv.ip, '7001', '--connections', '110', '--rate', '2000']);
   await waitFor('110 connections', () => endpointLog(tb, 'node3', 'many').includes('"connected":110'));
   await streamAdvances(tb, 'node3', 'many', 50000);
-  const report = await migrate(name, 'echo', 'node2');
+  const report = await migrate(name, 'echo', 'node2', ['--mode', 'stop-copy']);
   t.is(report.result, 'success', report.reason);
+  t.is(report.mode, 'stop-copy');
   t.is(report.running_on, 'node2');
   t.true(report.tcp_connections >= 110, `${report.tcp_connections} connections carried`);
   t.true(report.image_bytes > 16 * 1048576);
@@ -82,6 +83,30 @@ test.serial('streamed: the memory goes to a page server on the target while it i
   t.is(spawnSync('pgrep', ['-f', 'criu: page-server']).status, 1, 'no page server left running');
 });
 
+test.serial('post-copy: the service resumes on the target before its memory, which is pulled after; contents and connections intact, the source tree ended only then', async (t) => {
+  // Where the streamed test left it: on node1.
+  const sumBefore = /memory sha256 ([0-9a-f]+)/.exec(endpointLog(tb, 'node1', 'echo'))![1];
+  const report = await migrate(name, 'echo', 'node2', ['--mode', 'post-copy']);
+  t.is(report.result, 'success', report.reason);
+  t.is(report.mode, 'post-copy');
+  t.truthy(report.pull, 'the report has the pull');
+  t.is(report.pull!.result, 'complete');
+  t.true(report.pull!.lazy_bytes >= 16 * 1048576, `the held table was kept back (${report.pull!.lazy_bytes} bytes)`);
+  t.is(report.pull!.pages_copied, report.pull!.pages_total);
+  t.true(report.pull!.pulled_bytes >= report.pull!.lazy_bytes, 'the target acknowledged every byte');
+  t.true(report.image_bytes < report.pull!.lazy_bytes, 'less travelled inside the frozen window than after it');
+  const moved = (await endpoints(tb)).find((e) => e.name === 'echo')!;
+  t.like(moved, { node: 'node2', state: 'running' });
+  const from = endpointLog(tb, 'node2', 'echo').length;
+  process.kill(moved.pid!, 'SIGUSR2');
+  await waitFor('checksum line', () => endpointLog(tb, 'node2', 'echo').slice(from).includes('memory sha256'));
+  t.regex(endpointLog(tb, 'node2', 'echo').slice(from), new RegExp(`memory sha256 ${sumBefore}, 110 connections`), 'memory and connections survived');
+  const after = await streamAdvances(tb, 'node3', 'many', 100000, 15000);
+  t.is(after.open, 110);
+  await waitFor('the lazy-pages daemon to end', () => spawnSync('pgrep', ['-x', 'criu']).status === 1, 5000).catch(() => undefined);
+  t.is(spawnSync('pgrep', ['-x', 'criu']).status, 1, `no CRIU process left (page server, lazy-pages daemon): ${spawnSync('pgrep', ['-ax', 'criu'], { encoding: 'utf8' }).stdout}`);
+});
+
 test.serial('a forking server (a process per connection) moves with its connections', async (t) => {
   const srv = await run(tb, 'node2', 'forking', ['/usr/bin/python3', forkingEcho, '7002']);
   await waitFor('forking server', () => endpointLog(tb, 'node2', 'forking').includes('listening'));
@@ -92,6 +117,7 @@ test.serial('a forking server (a process per connection) moves with its connecti
   t.is(children.length, 5, 'one process per connection');
   const report = await migrate(name, 'forking', 'node3');
   t.is(report.result, 'success', report.reason);
+  t.is(report.mode, report.mode_choice!.chosen, 'by default the mode is chosen, and the report says which and why');
   t.is(report.tcp_connections, 5);
   await streamAdvances(tb, 'node1', 'forked-client', 100000, 15000);
 });
@@ -103,6 +129,10 @@ test.serial("a Node.js server's in-memory state survives and its client never re
   await waitFor('replies', () => endpointLog(tb, 'node1', 'counting').includes('reply 10:'));
   const report = await migrate(name, 'counter', 'node1');
   t.is(report.result, 'success', report.reason);
+  t.is(report.mode, 'stop-copy', 'a few MiB move inside the budget: no pull after the switch');
+  t.like(report.mode_choice, { chosen: 'stop-copy', underlay_mbit: 1000, post_copy_available: true });
+  t.regex(report.mode_choice!.reasons.join('; '), /MiB of memory moves in about \d+ ms at 1000 Mbit\/s \(assumed\); within the 100 ms budget/);
+  t.true(report.mode_choice!.memory_bytes > 1048576 && report.mode_choice!.memory_bytes < 32 * 1048576, `${report.mode_choice!.memory_bytes} bytes`);
   await sleep(1000);
   const replies = endpointLog(tb, 'node1', 'counting').trim().split('\n').filter((l) => l.startsWith('reply'));
   replies.forEach((l, i) => t.regex(l, new RegExp(`^reply ${i + 1}: count ${i + 1} `), 'every answer continues the count'));
@@ -120,7 +150,7 @@ test.serial('a second migration of an endpoint already moving is refused with 40
     [['migrate', '--testbed', name, 'ghost', '--to', 'node1'], /endpoint ghost does not exist/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node9'], /to: unknown node node9/],
     [['migrate', '--testbed', name, 'echo', '--to', 'node3'], /to: endpoint echo is already on node3/],
-    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of stop-copy, streamed, cold/],
+    [['migrate', '--testbed', name, 'echo', '--to', 'node1', '--mode', 'teleport'], /mode: "teleport" is not one of auto, stop-copy, streamed, post-copy, cold/],
     [['migrate', '--testbed', name, 'echo'], /--to NODE is required/],
   ];
   for (const [args, message] of cases) t.regex((await cli(args)).err, message, args.join(' '));
