@@ -391,7 +391,7 @@ export async function startLazyPages(imagesDir: string, source: { address: strin
   const started = performance.now();
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4096)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const ready = new Promise<boolean>((resolve) => {
     child.stdio[3]?.once('data', () => resolve(true));
     child.stdio[3]?.once('end', () => resolve(false));
@@ -409,12 +409,18 @@ export async function startLazyPages(imagesDir: string, source: { address: strin
   (child.stdio[3] as { unref?: () => void } | null)?.unref?.();
   (child.stderr as { unref?: () => void } | null)?.unref?.();
   const pid = child.pid ?? 0;
-  const outcome = exited.then((exitCode) => pullOutcome(imagesDir, exitCode, performance.now() - started));
+  const outcome = exited.then((end) => pullOutcome(imagesDir, end, performance.now() - started));
   return { pid, startTime: processStartTime(pid) ?? 0, outcome };
 }
 
-/** Reads the daemon's own account (at -v4 it logs each task's "UFFD transferred pages: (copied/total)"). */
-function pullOutcome(imagesDir: string, exitCode: number | null, durationMs: number): PullOutcome {
+/**
+ * Reads how the daemon ended. Its exit status is the verdict: it exits 0
+ * only once no task has a range left to fetch. Its per-task account ("UFFD
+ * transferred pages: (copied/total)", logged at -v4) is for the report:
+ * copied can be below total, since ranges the service unmapped or
+ * madvise()d away meanwhile are dropped, not fetched.
+ */
+function pullOutcome(imagesDir: string, end: { code: number | null; signal: NodeJS.Signals | null }, durationMs: number): PullOutcome {
   const logPath = join(imagesDir, 'lazy-pages.log');
   let copiedPages = 0;
   let totalPages = 0;
@@ -426,13 +432,14 @@ function pullOutcome(imagesDir: string, exitCode: number | null, durationMs: num
       tasks++;
     }
   } catch {
-    // no log: judged by the exit code alone, which is then not enough
+    // no log: judged by the exit status alone, which is then not enough
   }
-  const complete = exitCode === 0 && tasks > 0 && copiedPages === totalPages;
-  const reason = complete ? undefined : exitCode !== 0
-    ? `criu lazy-pages exited with ${exitCode}${errorLines(logPath).length ? `: ${errorLines(logPath).slice(-2).join(' | ')}` : ''}`
-    : `criu lazy-pages ended with ${copiedPages} of ${totalPages} pages`;
-  return { complete, exitCode, copiedPages, totalPages, durationMs, ...(reason ? { reason } : {}) };
+  const complete = end.code === 0 && tasks > 0;
+  const how = end.signal ? `was killed by ${end.signal}` : `exited with ${end.code}`;
+  const reason = complete ? undefined : end.code !== 0
+    ? `criu lazy-pages ${how}${errorLines(logPath).length ? `: ${errorLines(logPath).slice(-2).join(' | ')}` : ''}`
+    : 'criu lazy-pages ended without accounting for any task';
+  return { complete, exitCode: end.code, copiedPages, totalPages, durationMs, ...(reason ? { reason } : {}) };
 }
 
 /** Stops a lazy-pages daemon whose restore will not come or failed. */

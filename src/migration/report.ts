@@ -14,6 +14,7 @@ export const PullReport = Type.Object({
   lazy_bytes: Type.Integer({ minimum: 0 }),
   /** what the target acknowledged receiving (from the page server's TCP state) */
   pulled_bytes: Type.Integer({ minimum: 0 }),
+  /** pages fetched, of pages_total kept back; ranges the service freed meanwhile are dropped, not fetched (CRIU's own account, known once the pull ends cleanly) */
   pages_copied: Type.Integer({ minimum: 0 }),
   pages_total: Type.Integer({ minimum: 0 }),
   duration_ms: Type.Number(),

@@ -5,8 +5,8 @@
  * long enough to break things from outside while it runs.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { callJson } from '../../src/api/http-client.js';
 import type { MigrationStatus } from '../../src/migration/report.js';
 import { removeNetns } from '../../src/sys/netns/netns.js';
@@ -33,10 +33,10 @@ test.after.always(async () => {
   if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
 });
 
-/** Starts a migration of `big` to node2 and calls `breakIt` once its transfer is under way. */
+/** Starts a stop-copy migration of `big` from node1 to node2 and calls `breakIt` once its transfer is under way. */
 async function migrateAndBreak(breakIt: () => void | Promise<void>): Promise<Report> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
-  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2' });
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
   const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
   await waitFor('the transfer phase', async () => (await status()).phase === 'transfer', 20000);
   await breakIt();
@@ -86,4 +86,79 @@ test.serial('the target agent killed during the transfer: the service resumes on
   nothingOf(t, 'node2', 'big');
   t.is((await endpoints(tb)).find((e) => e.name === 'big')?.node, 'node1');
   await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
+});
+
+/** Starts a post-copy migration of `big` and waits until its memory is being pulled; returns how to follow it. */
+async function postCopyUnderWay(from: number, to: string) {
+  const api = { socketPath: tb.nodes[from]!.apiSocket };
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to, mode: 'post-copy' });
+  const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  await waitFor('a pull under way', async () => ((await status()).pull?.pulled_bytes ?? 0) > 1048576, 30000);
+  const record = JSON.parse(readFileSync(`${tb.nodes[from]!.stateDir}/migrations/${m.id}/pull.json`, 'utf8')) as { root: { pid: number }; criu: { pid: number } };
+  return { id: m.id, status, record };
+}
+
+/** Alive and not a zombie. */
+function isProcessAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+function criuLeft(): string {
+  return spawnSync('pgrep', ['-ax', 'criu'], { encoding: 'utf8' }).stdout.trim();
+}
+
+function checksumOf(log: string): string {
+  return /sha256 ([0-9a-f]+)/.exec(log)![1]!;
+}
+
+test.serial('post-copy with the source agent killed mid-pull: the pull completes without it, the service runs on the target with every page; the restarted source ends its stopped tree and keeps nothing', async (t) => {
+  const sumBefore = checksumOf(endpointLog(tb, 'node1', 'big'));
+  const source = tb.nodes[0]!;
+  const pull = await postCopyUnderWay(0, 'node2');
+  process.kill(source.agentPid, 'SIGKILL');
+  // The source's CRIU serves on without the agent; the target's daemon pulls everything.
+  await waitFor('the pull to end', () => criuLeft() === '', 60000);
+  t.true(isProcessAlive(pull.record.root.pid), 'the source tree is kept (stopped) until an agent knows the pull ended');
+  const moved = (await endpoints(tb, 1)).find((e) => e.name === 'big')!;
+  const agentSaid = () => readFileSync(tb.nodes[1]!.logPath, 'utf8').split('\n').filter((l) => l.includes('pull')).join('\n');
+  t.like(moved, { node: 'node2', state: 'running' }, agentSaid());
+  const from = endpointLog(tb, 'node2', 'big').length;
+  process.kill(moved.pid!, 'SIGUSR2');
+  await waitFor('checksum line', () => endpointLog(tb, 'node2', 'big').slice(from).includes('memory sha256'));
+  t.regex(endpointLog(tb, 'node2', 'big').slice(from), new RegExp(`memory sha256 ${sumBefore}, 4 connections`), 'every page arrived, and the connections with them');
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  while (isAgentRunning(source.agentPid)) await new Promise((r) => setTimeout(r, 20));
+  tb = await upTestbed(name, 3);
+  await waitFor('the restarted source to end its stopped tree', () => !isProcessAlive(pull.record.root.pid), 20000);
+  nothingOf(t, 'node1', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[1]!.stateDir}/migrations`), [], 'node2: the images went when the pull ended');
+  await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
+});
+
+test.serial("post-copy with the source's page server killed mid-pull: the target ends its copy rather than run on missing memory, and the report says so", async (t) => {
+  const pull = await postCopyUnderWay(1, 'node3');
+  process.kill(pull.record.criu.pid, 'SIGKILL');
+  let final: MigrationStatus | undefined;
+  await waitFor('the migration to end', async () => {
+    final = await pull.status();
+    return final.state !== 'running';
+  }, 60000);
+  const report = final!.report as Report;
+  t.is(report.result, 'failed');
+  t.is(report.pull?.result, 'incomplete');
+  t.log(JSON.stringify(report.pull), report.reason);
+  t.true(report.pull!.pulled_bytes < report.pull!.lazy_bytes, `${report.pull!.pulled_bytes} of ${report.pull!.lazy_bytes} bytes`);
+  t.regex(report.pull?.reason ?? '', /lazy-pages (exited with [1-9]|was killed by SIG)/, 'the pull says why, in CRIU\'s words');
+  t.regex(report.reason ?? '', /pull/);
+  const there = async () => (await endpoints(tb, 2)).find((e) => e.name === 'big')!;
+  t.like(await there(), { node: 'node3' });
+  await waitFor('the copy with missing pages to be ended', async () => (await there()).state === 'exited', 5000);
+  t.false(isProcessAlive(pull.record.root.pid), 'the source tree is gone too: the target ran on from the switch');
+  t.is(criuLeft(), '', 'no CRIU process left');
+  nothingOf(t, 'node2', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[2]!.stateDir}/migrations`), [], 'node3: no images left');
 });

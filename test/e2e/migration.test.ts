@@ -92,8 +92,9 @@ test.serial('post-copy: the service resumes on the target before its memory, whi
   t.truthy(report.pull, 'the report has the pull');
   t.is(report.pull!.result, 'complete');
   t.true(report.pull!.lazy_bytes >= 16 * 1048576, `the held table was kept back (${report.pull!.lazy_bytes} bytes)`);
-  t.is(report.pull!.pages_copied, report.pull!.pages_total);
-  t.true(report.pull!.pulled_bytes >= report.pull!.lazy_bytes, 'the target acknowledged every byte');
+  // Ranges the service unmapped meanwhile are dropped, not fetched: copied can be below total.
+  t.true(report.pull!.pages_copied > 0 && report.pull!.pages_copied <= report.pull!.pages_total, `${report.pull!.pages_copied} of ${report.pull!.pages_total} pages`);
+  t.true(report.pull!.pulled_bytes >= 16 * 1048576, 'the target acknowledged at least the table');
   t.true(report.image_bytes < report.pull!.lazy_bytes, 'less travelled inside the frozen window than after it');
   const moved = (await endpoints(tb)).find((e) => e.name === 'echo')!;
   t.like(moved, { node: 'node2', state: 'running' });
