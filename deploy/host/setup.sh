@@ -10,6 +10,8 @@ ROOT=$PWD
 CRIU_MIN=4.2
 CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
+# Where CRIU keeps its kernel-feature cache (criu.kdat); see ensure_criu_kdat_cache.
+CRIU_KDAT_DIR=/run/roam-criu
 RUNTIME_PACKAGES=(nftables iproute2 util-linux procps)
 # What the tests and benches use: iperf3 (throughput), python3 (a forking
 # server workload), prometheus (promtool and a real scrape of the testbed).
@@ -65,12 +67,42 @@ installed_criu_version() {
   criu --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1
 }
 
+# Each CRIU run probes ~20 kernel features (creating a veth, among others)
+# unless it finds them cached in criu.kdat, which CRIU writes only on a tmpfs
+# (the cache must not survive a reboot into another kernel). On hosts whose
+# /run is not a tmpfs, the probe costs ~20 ms of every dump and restore, inside
+# the frozen window. So CRIU is built to keep it in $CRIU_KDAT_DIR, on a small
+# tmpfs that ensure_criu_kdat_cache mounts.
+criu_kdat_file() {
+  grep -aoE '/[A-Za-z0-9/_.-]*/criu\.kdat' "$(command -v criu)" | head -n1
+}
+
+criu_keeps_kdat_cache() {
+  local file
+  file=$(criu_kdat_file)
+  [ "$file" = "$CRIU_KDAT_DIR/criu.kdat" ] || [ "$(stat -f -c %T "$(dirname "${file:-/run/criu.kdat}")" 2>/dev/null)" = tmpfs ]
+}
+
+ensure_criu_kdat_cache() {
+  [ "$(criu_kdat_file)" = "$CRIU_KDAT_DIR/criu.kdat" ] || return 0
+  mkdir -p "$CRIU_KDAT_DIR"
+  if [ "$(stat -f -c %T "$CRIU_KDAT_DIR")" = tmpfs ]; then
+    say "criu kernel-feature cache: $CRIU_KDAT_DIR is a tmpfs"
+    return
+  fi
+  say "criu kernel-feature cache: mounting a 1 MiB tmpfs at $CRIU_KDAT_DIR"
+  mount -t tmpfs -o size=1m,mode=0700 roam-criu "$CRIU_KDAT_DIR" || say "warning: could not mount a tmpfs at $CRIU_KDAT_DIR; every CRIU run will probe the kernel again"
+}
+
 ensure_criu() {
   local have
   have=$(installed_criu_version)
   if [ -n "$have" ] && version_at_least "$have" "$CRIU_MIN" && [ -f "$CRIU_RPC_PROTO" ]; then
-    say "criu $have: already installed"
-    return
+    if criu_keeps_kdat_cache; then
+      say "criu $have: already installed"
+      return
+    fi
+    say "criu $have: cannot keep its kernel-feature cache here (built for $(dirname "$(criu_kdat_file)"), not a tmpfs): rebuilding"
   fi
   say "criu ${have:-missing}: building >= $CRIU_MIN from Debian's source package"
   ensure_packages "criu build dependencies" "${CRIU_BUILD_PACKAGES[@]}"
@@ -99,7 +131,7 @@ SRC
   local dir
   dir=$(ls -d "$build"/criu-*)
   say "building $(basename "$dir") (make criu)"
-  make -C "$dir" -j"$(nproc)" criu >"$build/build.log" 2>&1 || { tail -n 30 "$build/build.log" >&2; die "CRIU build failed (log: $build/build.log)"; }
+  make -C "$dir" -j"$(nproc)" RUNDIR="$CRIU_KDAT_DIR" criu >"$build/build.log" 2>&1 || { tail -n 30 "$build/build.log" >&2; die "CRIU build failed (log: $build/build.log)"; }
   install -m 0755 "$dir/criu/criu" "$CRIU_PREFIX/sbin/criu"
   install -d "$CRIU_PREFIX/share/roam/criu"
   install -m 0644 "$dir/images/rpc.proto" "$CRIU_PREFIX/share/roam/criu/rpc.proto"
@@ -167,6 +199,7 @@ ensure_packages "runtime packages" "${RUNTIME_PACKAGES[@]}"
 ensure_packages "native build packages" "${NATIVE_BUILD_PACKAGES[@]}"
 ensure_packages "test and bench tools" "${TOOL_PACKAGES[@]}"
 ensure_criu
+ensure_criu_kdat_cache
 ensure_pipe_max_size
 ensure_node_modules
 ensure_native
