@@ -9,7 +9,7 @@ import { callJson } from '../src/api/http-client.js';
 import type { EndpointRecordWire } from '../src/api/schemas.js';
 import { logOf, median, moveWithProbe, onBenchTestbed, r1, r2, startEchoService, until } from './common.js';
 
-export const MEMORY_MODES = ['stop-copy', 'streamed'] as const;
+export const MEMORY_MODES = ['stop-copy', 'streamed', 'post-copy'] as const;
 
 interface Sample {
   mode: string;
@@ -20,13 +20,20 @@ interface Sample {
   dump_ms: number;
   transfer_ms: number;
   restore_ms: number;
+  switch_ms: number;
+  unlock_ms: number;
+  /** what the restored sockets' clients waited (p95, from their TCP state) */
+  client_stall_p95_ms: number;
+  /** post-copy: how long the pull after the switch took, and what it moved */
+  pull_ms?: number;
+  pulled_mib?: number;
 }
 
 function checksums(log: string): string[] {
   return [...log.matchAll(/sha256 ([0-9a-f]{16})/g)].map((m) => m[1]!);
 }
 
-export async function memoryBench(runs: number, sizesMib: number[]): Promise<Record<string, unknown>> {
+export async function memoryBench(runs: number, sizesMib: number[], modes: readonly string[] = MEMORY_MODES): Promise<Record<string, unknown>> {
   const samples: Sample[] = [];
   await onBenchTestbed('bmem', async (b) => {
     for (const size of sizesMib) {
@@ -35,7 +42,7 @@ export async function memoryBench(runs: number, sizesMib: number[]): Promise<Rec
       const expected = checksums(logOf(b.tb, 'node1', svc))[0]!;
       let where = 'node1';
       for (let run = 0; run < runs; run++) {
-        for (const mode of MEMORY_MODES) {
+        for (const mode of modes) {
           const verify = async (to: string) => {
             const moved = (await callJson<EndpointRecordWire[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === svc)!;
             const seen = checksums(logOf(b.tb, to, svc)).length;
@@ -48,17 +55,23 @@ export async function memoryBench(runs: number, sizesMib: number[]): Promise<Rec
           samples.push({
             mode, size_mib: size, frozen_ms: report.frozen_ms, probe_gap_ms: probeGapMs, image_mib: r1(report.image_bytes / 1048576),
             dump_ms: report.phases.dump_ms, transfer_ms: report.phases.transfer_ms, restore_ms: report.phases.restore_ms,
+            switch_ms: report.phases.switch_ms, unlock_ms: report.phases.unlock_ms, client_stall_p95_ms: report.client_stall?.p95_ms ?? 0,
+            ...(report.pull ? { pull_ms: report.pull.duration_ms, pulled_mib: r1(report.pull.pulled_bytes / 1048576) } : {}),
           });
         }
       }
       await callJson(b.api, 'DELETE', `/v1/endpoints/${svc}`);
     }
   });
-  const summary = MEMORY_MODES.map((mode) => {
+  const summary = modes.map((mode) => {
     const rows = sizesMib.map((size) => {
       const xs = samples.filter((s) => s.mode === mode && s.size_mib === size);
       const m = (f: (s: Sample) => number) => r1(median(xs.map(f)));
-      return { size_mib: size, frozen_ms: m((s) => s.frozen_ms), probe_gap_ms: m((s) => s.probe_gap_ms), image_mib: m((s) => s.image_mib), dump_ms: m((s) => s.dump_ms), transfer_ms: m((s) => s.transfer_ms), restore_ms: m((s) => s.restore_ms) };
+      return {
+        size_mib: size, frozen_ms: m((s) => s.frozen_ms), probe_gap_ms: m((s) => s.probe_gap_ms), client_stall_p95_ms: m((s) => s.client_stall_p95_ms), image_mib: m((s) => s.image_mib),
+        dump_ms: m((s) => s.dump_ms), transfer_ms: m((s) => s.transfer_ms), restore_ms: m((s) => s.restore_ms), switch_ms: m((s) => s.switch_ms), unlock_ms: m((s) => s.unlock_ms),
+        ...(mode === 'post-copy' ? { pull_ms: m((s) => s.pull_ms ?? 0), pulled_mib: m((s) => s.pulled_mib ?? 0) } : {}),
+      };
     });
     const smallest = rows[0]!;
     const largest = rows[rows.length - 1]!;

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "roam_native",
-      "sources": ["src/netns.c", "src/nft.c", "src/rawip.c", "src/tcprepair.c", "src/addon.c"],
+      "sources": ["src/netns.c", "src/nft.c", "src/rawip.c", "src/borrowtcp.c", "src/addon.c"],
       "cflags": ["-Wall", "-Wextra", "-O2", "-D_GNU_SOURCE"],
       "libraries": ["-lpthread", "-lnftables"]
     },

@@ -96,11 +96,13 @@ export class Agent {
     MigrationTarget.removeLeftovers(c.stateDir, (m) => this.events.warn(m));
     manager.startWatching();
 
-    const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, c.underlay.address, c.underlay.rateMbit);
+    const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, {
+      address: c.underlay.address, pullShare: c.underlay.pullShare, ...(c.underlay.rateMbit !== undefined ? { rateMbit: c.underlay.rateMbit } : {}),
+    });
     source.finishOrphanedPulls();
+    // The switch: this node's FDB and the peers' learn the new owner at the same time; both before the unlock.
     const target = new MigrationTarget(manager, c.stateDir, async () => {
-      await reconciler.reconcile();
-      await sync.publish(2000);
+      await Promise.all([reconciler.reconcile(), sync.publish(2000)]);
     }, this.events, c.underlay.address);
     this.migrations = { source, target };
     const router = new EndpointRouter(c.node, this.table, manager, client, {

@@ -12,7 +12,7 @@
 #include "netns.h"
 #include "nft.h"
 #include "rawip.h"
-#include "tcprepair.h"
+#include "borrowtcp.h"
 
 #include <sys/socket.h>
 
@@ -219,6 +219,29 @@ static napi_value tcp_repair_off(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* tcpPace(pid, localPort, bytesPerSecond) -> number of that process's TCP sockets on localPort (0: all) now paced */
+static napi_value tcp_pace(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t pid = 0, port = -1;
+  int64_t rate = 0;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &pid) != napi_ok || pid <= 0 || napi_get_value_int32(env, argv[1], &port) != napi_ok ||
+      port < 0 || port > 65535 || napi_get_value_int64(env, argv[2], &rate) != napi_ok || rate <= 0) {
+    napi_throw_type_error(env, NULL, "tcpPace(pid, localPort, bytesPerSecond)");
+    return NULL;
+  }
+  unsigned paced = 0;
+  const char *syscall = "";
+  int err = roam_tcp_pace(pid, (uint16_t)port, (uint64_t)rate, &paced, &syscall);
+  char target[48];
+  snprintf(target, sizeof target, "pid %d port %d", pid, port);
+  if (err) return throw_sys(env, err, syscall, target);
+  napi_value out;
+  napi_create_uint32(env, paced, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
@@ -229,6 +252,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"nftRun", NULL, nft_run, NULL, NULL, NULL, napi_default, NULL},
       {"rawSendIpv4", NULL, raw_send_ipv4, NULL, NULL, NULL, napi_default, NULL},
       {"tcpRepairOff", NULL, tcp_repair_off, NULL, NULL, NULL, napi_default, NULL},
+      {"tcpPace", NULL, tcp_pace, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

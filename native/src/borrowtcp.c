@@ -1,4 +1,4 @@
-#include "tcprepair.h"
+#include "borrowtcp.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,8 +36,11 @@ static int is_socket_link(const char *fd_dir, const char *name) {
   return strncmp(target, "socket:[", 8) == 0;
 }
 
-int roam_tcp_repair_off(pid_t pid, unsigned *switched, const char **syscall_name) {
-  *switched = 0;
+typedef int (*socket_change)(int fd, const void *arg);
+
+/* Calls change() on each TCP socket of pid; counts those it reports changed (returns 1). */
+static int for_each_tcp_socket(pid_t pid, socket_change change, const void *arg, unsigned *changed, const char **syscall_name) {
+  *changed = 0;
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) {
     *syscall_name = "pidfd_open";
@@ -63,14 +66,48 @@ int roam_tcp_repair_off(pid_t pid, unsigned *switched, const char **syscall_name
       *syscall_name = "pidfd_getfd";
       break;
     }
-    if (is_tcp(borrowed)) {
-      int off = TCP_REPAIR_OFF;
-      /* Listening and unconnected sockets are never in repair mode and refuse the option (EPERM): nothing to do. */
-      if (setsockopt(borrowed, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off) == 0) (*switched)++;
-    }
+    if (is_tcp(borrowed) && change(borrowed, arg) == 1) (*changed)++;
     close(borrowed);
   }
   closedir(d);
   close(pidfd);
   return result;
+}
+
+static int repair_off(int fd, const void *arg) {
+  (void)arg;
+  int off = TCP_REPAIR_OFF;
+  /* Listening and unconnected sockets are never in repair mode and refuse the option (EPERM): nothing to do. */
+  return setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off) == 0;
+}
+
+int roam_tcp_repair_off(pid_t pid, unsigned *changed, const char **syscall_name) {
+  return for_each_tcp_socket(pid, repair_off, NULL, changed, syscall_name);
+}
+
+struct pace_arg {
+  uint16_t local_port;
+  uint64_t bytes_per_second;
+};
+
+static int local_port_of(int fd) {
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (getsockname(fd, (struct sockaddr *)&a, &len) != 0) return -1;
+  if (a.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&a)->sin_port);
+  if (a.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+  return -1;
+}
+
+static int pace(int fd, const void *arg) {
+  const struct pace_arg *p = arg;
+  if (p->local_port && local_port_of(fd) != p->local_port) return 0;
+  /* TCP paces itself once a maximum rate is set (no fq qdisc needed since Linux 4.13). */
+  uint64_t rate = p->bytes_per_second;
+  return setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof rate) == 0;
+}
+
+int roam_tcp_pace(pid_t pid, uint16_t local_port, uint64_t bytes_per_second, unsigned *changed, const char **syscall_name) {
+  struct pace_arg arg = {local_port, bytes_per_second};
+  return for_each_tcp_socket(pid, pace, &arg, changed, syscall_name);
 }

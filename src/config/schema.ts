@@ -29,6 +29,7 @@ export const AgentConfig = Type.Object(
         address: IpAddress,
         interface: Type.Optional(Type.String({ minLength: 1, maxLength: 15, description: 'underlay device for VXLAN; by default the one holding the address' })),
         rateMbit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e6, description: 'what the underlay carries between nodes, in Mbit/s: the automatic migration mode plans with it (1000 is assumed when unset)' })),
+        pullShare: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.8, description: 'share of rateMbit a post-copy page pull may use, the rest left to the services\' clients (the pull goes unpaced without rateMbit)' }),
       },
       { additionalProperties: false },
     ),

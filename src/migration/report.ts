@@ -2,7 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HandoverCounts } from '../handover/schemas.js';
 
-export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'pull', 'cleanup'] as const;
+export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'cleanup', 'pull'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const MigrationResult = Type.Union([Type.Literal('success'), Type.Literal('rolled_back'), Type.Literal('failed')]);
@@ -18,6 +18,8 @@ export const PullReport = Type.Object({
   pages_copied: Type.Integer({ minimum: 0 }),
   pages_total: Type.Integer({ minimum: 0 }),
   duration_ms: Type.Number(),
+  /** the rate the pull was held to (a share of the configured underlay rate); absent: unpaced */
+  paced_mbit: Type.Optional(Type.Number()),
   reason: Type.Optional(Type.String()),
 });
 

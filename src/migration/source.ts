@@ -21,7 +21,7 @@ import { waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, stopProcess, treeAnonymousBytes } from '../sys/proc.js';
 import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
 import { chooseMode } from './mode-choice.js';
-import { tcpRepairOffTree } from '../sys/tcp-repair.js';
+import { paceTcp, tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { freePort } from '../sys/ports.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
@@ -37,7 +37,7 @@ import type { Prepared, PrepareRequest } from './target.js';
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
   prepare(address: string, body: PrepareRequest): Promise<Prepared>;
-  sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number>;
+  sendImages(address: string, id: string, imagesDir: string): Promise<number>;
   /** `lazySource`: post-copy, where the target's lazy-pages daemon pulls the memory from */
   restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }>;
   switchOver(address: string, id: string): Promise<void>;
@@ -77,6 +77,15 @@ const MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
 const ASSUMED_UNDERLAY_MBIT = 1000;
 /** Left in a post-copy migration's folder from the switch until the pull is over. */
 const PULL_RECORD = 'pull.json';
+/** What the source knows of the underlay for planning a move. */
+export interface UnderlayPlan {
+  /** where the target reaches this node's lazy page servers (post-copy; CRIU listens on every address) */
+  address: string;
+  /** as configured; the automatic mode assumes ASSUMED_UNDERLAY_MBIT without it, and the pull goes unpaced */
+  rateMbit?: number;
+  /** of rateMbit, what a post-copy pull may use (config underlay.pullShare) */
+  pullShare: number;
+}
 interface PullRecord {
   root: { pid: number; startTime: number };
   criu: { pid: number; startTime: number };
@@ -96,10 +105,7 @@ export class MigrationSource {
     private readonly table: LocationTable,
     private readonly target: TargetAgent,
     private readonly events: EventBus,
-    /** where the target reaches this node's lazy page servers (post-copy; CRIU listens on every address): its underlay address */
-    private readonly underlayAddress = '127.0.0.1',
-    /** the underlay's rate as configured (the automatic mode plans with it) */
-    private readonly underlayMbit: number | undefined = undefined,
+    private readonly underlay: UnderlayPlan,
   ) {}
 
   private capabilities: Promise<MigrationCapabilities> | undefined;
@@ -111,8 +117,8 @@ export class MigrationSource {
       throw err;
     });
     return chooseMode({
-      memoryBytes: treeAnonymousBytes(pid), underlayMbit: this.underlayMbit ?? ASSUMED_UNDERLAY_MBIT,
-      rateSource: this.underlayMbit === undefined ? 'assumed' : 'configured', capabilities: await this.capabilities,
+      memoryBytes: treeAnonymousBytes(pid), underlayMbit: this.underlay.rateMbit ?? ASSUMED_UNDERLAY_MBIT,
+      rateSource: this.underlay.rateMbit === undefined ? 'assumed' : 'configured', capabilities: await this.capabilities,
     });
   }
 
@@ -248,9 +254,10 @@ export class MigrationSource {
         lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port: await freePort('0.0.0.0') });
         return lazy.ready;
       });
+      const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
       if (cold) await prepare();
-      await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir, cold ? 1 : 3));
-      const lazySource = lazy ? { address: this.underlayAddress, port: lazy.port } : undefined;
+      await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir));
+      const lazySource = lazy ? { address: this.underlay.address, port: lazy.port } : undefined;
       await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections, lazySource));
       let held: HeldPackets | undefined;
       await phase('switch', async () => {
@@ -260,9 +267,6 @@ export class MigrationSource {
         held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
         hold?.close();
         hold = undefined;
-        // The target announced itself the owner; here the endpoint's local traces go and the FDB re-points.
-        // (Post-copy: all but the stopped tree, whose memory the target is still pulling.)
-        await this.manager.release(ep.name, { keepProcess: lazy !== undefined });
         // Should this agent die during the pull, CRIU serves on without it; the next start ends the tree.
         if (lazy) writeFileSync(join(dir, PULL_RECORD), JSON.stringify({ root: lazy.root, criu: { pid: lazy.criuPid, startTime: lazy.criuStartTime } } satisfies PullRecord));
       });
@@ -272,11 +276,17 @@ export class MigrationSource {
         return this.target.unlock(address, status.id, frozenWhenAsked);
       });
       frozenMs = performance.now() - frozenAt;
+      // The target announced itself the owner; the endpoint's traces here go once its clients are back
+      // there, outside the frozen window. (Post-copy: all but the stopped tree, whose memory is being pulled.)
+      await phase('cleanup', async () => {
+        await this.manager.release(ep.name, { keepProcess: lazy !== undefined });
+        if (!lazy) rmSync(dir, { recursive: true, force: true });
+      });
       if (lazy) {
         const l = lazy;
-        pull = await phase('pull', () => this.followPull(status, address, l, dumped!.lazyBytes));
+        pull = await phase('pull', () => this.followPull(status, address, l, dumped!.lazyBytes, pacedMbit));
+        rmSync(dir, { recursive: true, force: true });
       }
-      await phase('cleanup', async () => rmSync(dir, { recursive: true, force: true }));
       clientStall = await this.observe(status, address, frozenWhenAsked);
       if (pull?.result === 'incomplete') {
         return finish('failed', '', `pull: ${pull.reason ?? 'incomplete'}; the service is lost (the target's copy lacked memory and was ended)`);
@@ -288,11 +298,32 @@ export class MigrationSource {
       if (switched) {
         // Past the decision point: the endpoint is the target's; what failed is only its finishing.
         this.events.error(`migration ${status.id} of ${status.name}: after the switch, ${reason}`);
+        await this.manager.release(ep.name, { keepProcess: lazy !== undefined }).catch((e: unknown) => this.events.error(`migration ${status.id}: releasing ${ep.name} here failed too: ${describeError(e)}`));
         return finish('failed', status.to, `${reason} (the service runs on ${status.to})`);
       }
       if (lazy && dumped) return this.resumeInPlace(status, address, ep, lazy, dumped, dir, hold, handover, reason, finish);
       return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
     }
+  }
+
+  /**
+   * Post-copy: CRIU's page server would send the pull as fast as TCP goes,
+   * filling the link's queue and starving the service's own clients (whose
+   * lost packets then wait out retransmission timeouts). Its listening
+   * socket gets a maximum pacing rate, a share of the underlay's, which the
+   * pull connection inherits when the target connects. Only with a known
+   * underlay rate: an assumed one could slow a faster link for nothing.
+   */
+  private paceThePull(status: MigrationStatus, lazy: LazyDump): number | undefined {
+    if (this.underlay.rateMbit === undefined) return undefined;
+    const mbit = this.underlay.rateMbit * this.underlay.pullShare;
+    try {
+      if (paceTcp(lazy.criuPid, lazy.port, (mbit * 1e6) / 8) > 0) return mbit;
+      this.events.warn(`migration ${status.id}: no page server socket on port ${lazy.port} to pace; the pull goes unpaced`);
+    } catch (err) {
+      this.events.warn(`migration ${status.id}: could not pace the pull (${describeError(err)}); it goes unpaced`);
+    }
+    return undefined;
   }
 
   /**
@@ -304,7 +335,7 @@ export class MigrationSource {
    * so is this one: the service is lost, and says so. If the target cannot
    * be asked, the tree stays stopped here for an operator (the report says so).
    */
-  private async followPull(status: MigrationStatus, address: string, lazy: LazyDump, lazyBytes: number): Promise<PullReport> {
+  private async followPull(status: MigrationStatus, address: string, lazy: LazyDump, lazyBytes: number, pacedMbit: number | undefined): Promise<PullReport> {
     const started = performance.now();
     const progress = { lazy_bytes: lazyBytes, pulled_bytes: 0 };
     status.pull = progress;
@@ -337,7 +368,7 @@ export class MigrationSource {
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
-    const base = { lazy_bytes: lazyBytes, duration_ms: round(performance.now() - started) };
+    const base = { lazy_bytes: lazyBytes, duration_ms: round(performance.now() - started), ...(pacedMbit !== undefined ? { paced_mbit: round(pacedMbit) } : {}) };
     if (!verdict) {
       emit('incomplete');
       this.events.error(`migration ${status.id}: no verdict on the pull from ${status.to} (${askError}); the stopped tree ${lazy.root.pid} stays here`);

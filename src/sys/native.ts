@@ -29,6 +29,7 @@ interface NativeAddon {
   rawSendIpv4(path: string, packets: readonly Buffer[], mark: number): { sent: number; failed: number; errno: number };
   /** takes the TCP sockets of process `pid` out of repair mode (borrowed with pidfd_getfd); returns how many were switched */
   tcpRepairOff(pid: number): number;
+  tcpPace(pid: number, localPort: number, bytesPerSecond: number): number;
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));

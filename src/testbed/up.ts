@@ -158,7 +158,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
   const config: AgentConfig = {
     node: node.name,
     // The limited rate, when there is one, is what the agents plan migrations with.
-    underlay: { address: node.underlayIp, interface: 'ul0', ...(rateBits ? { rateMbit: Number(rateBits) / 1e6 } : {}) },
+    underlay: { address: node.underlayIp, interface: 'ul0', ...(rateBits ? { rateMbit: Number(rateBits) / 1e6 } : {}), pullShare: 0.8 },
     vni: layout.vni,
     vxlanPort: 4789,
     overlay: { subnet: layout.overlaySubnet, range: node.range, mtu: 1450 },

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { restoreUnderShim, startLazyDump, startLazyPages } from '../../src/checkpoint/executor.js';
 import { continueTree, processStartTime } from '../../src/sys/proc.js';
-import { tcpRepairOffTree } from '../../src/sys/tcp-repair.js';
+import { tcpRepairOffTree } from '../../src/sys/borrowed-tcp.js';
 import { unlockNetns } from '../../src/sys/nft.js';
 import { requireRoot } from '../helpers/root.js';
 import { nodeWithManager } from '../helpers/node.js';
