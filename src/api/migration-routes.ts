@@ -12,8 +12,8 @@ import type { MigrationTarget } from '../migration/target.js';
 import { HOLD_BUDGET_BYTES } from '../handover/hold.js';
 import type { PeerClient } from './peer-client.js';
 import {
-  ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
-  type ImageParams as ImageParamsT, type MigrateBody as MigrateBodyT, type MigrationParams as MigrationParamsT,
+  MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
+  type MigrateBody as MigrateBodyT, type MigrationParams as MigrationParamsT,
   type MigrationQuery as MigrationQueryT, type PrepareBody as PrepareBodyT, type RestoreBody as RestoreBodyT,
 } from './schemas.js';
 
@@ -77,10 +77,7 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
     return { prepared: req.body.id, ...prepared };
   });
 
-  app.put<{ Params: ImageParamsT }>('/peer/v1/migrations/:id/images/:file', { schema: { params: ImageParams } }, async (req) => {
-    const bytes = await d.target.receiveImage(req.params.id, req.params.file, req.raw);
-    return { file: req.params.file, bytes };
-  });
+  app.put<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/images', { schema: { params: MigrationParams } }, async (req) => d.target.receiveImages(req.params.id, req.raw));
 
   app.post<{ Params: MigrationParamsT; Body: RestoreBodyT }>('/peer/v1/migrations/:id/restore', { schema: { params: MigrationParams, body: RestoreBody } }, async (req) =>
     d.target.restore(req.params.id, req.body.pipeKeys, req.body.connections ?? 0, req.body.lazySource),

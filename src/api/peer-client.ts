@@ -50,8 +50,8 @@ export class PeerClient implements TargetAgent {
     return parseWithSchema(PreparedAnswer, answer, 'PEER_PROTOCOL', `prepare answer from ${address}`);
   }
 
-  sendImages(address: string, id: string, imagesDir: string, parallel: number): Promise<number> {
-    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id, parallel);
+  sendImages(address: string, id: string, imagesDir: string): Promise<number> {
+    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id);
   }
 
   async restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {

@@ -121,7 +121,6 @@ export const PreparedAnswer = Type.Object(
   { additionalProperties: false },
 );
 
-export const ImageParams = Type.Object({ id: MigrationId, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }) }, { additionalProperties: false });
 
 export const RestoreBody = Type.Object(
   {
@@ -158,5 +157,4 @@ export type MigrateBody = Static<typeof MigrateBody>;
 export type MigrationParams = Static<typeof MigrationParams>;
 export type MigrationQuery = Static<typeof MigrationQuery>;
 export type PrepareBody = Static<typeof PrepareBody>;
-export type ImageParams = Static<typeof ImageParams>;
 export type RestoreBody = Static<typeof RestoreBody>;

@@ -17,7 +17,7 @@ import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
 import { parseHoldOutput, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
 import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
-import { receiveImage } from './image-transfer.js';
+import { receiveImages } from './image-transfer.js';
 import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
 import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
@@ -126,8 +126,8 @@ export class MigrationTarget {
     return { packets: a.sourceHeld.packets.length };
   }
 
-  receiveImage(id: string, file: string, body: IncomingMessage): Promise<number> {
-    return receiveImage(this.arrival(id).imagesDir, file, body);
+  receiveImages(id: string, body: IncomingMessage): Promise<{ files: number; bytes: number }> {
+    return receiveImages(this.arrival(id).imagesDir, body);
   }
 
   async restore(id: string, pipeKeys: string[], connections = 0, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {
