@@ -91,6 +91,18 @@ test.serial('after one migration PromQL returns it from both sides, with one fro
   t.log(`client stall ${Math.round(stall * 1000)} ms for ${report.frozen_ms} ms frozen`);
 });
 
+test.serial('a post-copy move shows its pull: count and duration by result, bytes pulled, nothing left in flight', async (t) => {
+  const report = await migrate(name, 'svc', 'node1', ['--mode', 'post-copy']);
+  t.is(report.result, 'success', report.reason);
+  await waitFor('the pull in Prometheus', () => query('sum(roam_postcopy_pulls_total{result="complete"})') === 1, 20000);
+  t.is(query('sum(roam_postcopy_pulls_total{result="incomplete"})'), 0);
+  t.is(query('sum(roam_postcopy_pull_seconds_count)'), 1);
+  t.true(Math.abs(query('sum(roam_postcopy_pull_seconds_sum)')! - report.pull!.duration_ms / 1000) < 0.1, 'the pull took what the report says');
+  t.is(query('sum(roam_postcopy_pulled_bytes_total)'), report.pull!.pulled_bytes);
+  t.is(query('sum(roam_postcopy_pulls_in_flight)'), 0);
+  t.is(query('sum(roam_postcopy_pull_remaining_bytes)'), 0);
+});
+
 test.serial('promtool finds no problem in an agent\'s exposition, nor in the alert rules', (t) => {
   const exposition = get(`http://${tb.nodes[0]!.metrics}/metrics`);
   t.regex(exposition, /^# HELP roam_migrations_total /m);
