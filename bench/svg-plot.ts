@@ -10,7 +10,7 @@ export function lineChart(o: { title: string; xLabel: string; yLabel: string; se
   const xs = o.series.flatMap((s) => s.points.map((p) => p.x));
   const ys = o.series.flatMap((s) => s.points.map((p) => p.y));
   const xMin = Math.min(...xs), xMax = Math.max(...xs);
-  const yMax = o.yLog ? 10 ** Math.ceil(Math.log10(Math.max(...ys, 1))) : Math.max(...ys) * 1.1 || 1;
+  const yMax = o.yLog ? Math.max(...ys, 1) * 1.5 : Math.max(...ys) * 1.1 || 1;
   const yMin = o.yLog ? 10 ** Math.floor(Math.log10(Math.max(Math.min(...ys), 1e-3))) : 0;
   const px = (x: number) => L + ((x - xMin) / (xMax - xMin || 1)) * (W - L - R);
   const share = (y: number) => (o.yLog ? Math.log10(Math.max(y, yMin) / yMin) / Math.log10(yMax / yMin || 10) : y / yMax);
@@ -26,7 +26,7 @@ export function lineChart(o: { title: string; xLabel: string; yLabel: string; se
     `<text x="16" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(T + H - B) / 2})">${o.yLabel}</text>`,
   ];
   const ticks = o.yLog
-    ? Array.from({ length: Math.round(Math.log10(yMax / yMin)) + 1 }, (_, i) => yMin * 10 ** i)
+    ? Array.from({ length: Math.floor(Math.log10(yMax / yMin)) + 1 }, (_, i) => yMin * 10 ** i)
     : [0, 1, 2, 3, 4].map((i) => (yMax * i) / 4);
   for (const y of ticks) {
     parts.push(`<line x1="${L - 4}" y1="${py(y)}" x2="${W - R}" y2="${py(y)}" stroke="#ddd"/><text x="${L - 8}" y="${py(y) + 4}" text-anchor="end">${y.toFixed(y < 10 ? 1 : 0)}</text>`);
