@@ -10,6 +10,7 @@ import { RoamError } from '../errors/roam-error.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationTarget } from '../migration/target.js';
 import { HOLD_BUDGET_BYTES } from '../handover/hold.js';
+import { parseHoldOutput, type HeldPackets } from '../sys/packet-hold.js';
 import type { PeerClient } from './peer-client.js';
 import {
   MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
@@ -98,7 +99,13 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
       if (size > HOLD_BUDGET_BYTES * 2) throw new RoamError('INPUT_INVALID', `held packets of migration ${req.params.id}: more than ${HOLD_BUDGET_BYTES * 2} bytes`);
       chunks.push(c);
     }
-    return d.target.receiveHeld(req.params.id, Buffer.concat(chunks));
+    let held: HeldPackets;
+    try {
+      held = parseHoldOutput(Buffer.concat(chunks));
+    } catch (err) {
+      throw new RoamError('INPUT_INVALID', `held packets of migration ${req.params.id}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return d.target.receiveHeld(req.params.id, held);
   });
 
   app.post<{ Params: MigrationParamsT; Body: UnlockBodyT }>('/peer/v1/migrations/:id/unlock', { schema: { params: MigrationParams, body: UnlockBody } }, async (req) =>

@@ -158,7 +158,7 @@ export async function receiveImages(dir: string, body: IncomingMessage): Promise
       }
       bytes += Number(size);
     }
-    const expected = body.trailers[TRAILER];
+    const expected = (body.trailers as Record<string, string> | undefined)?.[TRAILER]; // absent, not empty, when a request had no body
     const actual = hash.digest('hex');
     if (expected !== actual) throw new RoamError('INPUT_INVALID', `images: checksum mismatch (sent ${expected ?? 'none'}, received ${actual})`);
     return { files: written.length, bytes };

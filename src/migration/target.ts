@@ -15,7 +15,7 @@ import { stopProcess, processStartTime } from '../sys/proc.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
-import { parseHoldOutput, type HeldPackets, type PacketHold } from '../sys/packet-hold.js';
+import type { HeldPackets, PacketHold } from '../sys/packet-hold.js';
 import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { receiveImages } from './image-transfer.js';
 import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
@@ -120,9 +120,9 @@ export class MigrationTarget {
   }
 
   /** What the source's lock kept (roam-hold's format), delivered at the unlock. */
-  receiveHeld(id: string, bytes: Buffer): { packets: number } {
+  receiveHeld(id: string, held: HeldPackets): { packets: number } {
     const a = this.arrival(id);
-    a.sourceHeld = parseHoldOutput(bytes);
+    a.sourceHeld = held;
     return { packets: a.sourceHeld.packets.length };
   }
 
