@@ -99,11 +99,12 @@ export class Agent {
     const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, {
       address: c.underlay.address, pullShare: c.underlay.pullShare, ...(c.underlay.rateMbit !== undefined ? { rateMbit: c.underlay.rateMbit } : {}),
     });
-    source.finishOrphanedPulls();
+    source.recoverInterrupted();
     // The switch: this node's FDB and the peers' learn the new owner at the same time; both before the unlock.
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await Promise.all([reconciler.reconcile(), sync.publish(2000)]);
     }, this.events, c.underlay.address);
+    await target.resumeSwitchedLeftovers();
     this.migrations = { source, target };
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),

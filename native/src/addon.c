@@ -104,7 +104,9 @@ static napi_value restore_netns(napi_env env, napi_callback_info info) {
 static napi_value seqpacket_pair(napi_env env, napi_callback_info info) {
   (void)info;
   int fds[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) return throw_sys(env, errno, "socketpair", "seqpacket");
+  /* CLOEXEC: a child gets its end by dup2 onto its fd 3 (which clears the flag); the originals must not
+     leak into it. A CRIU that inherits the agent's end never sees the agent die, and waits for it forever. */
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return throw_sys(env, errno, "socketpair", "seqpacket");
   napi_value result, value;
   napi_create_array_with_length(env, 2, &result);
   for (uint32_t i = 0; i < 2; i++) {

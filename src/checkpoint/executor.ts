@@ -35,6 +35,8 @@ export interface DumpSpec {
   /** stream memory pages to this page server while dumping (they never land in imagesDir) */
   pageServer?: { address: string; port: number };
   onHook?: (name: string) => Promise<void> | void;
+  /** CRIU is running the dump: who it is and what a restore from its images will need, for a journal that must outlive this process */
+  onCriu?: (started: { criu: { pid: number; startTime: number }; pipeKeys: string[]; tcpConnections: number }) => void;
 }
 
 export interface DumpResult {
@@ -222,7 +224,9 @@ async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: 
   });
   const closeImages = () => closeSync(imagesFd);
   criu.then(closeImages, closeImages);
-  return { criu, started, pipeKeys, tcpConnections, criuPid, criuStartTime: processStartTime(criuPid) ?? 0 };
+  const criuStartTime = processStartTime(criuPid) ?? 0;
+  spec.onCriu?.({ criu: { pid: criuPid, startTime: criuStartTime }, pipeKeys, tcpConnections });
+  return { criu, started, pipeKeys, tcpConnections, criuPid, criuStartTime };
 }
 
 /** What the dump wrote. Nothing here may fail: the tree is gone (or stopped for good), and a failure would have the caller believe it still runs. */
@@ -285,6 +289,18 @@ export async function waitForPageServer(ps: PageServer, timeoutMs: number): Prom
   while (isSameProcessAlive(ps.pid, ps.startTime)) {
     if (performance.now() > deadline) throw new RoamError('CHECKPOINT_FAILED', `criu page-server ${ps.pid} still running after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/**
+ * Whether the dump whose log is in `imagesDir` finished: CRIU logs it before
+ * answering, so this holds even when nobody was left to hear the answer.
+ */
+export function dumpFinished(imagesDir: string): boolean {
+  try {
+    return readFileSync(join(imagesDir, 'dump.log'), 'utf8').includes('Dumping finished successfully');
+  } catch {
+    return false;
   }
 }
 

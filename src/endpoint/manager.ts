@@ -154,6 +154,7 @@ export class EndpointManager {
     Object.assign(r, { pid: restored.pid, shimPid: restored.shimPid, startTime: processStartTime(restored.pid) ?? 0 });
     this.store.save(r);
     this.outgoing.delete(name);
+    this.exited.delete(name);
     this.changed();
   }
 
@@ -208,6 +209,8 @@ export class EndpointManager {
   adoptIncoming(name: string, restored: { pid: number; shimPid: number }): EndpointRecord {
     const r = this.incoming.get(name);
     if (!r) throw new RoamError('NOT_FOUND', `no endpoint ${name} is arriving on ${this.o.node}`);
+    // Kept: asked later whether migration X took place here, the answer is yes (MigrationTarget.abort).
+    r.arrivedWith = r.incoming;
     delete r.incoming;
     Object.assign(r, { pid: restored.pid, shimPid: restored.shimPid, startTime: processStartTime(restored.pid) ?? 0 });
     this.store.save(r);
@@ -228,6 +231,11 @@ export class EndpointManager {
       this.store.remove(name);
       this.incoming.delete(name);
     });
+  }
+
+  /** The local endpoint that arrived here with migration `id`, if any. */
+  arrivedWith(id: string): string | undefined {
+    return [...this.local.values()].find((r) => r.arrivedWith === id)?.name;
   }
 
   records(): EndpointRecord[] {

@@ -22,6 +22,8 @@ export interface StoredEndpoint {
   createdAt: string;
   /** set while the endpoint is arriving by migration: prepared, locked, not yet ours */
   incoming?: string;
+  /** the migration that brought it here, once it is ours */
+  arrivedWith?: string;
 }
 
 export class EndpointStore {

@@ -12,13 +12,13 @@
  * dump succeeds, and comes back only if the target never switched.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpTree, restoreUnderShim, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
-import { isSameProcessAlive, stopProcess, treeAnonymousBytes } from '../sys/proc.js';
+import { stopProcess, treeAnonymousBytes } from '../sys/proc.js';
 import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
 import { chooseMode } from './mode-choice.js';
 import { paceTcp, tcpRepairOffTree } from '../sys/borrowed-tcp.js';
@@ -33,6 +33,8 @@ import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
 import type { HandoverReport, MigrationStatus, ModeChoice, Phase, PullReport } from './report.js';
 import type { Prepared, PrepareRequest } from './target.js';
+import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
+import { recoverMigration, type Recovered } from './source-recovery.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
@@ -75,8 +77,6 @@ export interface MigrateRequest {
 const MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
 /** The underlay rate the automatic mode plans with when none is configured: an edge link. */
 const ASSUMED_UNDERLAY_MBIT = 1000;
-/** Left in a post-copy migration's folder from the switch until the pull is over. */
-const PULL_RECORD = 'pull.json';
 /** What the source knows of the underlay for planning a move. */
 export interface UnderlayPlan {
   /** where the target reaches this node's lazy page servers (post-copy; CRIU listens on every address) */
@@ -85,10 +85,6 @@ export interface UnderlayPlan {
   rateMbit?: number;
   /** of rateMbit, what a post-copy pull may use (config underlay.pullShare) */
   pullShare: number;
-}
-interface PullRecord {
-  root: { pid: number; startTime: number };
-  criu: { pid: number; startTime: number };
 }
 /** How long the source waits for the target's verdict on a finished pull. */
 const PULL_VERDICT_ATTEMPTS = 5;
@@ -123,29 +119,37 @@ export class MigrationSource {
   }
 
   /**
-   * At start: post-copy pulls a previous run of this agent left under way.
-   * Past the switch, their stopped trees only serve memory: each is ended
-   * once its CRIU page server is (at once, if it already is). Returns the
-   * number found.
+   * At start: migrations a previous run of this agent left unfinished (its
+   * journals) are finished or rolled back, each in the background, the
+   * endpoint counted as moving meanwhile (source-recovery.ts).
    */
-  finishOrphanedPulls(): number {
-    const root = join(this.stateDir, 'migrations');
-    const found = existsSync(root) ? readdirSync(root).filter((id) => existsSync(join(root, id, PULL_RECORD))) : [];
-    for (const id of found) {
-      const dir = join(root, id);
-      let record: PullRecord;
-      try {
-        record = JSON.parse(readFileSync(join(dir, PULL_RECORD), 'utf8')) as PullRecord;
-      } catch (err) {
-        this.events.error(`migration ${id}: unreadable ${PULL_RECORD} (${describeError(err)}); left in ${dir}`);
+  recoverInterrupted(retryMs = 5000): number {
+    const found = readJournals(this.stateDir);
+    for (const { dir, journal: j, error } of found) {
+      if (!j) {
+        this.events.error(`unreadable migration journal in ${dir} (${error}); left for an operator`);
         continue;
       }
-      void (async () => {
-        while (isSameProcessAlive(record.criu.pid, record.criu.startTime)) await new Promise((resolve) => setTimeout(resolve, 200));
-        await stopProcess(record.root.pid, record.root.startTime, 0);
-        rmSync(dir, { recursive: true, force: true });
-        this.events.info(`migration ${id}: the pull of a previous run ended; its stopped source tree ${record.root.pid} is gone`);
-      })();
+      if (j.phase === 'failed') {
+        this.events.warn(`migration ${j.id} of ${j.name} was given up on; its images are kept in ${dir}`);
+        continue;
+      }
+      this.moving.set(j.name, j.id);
+      const status: MigrationStatus = { id: j.id, name: j.name, from: this.self, to: j.to, mode: j.mode, state: 'running', phase: 'recover', completed: [] };
+      this.statuses.set(j.id, status);
+      this.events.warn(`migration ${j.id} of ${j.name} to ${j.to} was interrupted in its ${j.phase} phase; recovering it`);
+      void recoverMigration(j, dir, { self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs })
+        .catch((err: unknown): Recovered => ({ result: 'failed', runningOn: '', reason: `recovery failed: ${describeError(err)}` }))
+        .then((r) => {
+          const report: HandoverReport = {
+            id: j.id, name: j.name, from: this.self, to: j.to, mode: j.mode, result: r.result, reason: r.reason, running_on: r.runningOn,
+            frozen_ms: 0, phases: { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, pull_ms: 0, cleanup_ms: 0 }, image_bytes: 0, tcp_connections: j.dump?.tcpConnections ?? 0, started_at: new Date().toISOString(),
+          };
+          Object.assign(status, { state: r.result, report });
+          (r.result === 'failed' ? this.events.error.bind(this.events) : this.events.info.bind(this.events))(`migration ${j.id} of ${j.name}: ${r.result}, ${r.reason}`);
+          this.events.emit('migration.finished', { report });
+        })
+        .finally(() => this.moving.delete(j.name));
     }
     return found.length;
   }
@@ -189,6 +193,15 @@ export class MigrationSource {
     const dir = join(this.stateDir, 'migrations', status.id);
     const imagesDir = join(dir, 'images');
     mkdirSync(imagesDir, { recursive: true });
+    // What a restarted agent needs to finish or roll back this migration (source-recovery.ts).
+    const journal: SourceJournal = {
+      id: status.id, name: status.name, to: status.to, toAddress: address, mode: status.mode, handover, phase: 'prepare', root: { pid: ep.pid, startTime: ep.startTime },
+    };
+    const journalNow = (change: Partial<SourceJournal>) => {
+      Object.assign(journal, change);
+      if (existsSync(dir)) writeJournal(dir, journal);
+    };
+    journalNow({});
     const phases = { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, pull_ms: 0, cleanup_ms: 0 };
     let dumped: DumpResult | undefined;
     let lazy: LazyDump | undefined;
@@ -205,6 +218,7 @@ export class MigrationSource {
 
     const phase = async <T>(name: Phase, work: () => Promise<T>): Promise<T> => {
       status.phase = name;
+      journalNow({ phase: name, mode: status.mode });
       this.events.emit('migration.phase', { id: status.id, name: status.name, phase: name, state: 'started', ms: 0 });
       const t0 = performance.now();
       const result = await work();
@@ -250,8 +264,11 @@ export class MigrationSource {
       frozenAt = performance.now();
       const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
       dumped = await phase('dump', async () => {
-        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, ...(pageServer ? { pageServer } : {}) });
-        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port: await freePort('0.0.0.0') });
+        const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
+        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, ...(pageServer ? { pageServer } : {}) });
+        const port = await freePort('0.0.0.0');
+        journalNow({ lazyPort: port });
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu });
         return lazy.ready;
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
@@ -263,12 +280,12 @@ export class MigrationSource {
       await phase('switch', async () => {
         await this.target.switchOver(address, status.id);
         switched = true;
+        // Should this agent die from here on, its next start finishes the migration (post-copy: CRIU serves on without it).
+        journalNow({ switched: true });
         // Peers now send to the target, whose lock keeps what arrives; what this lock kept goes there.
         held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
         hold?.close();
         hold = undefined;
-        // Should this agent die during the pull, CRIU serves on without it; the next start ends the tree.
-        if (lazy) writeFileSync(join(dir, PULL_RECORD), JSON.stringify({ root: lazy.root, criu: { pid: lazy.criuPid, startTime: lazy.criuStartTime } } satisfies PullRecord));
       });
       handoverCounts = await phase('unlock', async () => {
         if (held) await this.target.sendHeld(address, status.id, serializeHeld(held));

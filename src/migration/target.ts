@@ -6,18 +6,19 @@
  * every trace; after it, abort is refused.
  */
 import type { IncomingMessage } from 'node:http';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   restoreUnderShim, startLazyPages, startPageServer, stopLazyPages, stopPageServer, waitForPageServer, type LazyPagesDaemon, type PageServer, type PullOutcome,
 } from '../checkpoint/executor.js';
-import { stopProcess, processStartTime } from '../sys/proc.js';
+import { isSameProcessAlive, stopProcess, processStartTime } from '../sys/proc.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { HeldPackets, PacketHold } from '../sys/packet-hold.js';
 import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { receiveImages } from './image-transfer.js';
+import { JOURNAL_FILE } from './journal.js';
 import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.js';
 import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
@@ -25,6 +26,10 @@ import type { EventBus } from '../events/bus.js';
 
 /** How long a finished arrival's stall measurement stays available to the source. */
 const KEEP_STALL_MS = 30000;
+/** After the switch, how long the service waits behind the lock for the source's unlock before the target lifts it itself. */
+const UNLOCK_WATCHDOG_MS = 10000;
+/** Written into an arrival's folder at the switch, gone at the unlock: a restarted agent resumes what it finds. */
+const SWITCHED_FILE = 'switched.json';
 
 export interface PrepareRequest {
   id: string;
@@ -58,6 +63,9 @@ interface Arrival {
   lazyPages: LazyPagesDaemon | undefined;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
+  /** after the switch: unlocks on its own if the source never asks (it died) */
+  watchdog?: NodeJS.Timeout;
+  unlocking?: Promise<HandoverCounts>;
 }
 
 /** What the target tells the source once it is prepared. */
@@ -183,6 +191,12 @@ export class MigrationTarget {
     if (a.switched) return;
     this.manager.adoptIncoming(a.name, a.restored);
     a.switched = true;
+    writeFileSync(join(a.dir, SWITCHED_FILE), JSON.stringify({ name: a.name }));
+    a.watchdog = setTimeout(() => {
+      this.events?.warn(`migration ${id}: no unlock from the source ${UNLOCK_WATCHDOG_MS} ms after the switch; lifting the lock on ${a.name} here`);
+      this.unlock(id, UNLOCK_WATCHDOG_MS).catch((err: unknown) => this.events?.error(`migration ${id}: unlocking ${a.name} here failed: ${String(err)}`));
+    }, UNLOCK_WATCHDOG_MS);
+    a.watchdog.unref();
     await this.announce();
   }
 
@@ -191,10 +205,18 @@ export class MigrationTarget {
    * are kicked, the lock is lifted and the tree continues (handover/). Then
    * measures, in the background, how long each client took to come back.
    */
-  async unlock(id: string, frozenMs: number): Promise<HandoverCounts> {
-    const asked = performance.now();
+  unlock(id: string, frozenMs: number): Promise<HandoverCounts> {
     const a = this.arrival(id);
-    if (!a.switched || !a.restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
+    const restored = a.restored;
+    if (!a.switched || !restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
+    clearTimeout(a.watchdog);
+    a.unlocking ??= this.unlockNow({ ...a, restored }, frozenMs);
+    return a.unlocking;
+  }
+
+  private async unlockNow(a: Arrival & { restored: { pid: number; shimPid: number } }, frozenMs: number): Promise<HandoverCounts> {
+    const id = a.id;
+    const asked = performance.now();
     const kept = await drainWhatWasKept(a.hold, (m) => this.events?.warn(`migration ${id}: ${m}`));
     const held = [a.sourceHeld, kept].filter((h): h is HeldPackets => h !== undefined);
     const counts = await resumeService({
@@ -203,6 +225,7 @@ export class MigrationTarget {
     });
     const unlockedAt = performance.now();
     this.arrivals.delete(id);
+    rmSync(join(a.dir, SWITCHED_FILE), { force: true });
     // Post-copy: the lazy-pages daemon still works in the images folder; it goes once the pull has ended.
     if (!a.lazyPages) rmSync(a.dir, { recursive: true, force: true });
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.mode, result: 'success' });
@@ -227,6 +250,8 @@ export class MigrationTarget {
 
   async abort(id: string): Promise<void> {
     const a = this.arrivals.get(id);
+    const arrived = a ? undefined : this.manager.arrivedWith(id);
+    if (arrived) throw new RoamError('CONFLICT', `migration ${id}: ${arrived} arrived here with it; it cannot be undone`);
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
@@ -247,9 +272,36 @@ export class MigrationTarget {
     const root = join(stateDir, 'migrations');
     if (!existsSync(root)) return;
     for (const id of readdirSync(root)) {
-      if (existsSync(join(root, id, 'images', 'dump.log'))) continue;
+      // A source's own migrations (its journal) are recovered by MigrationSource; switched arrivals by resumeSwitchedLeftovers.
+      if (existsSync(join(root, id, JOURNAL_FILE)) || existsSync(join(root, id, 'images', 'dump.log')) || existsSync(join(root, id, SWITCHED_FILE))) continue;
       rmSync(join(root, id), { recursive: true, force: true });
       log(`removed the images of unfinished arrival ${id}`);
+    }
+  }
+
+  /**
+   * At start, after the endpoints are adopted: arrivals a previous run of
+   * this agent switched to but never unlocked. The endpoint is ours; it
+   * waits stopped behind the lock. It is brought back with a kick (what the
+   * locks kept is gone with that run; the clients send it again).
+   */
+  async resumeSwitchedLeftovers(): Promise<void> {
+    const root = join(this.stateDir, 'migrations');
+    if (!existsSync(root)) return;
+    for (const id of readdirSync(root)) {
+      const marker = join(root, id, SWITCHED_FILE);
+      if (!existsSync(marker)) continue;
+      const { name } = JSON.parse(readFileSync(marker, 'utf8')) as { name: string };
+      const r = this.manager.stored(name);
+      try {
+        if (r && isSameProcessAlive(r.pid, r.startTime)) {
+          await resumeService({ netns: r.netns, ip: r.ip, mechanism: 'kick', held: [], connections: 0, pid: r.pid, stopped: true });
+          this.events?.warn(`migration ${id}: ${name} had been switched to here but not unlocked; it is back, its clients kicked`);
+        }
+      } catch (err) {
+        this.events?.error(`migration ${id}: resuming ${name} here failed: ${String(err)}`);
+      }
+      rmSync(join(root, id), { recursive: true, force: true });
     }
   }
 

@@ -17,6 +17,7 @@ import { downAndCheck, endpointLog, endpoints, run, streamAdvances, uniqueTestbe
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
+let sumAtStart = '';
 const node = process.execPath;
 
 test.before(async () => {
@@ -24,6 +25,8 @@ test.before(async () => {
   tb = await upTestbed(name, 3, '100mbit');
   const srv = await run(tb, 'node1', 'big', [node, workload('echo-server.js'), '--port', '7001', '--hold-mb', '48']);
   await waitFor('big to listen', () => endpointLog(tb, 'node1', 'big').includes('listening'), 20000);
+  // The table it holds never changes: every move must carry this checksum.
+  sumAtStart = /sha256 ([0-9a-f]+)/.exec(endpointLog(tb, 'node1', 'big'))![1]!;
   await run(tb, 'node3', 'watch', [node, workload('stream-check.js'), srv.ip, '7001', '--connections', '4', '--rate', '5000']);
   await waitFor('connections', () => endpointLog(tb, 'node3', 'watch').includes('"connected":4'));
 });
@@ -88,13 +91,95 @@ test.serial('the target agent killed during the transfer: the service resumes on
   await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
 });
 
+/** Starts a stop-copy migration of `big` from node1 to node2; returns how to follow it on node1. */
+async function stopCopyStarted() {
+  const m = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
+  // Through the testbed's current agents: after a restart, the new one answers for the recovered migration.
+  const status = () => callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  return { id: m.id, status };
+}
+
+/** SIGKILLs node1's agent, waits until it is gone, starts it again; returns the report of the migration it recovered. */
+async function restartSourceAndRecover(m: Awaited<ReturnType<typeof stopCopyStarted>>): Promise<Report> {
+  const source = tb.nodes[0]!;
+  process.kill(source.agentPid, 'SIGKILL');
+  while (isAgentRunning(source.agentPid)) await new Promise((r) => setTimeout(r, 20));
+  return recoverAfterRestart(m);
+}
+
+async function recoverAfterRestart(m: Awaited<ReturnType<typeof stopCopyStarted>>): Promise<Report> {
+  tb = await upTestbed(name, 3);
+  let final: MigrationStatus | undefined;
+  await waitFor('the restarted source to recover the migration', async () => {
+    final = await m.status();
+    return final.state !== 'running';
+  }, 60000);
+  return final!.report as Report;
+}
+
+test.serial('the source agent killed during the dump: its restart brings the service back on the source, connections intact, and the target keeps nothing', async (t) => {
+  const m = await stopCopyStarted();
+  await waitFor('the dump phase', async () => (await m.status()).phase === 'dump', 20000);
+  const report = await restartSourceAndRecover(m);
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /after node1's agent restarted/);
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  nothingOf(t, 'node2', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[0]!.stateDir}/migrations`), [], 'node1: the journal and images went');
+});
+
+test.serial('the source agent killed during the transfer: its restart restores the service on the source from its images, connections intact; the target keeps nothing', async (t) => {
+  const m = await stopCopyStarted();
+  await waitFor('the transfer phase', async () => (await m.status()).phase === 'transfer', 20000);
+  const report = await restartSourceAndRecover(m);
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /restored on node1 from its images with its connections after node1's agent restarted/);
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  nothingOf(t, 'node2', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[0]!.stateDir}/migrations`), [], 'node1: the journal and images went');
+});
+
+test.serial('the source agent killed right after the switch: the target lifts the lock on its own, the restarted source finishes the migration; the service is on the target only', async (t) => {
+  const m = await stopCopyStarted();
+  const journal = `${tb.nodes[0]!.stateDir}/migrations/${m.id}/journal.json`;
+  const deadline = Date.now() + 60000;
+  // Tight on purpose: between the switch and the unlock there are only milliseconds.
+  while (!(existsSync(journal) && (JSON.parse(readFileSync(journal, 'utf8') || '{}') as { switched?: boolean }).switched)) {
+    if (Date.now() > deadline) throw new Error('the migration never switched');
+  }
+  const source = tb.nodes[0]!;
+  process.kill(source.agentPid, 'SIGKILL');
+  while (isAgentRunning(source.agentPid)) await new Promise((r) => setTimeout(r, 20));
+  // With the source gone, the target's watchdog brings the service back.
+  await streamAdvances(tb, 'node3', 'watch', 50000, 30000);
+  const report = await recoverAfterRestart(m);
+  t.is(report.result, 'success', report.reason);
+  t.is(report.running_on, 'node2');
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node2', state: 'running' });
+  nothingOf(t, 'node1', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[1]!.stateDir}/migrations`), [], 'node2: nothing of the arrival left');
+  await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
+  // And it moves on as any endpoint does: back to node1 for what follows.
+  const back = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node1', mode: 'stop-copy' });
+  let final: MigrationStatus | undefined;
+  await waitFor('the move back', async () => {
+    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${back.id}?from=${back.from}`);
+    return final.state !== 'running';
+  }, 60000);
+  t.is(final!.report!.result, 'success', final!.report!.reason);
+});
+
 /** Starts a post-copy migration of `big` and waits until its memory is being pulled; returns how to follow it. */
 async function postCopyUnderWay(from: number, to: string) {
   const api = { socketPath: tb.nodes[from]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to, mode: 'post-copy' });
   const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
   await waitFor('a pull under way', async () => ((await status()).pull?.pulled_bytes ?? 0) > 1048576, 30000);
-  const record = JSON.parse(readFileSync(`${tb.nodes[from]!.stateDir}/migrations/${m.id}/pull.json`, 'utf8')) as { root: { pid: number }; criu: { pid: number } };
+  const record = JSON.parse(readFileSync(`${tb.nodes[from]!.stateDir}/migrations/${m.id}/journal.json`, 'utf8')) as { root: { pid: number }; criu: { pid: number } };
   return { id: m.id, status, record };
 }
 
@@ -111,12 +196,8 @@ function criuLeft(): string {
   return spawnSync('pgrep', ['-ax', 'criu'], { encoding: 'utf8' }).stdout.trim();
 }
 
-function checksumOf(log: string): string {
-  return /sha256 ([0-9a-f]+)/.exec(log)![1]!;
-}
-
 test.serial('post-copy with the source agent killed mid-pull: the pull completes without it, the service runs on the target with every page; the restarted source ends its stopped tree and keeps nothing', async (t) => {
-  const sumBefore = checksumOf(endpointLog(tb, 'node1', 'big'));
+  const sumBefore = sumAtStart;
   const source = tb.nodes[0]!;
   const pull = await postCopyUnderWay(0, 'node2');
   process.kill(source.agentPid, 'SIGKILL');

@@ -1,0 +1,62 @@
+/**
+ * The source's journal of a migration: one small JSON file in the
+ * migration's directory, rewritten atomically as the migration goes. An
+ * agent that dies mid-migration reads it at its next start to finish or roll
+ * back what it was doing (source-recovery.ts). The directory and the journal
+ * go together once the migration has ended.
+ */
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HandoverMechanism } from '../handover/deliver.js';
+
+export const JOURNAL_FILE = 'journal.json';
+
+/** A process named so that a recycled pid is never taken for it. */
+export interface ProcessRef {
+  pid: number;
+  startTime: number;
+}
+
+export interface SourceJournal {
+  id: string;
+  name: string;
+  to: string;
+  /** the target agent's peer address */
+  toAddress: string;
+  mode: string;
+  handover: HandoverMechanism;
+  /** the phase begun last; 'failed': given up on, images kept for an operator */
+  phase: string;
+  /** the tree being moved */
+  root: ProcessRef;
+  /** the dump's CRIU, once started (post-copy: it serves the pull, detached) */
+  criu?: ProcessRef;
+  /** what a restore from the images needs (whether the dump finished, its log says: executor.dumpFinished) */
+  dump?: { pipeKeys: string[]; tcpConnections: number };
+  /** the target took over (the one point of no return) */
+  switched?: boolean;
+  /** post-copy: the tree is kept stopped for the pull, its pages served on this port */
+  lazyPort?: number;
+}
+
+export function writeJournal(dir: string, j: SourceJournal): void {
+  const path = join(dir, JOURNAL_FILE);
+  writeFileSync(`${path}.tmp`, JSON.stringify(j));
+  renameSync(`${path}.tmp`, path);
+}
+
+/** Every journal left under `stateDir`, or why it could not be read. */
+export function readJournals(stateDir: string): { dir: string; journal?: SourceJournal; error?: string }[] {
+  const root = join(stateDir, 'migrations');
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .map((id) => join(root, id))
+    .filter((dir) => existsSync(join(dir, JOURNAL_FILE)))
+    .map((dir) => {
+      try {
+        return { dir, journal: JSON.parse(readFileSync(join(dir, JOURNAL_FILE), 'utf8')) as SourceJournal };
+      } catch (err) {
+        return { dir, error: err instanceof Error ? err.message : String(err) };
+      }
+    });
+}
