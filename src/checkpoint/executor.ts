@@ -159,15 +159,19 @@ export async function startLazyDump(spec: DumpSpec & { port: number }): Promise<
     ready, served, port: spec.port, root, criuPid: call.criuPid, criuStartTime: call.criuStartTime,
     cancel: async () => {
       if (!isSameProcessAlive(call.criuPid, call.criuStartTime)) return;
-      // An empty connection that ends at once: CRIU's page server takes that as the end of the pull.
-      await new Promise<void>((resolve) => {
-        const sk = connect({ host: '127.0.0.1', port: spec.port }, () => sk.end());
-        sk.on('close', () => resolve());
-        sk.on('error', () => resolve());
-      });
+      await endLazyPageServer(spec.port);
       await served.catch(() => undefined);
     },
   };
+}
+
+/** Ends a lazy dump's page server whose target will not come: CRIU takes an empty connection as the end of the pull. */
+export function endLazyPageServer(port: number): Promise<void> {
+  return new Promise((resolve) => {
+    const sk = connect({ host: '127.0.0.1', port }, () => sk.end());
+    sk.on('close', () => resolve());
+    sk.on('error', () => resolve());
+  });
 }
 
 function lazyMemoryBytesOr0(dir: string): number {

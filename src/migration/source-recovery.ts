@@ -18,8 +18,7 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:net';
-import { dumpFinished, restoreUnderShim } from '../checkpoint/executor.js';
+import { dumpFinished, endLazyPageServer, restoreUnderShim } from '../checkpoint/executor.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
@@ -77,15 +76,6 @@ async function targetTookOver(j: SourceJournal, d: RecoveryDeps): Promise<boolea
   }
 }
 
-/** An empty connection ends a lazy page server whose target will not come (CRIU takes it as the end of the pull). */
-function endPageServer(port: number): Promise<void> {
-  return new Promise((resolve) => {
-    const sk = connect({ host: '127.0.0.1', port }, () => sk.end());
-    sk.on('close', () => resolve());
-    sk.on('error', () => resolve());
-  });
-}
-
 export async function recoverMigration(j: SourceJournal, dir: string, d: RecoveryDeps): Promise<Recovered> {
   const after = `after ${d.self}'s agent restarted`;
   if (await targetTookOver(j, d)) {
@@ -107,7 +97,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
 
   // The target has dropped its half. Let the dump's CRIU end first: it may still hold the tree.
   if (j.criu) {
-    if (j.lazyPort !== undefined && isSameProcessAlive(j.criu.pid, j.criu.startTime)) await endPageServer(j.lazyPort);
+    if (j.lazyPort !== undefined && isSameProcessAlive(j.criu.pid, j.criu.startTime)) await endLazyPageServer(j.lazyPort);
     await waitForEnd(j.criu, 30000);
   }
   const ep = d.manager.stored(j.name);
