@@ -19,6 +19,8 @@ import { RoamError } from '../errors/roam-error.js';
 
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TRAILER = 'x-roam-sha256';
+/** An upload that moves nothing for this long is given up (a cut link): the migration rolls back. */
+const UPLOAD_IDLE_MS = 15000;
 /** More files than any dump writes: a bound against a sender that never stops. */
 const MAX_FILES = 100000;
 
@@ -43,7 +45,7 @@ export function sendImages(dir: string, target: { host: string; port: number }, 
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     let bytes = 0;
-    const req = request({ ...target, method: 'PUT', path: urlPath, timeout: 60000, headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', trailer: TRAILER } }, (res) => {
+    const req = request({ ...target, method: 'PUT', path: urlPath, timeout: UPLOAD_IDLE_MS, headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', trailer: TRAILER } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

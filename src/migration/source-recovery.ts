@@ -43,6 +43,8 @@ export interface RecoveryDeps {
   events: EventBus;
   /** how long to wait between attempts to reach the target */
   retryMs: number;
+  /** why the migration is being recovered, for the report: "after node1's agent restarted" */
+  why: string;
 }
 
 export interface Recovered {
@@ -77,7 +79,7 @@ async function targetTookOver(j: SourceJournal, d: RecoveryDeps): Promise<boolea
 }
 
 export async function recoverMigration(j: SourceJournal, dir: string, d: RecoveryDeps): Promise<Recovered> {
-  const after = `after ${d.self}'s agent restarted`;
+  const after = d.why;
   if (await targetTookOver(j, d)) {
     try {
       await d.target.unlock(j.toAddress, j.id, 0);

@@ -138,7 +138,7 @@ export class MigrationSource {
       const status: MigrationStatus = { id: j.id, name: j.name, from: this.self, to: j.to, mode: j.mode, state: 'running', phase: 'recover', completed: [] };
       this.statuses.set(j.id, status);
       this.events.warn(`migration ${j.id} of ${j.name} to ${j.to} was interrupted in its ${j.phase} phase; recovering it`);
-      void recoverMigration(j, dir, { self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs })
+      void recoverMigration(j, dir, { self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs, why: `after ${this.self}'s agent restarted` })
         .catch((err: unknown): Recovered => ({ result: 'failed', runningOn: '', reason: `recovery failed: ${describeError(err)}` }))
         .then((r) => {
           const report: HandoverReport = {
@@ -318,9 +318,35 @@ export class MigrationSource {
         await this.manager.release(ep.name, { keepProcess: lazy !== undefined }).catch((e: unknown) => this.events.error(`migration ${status.id}: releasing ${ep.name} here failed too: ${describeError(e)}`));
         return finish('failed', status.to, `${reason} (the service runs on ${status.to})`);
       }
+      if (status.phase === 'switch') {
+        // The switch was asked for and its answer lost: only the target knows whether it took over. It is asked
+        // (again and again if it cannot be reached) before anything is resumed here: never on two nodes.
+        hold?.close();
+        const r = await recoverMigration(journal, dir, {
+          self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs: 5000, why: `after the switch's answer was lost (${reason})`,
+        });
+        return finish(r.result, r.runningOn, r.reason);
+      }
       if (lazy && dumped) return this.resumeInPlace(status, address, ep, lazy, dumped, dir, hold, handover, reason, finish);
       return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
     }
+  }
+
+  /**
+   * A rollback that could not reach the target keeps asking it to drop its
+   * half, so that a link that comes back gets cleaned up at once. (The
+   * target also gives up an arrival nobody drives, and its restart removes
+   * leftovers: this is only the quick way.)
+   */
+  private abortLater(address: string, status: MigrationStatus, attempts = 24): void {
+    setTimeout(() => {
+      this.target.abort(address, status.id).then(
+        () => this.events.info(`migration ${status.id}: ${status.to} dropped its half`),
+        () => {
+          if (attempts > 1) this.abortLater(address, status, attempts - 1);
+        },
+      );
+    }, 5000).unref();
   }
 
   /**
@@ -424,7 +450,8 @@ export class MigrationSource {
         hold?.close();
         return finish('failed', status.to, `${reason}; the target had already switched: the service runs on ${status.to}, its memory still being pulled from here`);
       }
-      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); its agent removes the leftovers when it restarts`);
+      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); asking again in the background`);
+      this.abortLater(address, status);
     }
     try {
       await lazy.cancel();
@@ -478,7 +505,8 @@ export class MigrationSource {
         await this.manager.release(ep.name).catch(() => undefined);
         return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
       }
-      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); its agent removes the leftovers when it restarts`);
+      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); asking again in the background`);
+      this.abortLater(address, status);
     }
     if (!dumped) {
       // The process was never stopped (or CRIU resumed it when the dump failed, and the lock went with it).

@@ -28,6 +28,8 @@ import type { EventBus } from '../events/bus.js';
 const KEEP_STALL_MS = 30000;
 /** After the switch, how long the service waits behind the lock for the source's unlock before the target lifts it itself. */
 const UNLOCK_WATCHDOG_MS = 10000;
+/** An arrival not yet switched that the source has not driven for this long is given up (the source died, or cannot reach us). */
+const ARRIVAL_IDLE_MS = 60000;
 /** Written into an arrival's folder at the switch, gone at the unlock: a restarted agent resumes what it finds. */
 const SWITCHED_FILE = 'switched.json';
 
@@ -66,6 +68,9 @@ interface Arrival {
   /** after the switch: unlocks on its own if the source never asks (it died) */
   watchdog?: NodeJS.Timeout;
   unlocking?: Promise<HandoverCounts>;
+  /** when the source last asked anything about it, and uploads under way: an arrival nobody drives expires */
+  lastSeen: number;
+  uploads: number;
 }
 
 /** What the target tells the source once it is prepared. */
@@ -92,10 +97,34 @@ export class MigrationTarget {
     private readonly underlayAddress = '127.0.0.1',
   ) {}
 
+  private expiry: NodeJS.Timeout | undefined;
+
   private arrival(id: string): Arrival {
     const a = this.arrivals.get(id);
     if (!a) throw new RoamError('NOT_FOUND', `no migration ${id} is arriving here`);
+    a.lastSeen = Date.now();
     return a;
+  }
+
+  /**
+   * Arrivals whose source stopped driving them before the switch are
+   * removed here, as an abort would: nothing of a migration that cannot
+   * complete stays locked and half-built. (After the switch the unlock
+   * watchdog has the same role.) Asked later, this node answers an abort of
+   * such an arrival with success: it never switched.
+   */
+  private expireIdleArrivals(): void {
+    for (const a of this.arrivals.values()) {
+      // A streamed dump talks to the page server, not to this agent: while it runs, the source is at work.
+      const streaming = a.pageServer !== undefined && isSameProcessAlive(a.pageServer.pid, a.pageServer.startTime);
+      if (a.switched || a.uploads > 0 || streaming || Date.now() - a.lastSeen < ARRIVAL_IDLE_MS) continue;
+      this.events?.warn(`migration ${a.id}: its source has not been heard from for ${ARRIVAL_IDLE_MS / 1000} s before the switch; giving up the arrival of ${a.name}`);
+      this.abort(a.id).catch((err: unknown) => this.events?.error(`migration ${a.id}: removing the arrival of ${a.name}: ${String(err)}`));
+    }
+    if (this.arrivals.size === 0) {
+      clearInterval(this.expiry);
+      this.expiry = undefined;
+    }
   }
 
   async prepare(req: PrepareRequest): Promise<Prepared> {
@@ -112,8 +141,10 @@ export class MigrationTarget {
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, mode: req.mode ?? 'stop-copy', handover,
         hold: undefined, sourceHeld: undefined, connections: 0, pageServer: undefined, lazyPages: undefined, restored: undefined, switched: false,
+        lastSeen: Date.now(), uploads: 0,
       };
       this.arrivals.set(req.id, arrival);
+      this.expiry ??= setInterval(() => this.expireIdleArrivals(), 5000).unref();
       if (replays(handover)) arrival.hold = await holdWhatTheLockDrops(record.netns, (m) => this.events?.warn(`migration ${req.id}: ${m}`));
       if (arrival.mode === 'streamed') {
         arrival.pageServer = await startPageServer(imagesDir, this.underlayAddress);
@@ -134,8 +165,15 @@ export class MigrationTarget {
     return { packets: a.sourceHeld.packets.length };
   }
 
-  receiveImages(id: string, body: IncomingMessage): Promise<{ files: number; bytes: number }> {
-    return receiveImages(this.arrival(id).imagesDir, body);
+  async receiveImages(id: string, body: IncomingMessage): Promise<{ files: number; bytes: number }> {
+    const a = this.arrival(id);
+    a.uploads++;
+    try {
+      return await receiveImages(a.imagesDir, body);
+    } finally {
+      a.uploads--;
+      a.lastSeen = Date.now();
+    }
   }
 
   async restore(id: string, pipeKeys: string[], connections = 0, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {

@@ -6,7 +6,11 @@
  */
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { callJson } from '../../src/api/http-client.js';
 import type { MigrationStatus } from '../../src/migration/report.js';
 import { removeNetns } from '../../src/sys/netns/netns.js';
@@ -19,6 +23,7 @@ const name = uniqueTestbedName();
 let tb: TestbedState;
 let sumAtStart = '';
 const node = process.execPath;
+const outsideUnixClient = fileURLToPath(new URL('../../../test/fixtures/outside_unix_client.py', import.meta.url));
 
 test.before(async () => {
   requireRoot();
@@ -89,6 +94,79 @@ test.serial('the target agent killed during the transfer: the service resumes on
   nothingOf(t, 'node2', 'big');
   t.is((await endpoints(tb)).find((e) => e.name === 'big')?.node, 'node1');
   await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
+});
+
+test.serial("the target's underlay link cut during the transfer: the migration rolls back on the source, connections intact; once the link is back the target keeps nothing", async (t) => {
+  const cut = (how: 'down' | 'up') => execFileSync('ip', ['-n', `roam-${name}-node2`, 'link', 'set', 'ul0', how]);
+  t.teardown(() => cut('up'));
+  const report = await migrateAndBreak(() => {
+    cut('down');
+  });
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /^transfer: .*(timed out|ETIMEDOUT|ECONNRESET|not reachable)/);
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  cut('up');
+  // The source keeps asking the target to drop its half; with the link back, it does.
+  await waitFor('node2 to drop the arrival', () => !existsSync(`${tb.nodes[1]!.stateDir}/netns/big`), 30000);
+  nothingOf(t, 'node2', 'big');
+});
+
+test.serial('a workload CRIU refuses (a unix socket to outside its tree): the report names what CRIU refused, the service runs on untouched, the target keeps nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'roam-ext-'));
+  const path = join(dir, 'outside.sock');
+  const outside = createServer((c) => c.on('error', () => undefined)).listen(path);
+  t.teardown(() => {
+    outside.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await run(tb, 'node1', 'ext', ['/usr/bin/python3', outsideUnixClient, path]);
+  await waitFor('ext to connect', () => endpointLog(tb, 'node1', 'ext').includes('beat 2'));
+  const m = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'ext', to: 'node2', mode: 'stop-copy' });
+  let final: MigrationStatus | undefined;
+  await waitFor('the migration to end', async () => {
+    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    return final.state !== 'running';
+  }, 60000);
+  const report = final!.report!;
+  t.is(report.result, 'rolled_back');
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /^dump: criu dump failed: .*unix: External socket is used/, report.reason);
+  t.notRegex(report.reason ?? '', /RLIMIT_NOFILE/, 'what CRIU carries on from is not blamed');
+  const beats = endpointLog(tb, 'node1', 'ext').length;
+  await waitFor('ext to beat on', () => endpointLog(tb, 'node1', 'ext').length > beats + 20, 5000);
+  t.like((await endpoints(tb)).find((e) => e.name === 'ext'), { node: 'node1', state: 'running' });
+  nothingOf(t, 'node2', 'ext');
+  await callJson({ socketPath: tb.nodes[0]!.apiSocket }, 'DELETE', '/v1/endpoints/ext');
+});
+
+test.serial('both ends asked to move the same endpoint at once: exactly one migration runs, the other is refused with 409; the service ends on one node', async (t) => {
+  const ask = (via: number, to: string) => callJson<{ id: string; from: string }>({ socketPath: tb.nodes[via]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to, mode: 'stop-copy' });
+  const answers = await Promise.allSettled([ask(0, 'node2'), ask(1, 'node3')]);
+  const accepted = answers.filter((a): a is PromiseFulfilledResult<{ id: string; from: string }> => a.status === 'fulfilled');
+  const refused = answers.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+  t.is(accepted.length, 1, 'one accepted');
+  t.is(refused.length, 1, 'one refused');
+  t.like(refused[0]!.reason, { code: 'CONFLICT' });
+  t.regex(String(refused[0]!.reason.message), /endpoint big is already moving \(migration m-/);
+  const m = accepted[0]!.value;
+  let final: MigrationStatus | undefined;
+  await waitFor('the migration to end', async () => {
+    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    return final.state !== 'running';
+  }, 60000);
+  t.is(final!.report!.result, 'success', final!.report!.reason);
+  const where = final!.report!.running_on;
+  const seen = await Promise.all(tb.nodes.map(async (_, i) => (await endpoints(tb, i)).filter((e) => e.name === 'big' && e.node === where).length));
+  t.deepEqual(seen, [1, 1, 1], 'every node sees it in one place');
+  for (const n of tb.nodes.filter((x) => x.name !== where)) nothingOf(t, n.name, 'big');
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  // Back to node1 for what follows.
+  if (where !== 'node1') {
+    const back = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node1', mode: 'stop-copy' });
+    await waitFor('the move back', async () => (await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${back.id}?from=${back.from}`)).state === 'success', 60000);
+  }
 });
 
 /** Starts a stop-copy migration of `big` from node1 to node2; returns how to follow it on node1. */

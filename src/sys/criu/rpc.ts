@@ -131,7 +131,8 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
         continue;
       }
       if (!m.success) {
-        const why = [m.crErrno ? errnoNameOf(m.crErrno) : undefined, m.crErrmsg].filter(Boolean).join(': ');
+        const errmsg = m.crErrmsg && !isBenign(m.crErrmsg) ? m.crErrmsg.trim() : undefined;
+        const why = [m.crErrno ? errnoNameOf(m.crErrno) : undefined, errmsg].filter(Boolean).join(': ');
         throw failure(r, `criu ${r.type.toLowerCase()} failed${why ? ` (${why})` : ''}`, m.crErrno);
       }
       if (r.waitExit !== false) await exited;
@@ -165,17 +166,31 @@ function receive(fd: number): Promise<Buffer | undefined> {
 function failure(r: CriuRequest, message: string, crErrno: number | undefined): RoamError {
   const logPath = r.logDir && r.opts?.logFile ? join(r.logDir, r.opts.logFile) : undefined;
   const lines = logPath ? errorLines(logPath) : [];
-  return new RoamError('CHECKPOINT_FAILED', lines.length ? `${message}: ${lines.slice(-3).join(' | ')}` : message, {
+  // What CRIU refused, not its closing "Dumping FAILED.": the specific lines go first.
+  const specific = lines.filter((l) => !/(Dumping|Restoring) FAILED/.test(l));
+  return new RoamError('CHECKPOINT_FAILED', lines.length ? `${message}: ${(specific.length ? specific : lines).slice(-3).join(' | ')}` : message, {
     crErrno, criuLog: logPath, criuErrors: lines,
   });
 }
 
 /** The lines of a CRIU log that say what went wrong. */
+/**
+ * Errors CRIU logs and then carries on from. Without CAP_SYS_RESOURCE it
+ * cannot raise its own RLIMIT_NOFILE, logs an Error, and works on; that
+ * line would otherwise be the first error of every failed run, and the one
+ * CRIU reports as cr_errmsg.
+ */
+const BENIGN = [/rlimit: Can't setup RLIMIT_NOFILE for self/];
+
+function isBenign(line: string): boolean {
+  return BENIGN.some((re) => re.test(line));
+}
+
 export function errorLines(logPath: string): string[] {
   try {
     return readFileSync(logPath, 'utf8')
       .split('\n')
-      .filter((l) => /Error|error \(|Can't|Unable|fail/i.test(l) && !/Warn/.test(l))
+      .filter((l) => /Error|error \(|Can't|Unable|fail/i.test(l) && !/Warn/.test(l) && !isBenign(l))
       .map((l) => l.replace(/^\(\d+\.\d+\)\s*/, '').trim())
       .slice(-20);
   } catch {
