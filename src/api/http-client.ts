@@ -56,7 +56,8 @@ export function callRaw(target: Target, method: string, path: string, body?: unk
   });
 }
 
-function errorFromBody(status: number, text: string, what: string): RoamError {
+/** The RoamError another agent described in its error body, or a protocol error quoting what it sent. */
+export function errorFromBody(status: number, text: string, what: string): RoamError {
   try {
     const body = JSON.parse(text) as { error?: { code?: string; message?: string; details?: Record<string, unknown> } };
     const code = body.error?.code;

@@ -15,7 +15,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { request } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { RoamError } from '../errors/roam-error.js';
+import { RoamError, SysError } from '../errors/roam-error.js';
+import { errorFromBody } from '../api/http-client.js';
 
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TRAILER = 'x-roam-sha256';
@@ -50,7 +51,7 @@ export function sendImages(dir: string, target: { host: string; port: number }, 
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         if ((res.statusCode ?? 500) < 300) return resolve(bytes);
-        reject(new RoamError('MIGRATION_FAILED', `image upload ${urlPath}: HTTP ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`));
+        reject(errorFromBody(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'), `image upload to ${target.host}:${target.port}`));
       });
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -75,6 +76,12 @@ export function sendImages(dir: string, target: { host: string; port: number }, 
       req.end();
     })().catch((err: unknown) => req.destroy(err instanceof Error ? err : new Error(String(err))));
   });
+}
+
+/** A file-system failure here (a full disk, say) as the errno, operation and file it hit. */
+function fsError(err: unknown, op: string, target: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  return typeof e.errno === 'number' ? new SysError({ errno: -e.errno, syscall: e.syscall ?? 'write', op, target }, { cause: err }) : err;
 }
 
 /** Reads exact byte counts from a stream of chunks. */
@@ -152,9 +159,10 @@ export async function receiveImages(dir: string, body: IncomingMessage): Promise
       const size = (await framed.exact(8, `the size of ${name}`)).readBigUInt64BE(0);
       if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new RoamError('INPUT_INVALID', `image ${name}: size ${size} is not believable`);
       written.push(name);
-      const file: FileHandle = await open(join(dir, name), 'wx');
+      const path = join(dir, name);
+      const file: FileHandle = await open(path, 'wx').catch((err: unknown) => Promise.reject(fsError(err, 'images.create', path)));
       try {
-        await framed.copy(Number(size), name, (c) => file.write(c));
+        await framed.copy(Number(size), name, (c) => file.write(c).catch((err: unknown) => Promise.reject(fsError(err, 'images.write', path))));
       } finally {
         await file.close();
       }

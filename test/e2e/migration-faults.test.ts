@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,7 +109,8 @@ test.serial("the target's underlay link cut during the transfer: the migration r
   await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
   cut('up');
   // The source keeps asking the target to drop its half; with the link back, it does.
-  await waitFor('node2 to drop the arrival', () => !existsSync(`${tb.nodes[1]!.stateDir}/netns/big`), 30000);
+  const migrations = `${tb.nodes[1]!.stateDir}/migrations`;
+  await waitFor('node2 to drop the arrival', () => !existsSync(`${tb.nodes[1]!.stateDir}/netns/big`) && (!existsSync(migrations) || readdirSync(migrations).length === 0), 30000);
   nothingOf(t, 'node2', 'big');
 });
 
@@ -139,6 +140,28 @@ test.serial('a workload CRIU refuses (a unix socket to outside its tree): the re
   t.like((await endpoints(tb)).find((e) => e.name === 'ext'), { node: 'node1', state: 'running' });
   nothingOf(t, 'node2', 'ext');
   await callJson({ socketPath: tb.nodes[0]!.apiSocket }, 'DELETE', '/v1/endpoints/ext');
+});
+
+test.serial("the target's state directory full: the upload fails there naming the errno and file, the service is restored on the source with its connections, and the target keeps nothing", async (t) => {
+  const migrations = `${tb.nodes[1]!.stateDir}/migrations`;
+  mkdirSync(migrations, { recursive: true });
+  // 8 MiB for a 48 MiB service: the upload runs out of space part-way.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'roam-full', migrations]);
+  t.teardown(() => execFileSync('umount', [migrations]));
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
+  let final: MigrationStatus | undefined;
+  await waitFor('the migration to end', async () => {
+    final = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    return final.state !== 'running';
+  }, 60000);
+  const report = final!.report!;
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /^transfer: images\.write \S+\.img: ENOSPC; the service was restored on node1 with its connections/);
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  nothingOf(t, 'node2', 'big');
 });
 
 test.serial('both ends asked to move the same endpoint at once: exactly one migration runs, the other is refused with 409; the service ends on one node', async (t) => {
