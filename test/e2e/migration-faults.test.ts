@@ -96,6 +96,34 @@ test.serial('the target agent killed during the transfer: the service resumes on
   await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
 });
 
+test.serial('the target agent killed during the restore: the service resumes on the source, connections intact; the restarted target ends its half-restored copy and keeps nothing', async (t) => {
+  const target = tb.nodes[1]!;
+  const m = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
+  const restoreLog = `${target.stateDir}/migrations/${m.id}/images/restore.log`;
+  const deadline = Date.now() + 60000;
+  // Tight on purpose: CRIU's restore log appears when the restore starts, and the restore lasts only tens of milliseconds.
+  while (!existsSync(restoreLog)) {
+    if (Date.now() > deadline) throw new Error('the restore never started');
+  }
+  process.kill(target.agentPid, 'SIGKILL');
+  let final: MigrationStatus | undefined;
+  await waitFor('the migration to end', async () => {
+    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    return final.state !== 'running';
+  }, 60000);
+  const report = final!.report!;
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, 'node1');
+  t.regex(report.reason ?? '', /^restore: /);
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  while (isAgentRunning(target.agentPid)) await new Promise((r) => setTimeout(r, 20));
+  tb = await upTestbed(name, 3);
+  await waitFor('the restarted target to end its half-restored copy', () => !existsSync(`${target.stateDir}/netns/big`), 20000);
+  nothingOf(t, 'node2', 'big');
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
+});
+
 test.serial("the target's underlay link cut during the transfer: the migration rolls back on the source, connections intact; once the link is back the target keeps nothing", async (t) => {
   const cut = (how: 'down' | 'up') => execFileSync('ip', ['-n', `roam-${name}-node2`, 'link', 'set', 'ul0', how]);
   t.teardown(() => cut('up'));
