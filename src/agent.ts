@@ -55,6 +55,7 @@ export class Agent {
       peersReachable: () => this.table.peers().filter((p) => p.reachable).length,
       endpointsLocal: () => this.manager?.records().length ?? 0,
       migrationsInFlight: () => ({ source: this.migrations?.source.inFlight() ?? 0, target: this.migrations?.target.inFlight() ?? 0 }),
+      migrationsQueued: () => this.migrations?.source.queuedCount() ?? 0,
     });
     mkdirSync(c.stateDir, { recursive: true });
     this.session = RtnlSession.open();
@@ -98,7 +99,7 @@ export class Agent {
 
     const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, {
       address: c.underlay.address, pullShare: c.underlay.pullShare, ...(c.underlay.rateMbit !== undefined ? { rateMbit: c.underlay.rateMbit } : {}),
-    });
+    }, c.migration.maxConcurrent);
     source.recoverInterrupted();
     // The switch: this node's FDB and the peers' learn the new owner at the same time; both before the unlock.
     const target = new MigrationTarget(manager, c.stateDir, async () => {

@@ -59,6 +59,15 @@ export const AgentConfig = Type.Object(
     ),
     stateDir: Type.String({ minLength: 1, description: 'directory for endpoint records, logs and namespaces' }),
     syncIntervalMs: Type.Integer({ minimum: 100, maximum: 600000, default: 2000, description: 'anti-entropy period between agents' }),
+    migration: Type.Object(
+      {
+        maxConcurrent: Type.Integer({
+          minimum: 1, maximum: 16, default: 1,
+          description: 'migrations this node drives at once (as their source); more are queued in order and say so in their status',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     devices: Type.Object(
       {
         bridge: Type.String({ minLength: 1, maxLength: 15, default: 'roam0' }),

@@ -12,6 +12,8 @@ export interface MetricsSources {
   peersReachable: () => number;
   endpointsLocal: () => number;
   migrationsInFlight: () => { source: number; target: number };
+  /** migrations waiting for a slot on this node (as their source) */
+  migrationsQueued: () => number;
 }
 
 /** Handover times: a few ms (zero-wait goals) to tens of seconds (stop-copy of large memory). */
@@ -50,6 +52,7 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
       this.set({ role: 'target' }, n.target);
     },
   });
+  new Gauge({ name: 'roam_migrations_queued', help: 'Migrations waiting for a slot on this node (migration.maxConcurrent), as their source.', registers: [registry], collect() { this.set(src.migrationsQueued()); } });
   const migrations = new Counter({ name: 'roam_migrations_total', help: 'Finished migrations by role, mode and result (success, rolled_back, failed).', labelNames: ['role', 'mode', 'result'], registers: [registry] });
   const frozen = new Histogram({ name: 'roam_migration_frozen_seconds', help: 'Time the service was frozen, from the dump to the unlock on the target.', labelNames: ['mode'], buckets: SECONDS_BUCKETS, registers: [registry] });
   const phase = new Histogram({ name: 'roam_migration_phase_seconds', help: 'Duration of each phase of a migration.', labelNames: ['phase'], buckets: SECONDS_BUCKETS, registers: [registry] });

@@ -88,6 +88,8 @@ export const HandoverReport = Type.Object({
   pull: Type.Optional(PullReport),
   /** the automatic mode: what it chose and why */
   mode_choice: Type.Optional(ModeChoice),
+  /** how long it waited for a slot behind this node's other migrations (migration.maxConcurrent) */
+  queued_ms: Type.Optional(Type.Number()),
   started_at: Type.String(),
 });
 

@@ -86,6 +86,36 @@ export interface UnderlayPlan {
   /** of rateMbit, what a post-copy pull may use (config underlay.pullShare) */
   pullShare: number;
 }
+
+/**
+ * Bounds how many migrations this node drives at once; the rest wait their
+ * turn in order. (Each holds a CRIU dump, its images and the link; and two
+ * CRIU dumps at once on one host can collide.)
+ */
+class MigrationSlots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** Resolves when a slot is free; the returned function frees it. */
+  async take(): Promise<() => void> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    let freed = false;
+    return () => {
+      if (freed) return;
+      freed = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    };
+  }
+
+  queued(): number {
+    return this.waiting.length;
+  }
+}
 /** How long the source waits for the target's verdict on a finished pull. */
 const PULL_VERDICT_ATTEMPTS = 5;
 const KEEP_STATUSES = 200;
@@ -102,7 +132,12 @@ export class MigrationSource {
     private readonly target: TargetAgent,
     private readonly events: EventBus,
     private readonly underlay: UnderlayPlan,
-  ) {}
+    maxConcurrent = 1,
+  ) {
+    this.slots = new MigrationSlots(maxConcurrent);
+  }
+
+  private readonly slots: MigrationSlots;
 
   private capabilities: Promise<MigrationCapabilities> | undefined;
 
@@ -163,6 +198,24 @@ export class MigrationSource {
     return this.moving.size;
   }
 
+  /** Migrations waiting for a slot. */
+  queuedCount(): number {
+    return this.slots.queued();
+  }
+
+  /** Waits for a slot; meanwhile the status says 'queued', and the report how long it waited. */
+  private async queued(status: MigrationStatus): Promise<() => void> {
+    const asked = performance.now();
+    status.phase = 'queued';
+    const free = await this.slots.take();
+    const waited = performance.now() - asked;
+    if (waited >= 1) this.queuedMs.set(status.id, round(waited));
+    status.phase = 'prepare';
+    return free;
+  }
+
+  private readonly queuedMs = new Map<string, number>();
+
   /** Checks the request, then runs the migration in the background; returns its id at once. */
   start(req: MigrateRequest): { id: string; done: Promise<HandoverReport> } {
     const mode = req.mode ?? 'auto';
@@ -184,11 +237,18 @@ export class MigrationSource {
     const status: MigrationStatus = { id, name: req.name, from: this.self, to: req.to, mode, state: 'running', phase: 'prepare', completed: [] };
     this.statuses.set(id, status);
     while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
-    const done = this.run(status, peer.address, record, handover).finally(() => this.moving.delete(req.name));
+    const done = this.queued(status).then(async (free) => {
+      try {
+        return await this.run(status, peer.address, record, handover, free);
+      } finally {
+        free();
+      }
+    }).finally(() => this.moving.delete(req.name));
     return { id, done };
   }
 
-  private async run(status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism): Promise<HandoverReport> {
+  /** `free`: gives up this migration's slot (also done by the caller when it ends); the passive observation after the move needs none. */
+  private async run(status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism, free: () => void): Promise<HandoverReport> {
     const startedAt = new Date().toISOString();
     const dir = join(this.stateDir, 'migrations', status.id);
     const imagesDir = join(dir, 'images');
@@ -237,7 +297,8 @@ export class MigrationSource {
         frozen_ms: round(frozenMs), phases, image_bytes: dumped?.imageBytes ?? 0, tcp_connections: dumped?.tcpConnections ?? 0,
         ...(dumped ? { tcp_in_flight: inFlightOf(dumped) } : {}),
         ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}),
-        ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}), started_at: startedAt,
+        ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}),
+        ...(this.queuedMs.has(status.id) ? { queued_ms: this.queuedMs.get(status.id)! } : {}), started_at: startedAt,
       };
       status.state = result;
       status.report = report;
@@ -304,6 +365,7 @@ export class MigrationSource {
         pull = await phase('pull', () => this.followPull(status, address, l, dumped!.lazyBytes, pacedMbit));
         rmSync(dir, { recursive: true, force: true });
       }
+      free();
       clientStall = await this.observe(status, address, frozenWhenAsked);
       if (pull?.result === 'incomplete') {
         return finish('failed', '', `pull: ${pull.reason ?? 'incomplete'}; the service is lost (the target's copy lacked memory and was ended)`);

@@ -169,6 +169,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     metrics: { listen: node.metricsListen },
     stateDir: node.stateDir,
     syncIntervalMs: syncIntervalMs ?? 2000,
+    migration: { maxConcurrent: 1 },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
   };
   writeFileSync(node.configPath, JSON.stringify(config, null, 2));

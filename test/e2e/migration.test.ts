@@ -158,6 +158,24 @@ test.serial('a second migration of an endpoint already moving is refused with 40
   await streamAdvances(tb, 'node3', 'many', 100000, 15000);
 });
 
+test.serial('two migrations from one node at once: the second waits its turn (its status says queued, its report for how long), then both succeed', async (t) => {
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const here = (await endpoints(tb)).filter((e) => e.name === 'echo' || e.name === 'forking');
+  t.deepEqual(here.map((e) => e.node), ['node3', 'node3'], 'both on node3 (where the tests before left them)');
+  const first = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'echo', to: 'node1', mode: 'stop-copy' });
+  const second = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'forking', to: 'node2', mode: 'stop-copy' });
+  const status = (m: { id: string; from: string }) => callJson<{ state: string; phase: string; report?: { result: string; reason?: string; queued_ms?: number } }>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  t.is((await status(second)).phase, 'queued', 'node3 drives one migration at a time');
+  await waitFor('both migrations', async () => (await status(first)).state !== 'running' && (await status(second)).state !== 'running', 60000);
+  const [a, b] = [(await status(first)).report!, (await status(second)).report!];
+  t.is(a.result, 'success', a.reason);
+  t.is(b.result, 'success', b.reason);
+  t.is(a.queued_ms, undefined, 'the first did not wait');
+  t.true((b.queued_ms ?? 0) > 50, `the second waited ${b.queued_ms} ms`);
+  await streamAdvances(tb, 'node3', 'many', 100000, 15000);
+  await streamAdvances(tb, 'node1', 'forked-client', 50000, 15000);
+});
+
 test.serial('ping-pong node1 -> node2 -> node3 -> node1, ten times, leaves no namespace, lock, FDB entry, image or process behind', async (t) => {
   const order = ['node2', 'node3', 'node1'];
   const frozen: number[] = [];
