@@ -2,7 +2,7 @@
  * The composition root: builds an agent from its parts and runs it. Tests
  * build agents through here too. No side effects until start().
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -123,6 +123,8 @@ export class Agent {
     mkdirSync(dirname(c.api.socket), { recursive: true });
     rmSync(c.api.socket, { force: true });
     await this.control.listen({ path: c.api.socket });
+    // Whoever can connect can freeze and move any service here: root only, whatever the umask.
+    chmodSync(c.api.socket, 0o600);
 
     const m = splitHostPort(c.metrics.listen);
     this.metrics = await serveMetrics(this.registry, m.host, m.port);
