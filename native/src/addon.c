@@ -15,6 +15,9 @@
 #include "borrowtcp.h"
 
 #include <sys/socket.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define PATH_BUF 4096
 
@@ -244,6 +247,31 @@ static napi_value tcp_pace(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* tryLockFile(path) -> an fd holding an exclusive flock on path (created if missing), or -1 if another holds it.
+   Closing the fd (or the process ending) releases it. */
+static napi_value try_lock_file(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "tryLockFile(path)");
+    return NULL;
+  }
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return throw_sys(env, errno, "open", path);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    close(fd);
+    if (err != EWOULDBLOCK) return throw_sys(env, err, "flock", path);
+    fd = -1;
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
@@ -255,6 +283,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"rawSendIpv4", NULL, raw_send_ipv4, NULL, NULL, NULL, napi_default, NULL},
       {"tcpRepairOff", NULL, tcp_repair_off, NULL, NULL, NULL, napi_default, NULL},
       {"tcpPace", NULL, tcp_pace, NULL, NULL, NULL, napi_default, NULL},
+      {"tryLockFile", NULL, try_lock_file, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -23,10 +23,12 @@ import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
 import { connect } from 'node:net';
 import { netnsInode } from '../sys/netns/netns.js';
+import { hostLock, LOCK_DIR } from '../sys/host-lock.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
 
 export const NETNS_KEY = 'roam-netns';
 const LOG_LEVEL = 4;
+const DUMP_LOCK = join(LOCK_DIR, 'criu-dump.lock');
 
 export interface DumpSpec {
   pid: number;
@@ -35,6 +37,8 @@ export interface DumpSpec {
   /** stream memory pages to this page server while dumping (they never land in imagesDir) */
   pageServer?: { address: string; port: number };
   onHook?: (name: string) => Promise<void> | void;
+  /** this host's dump slot, taken beforehand (dumpSlot) so that waiting for it is not counted as frozen; released when CRIU's parasite is gone */
+  slot?: () => void;
   /** CRIU is running the dump: who it is and what a restore from its images will need, for a journal that must outlive this process */
   onCriu?: (started: { criu: { pid: number; startTime: number }; pipeKeys: string[]; tcpConnections: number }) => void;
 }
@@ -78,6 +82,16 @@ export function tcpInFlight(imagesDir: string): TcpInFlight {
 
 export function directoryBytes(dir: string): number {
   return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}
+
+/**
+ * One dump at a time on this host: CRIU's parasite mounts a scratch /proc at
+ * "proc.crtools" in the dumped process's working directory, and two dumps of
+ * processes that share one (endpoints do) collide on it. Resolves with the
+ * slot's release.
+ */
+export function dumpSlot(): Promise<() => void> {
+  return hostLock(DUMP_LOCK);
 }
 
 export async function dumpTree(spec: DumpSpec): Promise<DumpResult> {
@@ -188,10 +202,20 @@ interface StartedDump {
 }
 
 async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: { name: string; atMs: number }[]) => void } | undefined): Promise<StartedDump> {
-  const pipeKeys = stdioPipeKeys(spec.pid);
-  const tcpConnections = (await listTcpConnections(spec.netns)).length;
-  const inode = netnsInode(spec.netns);
-  const imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  const unlockHost = spec.slot ?? (await dumpSlot());
+  let pipeKeys: string[];
+  let tcpConnections: number;
+  let inode: number;
+  let imagesFd: number;
+  try {
+    pipeKeys = stdioPipeKeys(spec.pid);
+    tcpConnections = (await listTcpConnections(spec.netns)).length;
+    inode = netnsInode(spec.netns);
+    imagesFd = openSync(spec.imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (err) {
+    unlockHost();
+    throw err;
+  }
   const started = performance.now();
   const hooks: { name: string; atMs: number }[] = [];
   let criuPid = 0;
@@ -222,11 +246,17 @@ async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: 
       if (name === 'network-lock') lockNetns(spec.netns);
       await spec.onHook?.(name);
       // A lazy dump says it is ready once its page server listens; it then serves until the target is done.
-      if (name === 'status-ready') lazy?.onReady([...hooks]);
+      if (name === 'status-ready') {
+        unlockHost();
+        lazy?.onReady([...hooks]);
+      }
     },
     logDir: spec.imagesDir,
   });
-  const closeImages = () => closeSync(imagesFd);
+  const closeImages = () => {
+    closeSync(imagesFd);
+    unlockHost();
+  };
   criu.then(closeImages, closeImages);
   const criuStartTime = processStartTime(criuPid) ?? 0;
   spec.onCriu?.({ criu: { pid: criuPid, startTime: criuStartTime }, pipeKeys, tcpConnections });

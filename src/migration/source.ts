@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { dumpTree, restoreUnderShim, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
+import { dumpSlot, dumpTree, restoreUnderShim, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
@@ -306,6 +306,7 @@ export class MigrationSource {
       return report;
     };
 
+    let releaseSlot: (() => void) | undefined;
     let prepared: Prepared = {};
     const prepare = async () => (prepared = await phase('prepare', async () => {
       if (status.mode === 'auto') {
@@ -322,14 +323,17 @@ export class MigrationSource {
       if (!cold) await prepare();
       // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
       if (replays(handover)) hold = await holdWhatTheLockDrops(ep.netns, (m) => this.events.warn(`migration ${status.id}: ${m}`));
+      // Waiting for another dump on this host to finish is not frozen time.
+      const slot = await dumpSlot();
+      releaseSlot = slot;
       frozenAt = performance.now();
       const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
       dumped = await phase('dump', async () => {
         const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
-        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, ...(pageServer ? { pageServer } : {}) });
+        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot, ...(pageServer ? { pageServer } : {}) });
         const port = await freePort('0.0.0.0');
         journalNow({ lazyPort: port });
-        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu });
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu, slot });
         return lazy.ready;
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
@@ -372,6 +376,7 @@ export class MigrationSource {
       }
       return finish('success', status.to);
     } catch (err) {
+      releaseSlot?.(); // idempotent: the dump releases it itself once CRIU is done with the tree
       const reason = `${status.phase}: ${describeError(err)}`;
       if (frozenAt) frozenMs = performance.now() - frozenAt;
       if (switched) {

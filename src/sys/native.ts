@@ -30,6 +30,7 @@ interface NativeAddon {
   /** takes the TCP sockets of process `pid` out of repair mode (borrowed with pidfd_getfd); returns how many were switched */
   tcpRepairOff(pid: number): number;
   tcpPace(pid: number, localPort: number, bytesPerSecond: number): number;
+  tryLockFile(path: string): number;
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));
