@@ -2,7 +2,7 @@
  * The composition root: builds an agent from its parts and runs it. Tests
  * build agents through here too. No side effects until start().
  */
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -10,6 +10,8 @@ import type { Registry } from 'prom-client';
 import { addOpenApi, createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
 import { PeerClient } from './api/peer-client.js';
+import type { TlsMaterial } from './api/http-client.js';
+import { RoamError } from './errors/roam-error.js';
 import { registerPeerRoutes } from './api/peer-routes.js';
 import { registerMigrationControlRoutes, registerMigrationPeerRoutes } from './api/migration-routes.js';
 import { MigrationSource } from './migration/source.js';
@@ -27,6 +29,18 @@ import { KernelDataplane } from './overlay/kernel-dataplane.js';
 import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
 import { VERSION } from './version.js';
+
+/** The PEM files of the tls config, read once at start; an unreadable one is a config error naming it. */
+function readTlsMaterial(t: { ca: string; cert: string; key: string }): TlsMaterial {
+  const read = (field: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new RoamError('CONFIG_INVALID', `tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  };
+  return { ca: read('ca', t.ca), cert: read('cert', t.cert), key: read('key', t.key) };
+}
 
 export class Agent {
   readonly events = new EventBus();
@@ -85,7 +99,9 @@ export class Agent {
       events: this.events,
     });
     this.manager = manager;
-    const client = new PeerClient(c.peerPort);
+    const tls = c.tls ? readTlsMaterial(c.tls) : undefined;
+    if (!tls) this.events.warn('no tls in the config: the peer protocol (control and images) is plain HTTP, unauthenticated; keep the underlay private');
+    const client = new PeerClient(c.peerPort, 3000, tls);
     const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events);
     this.sync = sync;
     manager.onChange(() => this.table.setLocal(manager.records()));
@@ -111,7 +127,12 @@ export class Agent {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
     });
-    this.peer = createApp();
+    this.peer = createApp(tls ? { ...tls, requestCert: true, rejectUnauthorized: true } : undefined);
+    // A peer without a certificate the cluster CA signed never gets past the handshake: said, and counted.
+    this.peer.server.on('tlsClientError', (err: Error & { code?: string }, socket: { remoteAddress?: string }) => {
+      this.events.warn(`peer connection from ${socket.remoteAddress ?? 'unknown'} refused: ${err.code ?? err.message}`);
+      this.events.emit('peer.tls-refused', { from: socket.remoteAddress ?? 'unknown', reason: err.code ?? err.message });
+    });
     registerPeerRoutes(this.peer, { manager, sync });
     registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, table: this.table, peers: client });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });

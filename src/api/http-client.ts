@@ -3,11 +3,33 @@
  * API on a unix socket (the CLI) and the peer protocol over TCP (agents).
  * A refusal from the other side comes back as the RoamError it described.
  */
-import { request } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { RoamError } from '../errors/roam-error.js';
 import { ErrorCodes, type ErrorCode } from '../errors/codes.js';
 
-export type Target = { socketPath: string } | { host: string; port: number };
+/** PEM material for mutual TLS with another agent. */
+export interface TlsMaterial {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export type Target = { socketPath: string } | { host: string; port: number; tls?: TlsMaterial };
+
+/**
+ * A request to `target`: HTTPS with this node's certificate and the cluster
+ * CA when it carries TLS material (the peer's certificate must then match
+ * its address), plain HTTP otherwise.
+ */
+export function requestTo(target: Target, options: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
+  if ('tls' in target && target.tls) {
+    const { tls, ...where } = target;
+    return httpsRequest({ ...where, ...options, ca: tls.ca, cert: tls.cert, key: tls.key }, onResponse);
+  }
+  const { tls: _none, ...where } = target as { tls?: unknown };
+  return httpRequest({ ...(where as object), ...options }, onResponse);
+}
 
 export interface CallOptions {
   timeoutMs?: number;
@@ -29,9 +51,9 @@ export function callRaw(target: Target, method: string, path: string, body?: unk
   const binary = Buffer.isBuffer(body);
   const payload = body === undefined ? undefined : binary ? body : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const req = request(
+    const req = requestTo(
+      target,
       {
-        ...target,
         method,
         path,
         headers: payload ? { 'content-type': binary ? 'application/octet-stream' : 'application/json', 'content-length': payload.length } : {},

@@ -4,7 +4,7 @@
  */
 import { parseWithSchema } from '../config/validate.js';
 import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
-import { callJson, callRaw, type Target } from './http-client.js';
+import { callJson, callRaw, type Target, type TlsMaterial } from './http-client.js';
 import { sendImages } from '../migration/image-transfer.js';
 import type { Prepared, PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
@@ -19,10 +19,10 @@ export interface AnnounceResult {
 }
 
 export class PeerClient implements TargetAgent {
-  constructor(private readonly port: number, private readonly timeoutMs = 3000) {}
+  constructor(private readonly port: number, private readonly timeoutMs = 3000, private readonly tls?: TlsMaterial) {}
 
   private target(address: string): Target {
-    return { host: address, port: this.port };
+    return { host: address, port: this.port, ...(this.tls ? { tls: this.tls } : {}) };
   }
 
   async announce(address: string, mine: NodeAnnouncement): Promise<AnnounceResult> {
@@ -51,7 +51,7 @@ export class PeerClient implements TargetAgent {
   }
 
   sendImages(address: string, id: string, imagesDir: string): Promise<number> {
-    return sendImages(imagesDir, this.target(address) as { host: string; port: number }, id);
+    return sendImages(imagesDir, this.target(address) as { host: string; port: number; tls?: TlsMaterial }, id);
   }
 
   async restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {

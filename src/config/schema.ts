@@ -59,6 +59,14 @@ export const AgentConfig = Type.Object(
     ),
     stateDir: Type.String({ minLength: 1, description: 'directory for endpoint records, logs and namespaces' }),
     syncIntervalMs: Type.Integer({ minimum: 100, maximum: 600000, default: 2000, description: 'anti-entropy period between agents' }),
+    tls: Type.Optional(Type.Object(
+      {
+        ca: Type.String({ minLength: 1, description: "PEM file of the cluster CA: peers must present a certificate it signed" }),
+        cert: Type.String({ minLength: 1, description: "PEM file of this node's certificate (for the underlay address), signed by the CA" }),
+        key: Type.String({ minLength: 1, description: "PEM file of this node's private key" }),
+      },
+      { additionalProperties: false, description: 'mutual TLS for the peer protocol (control and images); without it, agents talk plain HTTP and say so at start' },
+    )),
     migration: Type.Object(
       {
         maxConcurrent: Type.Integer({

@@ -9,6 +9,8 @@ export interface AgentEvents {
   'overlay.fdb_write': { op: 'ensure' | 'delete'; table: 'self' | 'master'; ok: boolean };
   'overlay.error': { message: string };
   'peer.sync': { node: string; ok: boolean; durationMs: number };
+  /** a peer connection that failed the TLS handshake (no certificate, or one the cluster CA did not sign) */
+  'peer.tls-refused': { from: string; reason: string };
   'peer.joined': { node: string; address: string };
   'endpoint.started': { name: string; ip: string };
   'endpoint.stopped': { name: string };

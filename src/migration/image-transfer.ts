@@ -12,11 +12,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { request } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { RoamError, SysError } from '../errors/roam-error.js';
-import { errorFromBody } from '../api/http-client.js';
+import { errorFromBody, requestTo, type TlsMaterial } from '../api/http-client.js';
 
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TRAILER = 'x-roam-sha256';
@@ -40,13 +39,13 @@ function frameHeader(name: string, size: number): Buffer {
 }
 
 /** Sends every image of `dir` to the target's arrival `id`; resolves with the image bytes sent. */
-export function sendImages(dir: string, target: { host: string; port: number }, id: string): Promise<number> {
+export function sendImages(dir: string, target: { host: string; port: number; tls?: TlsMaterial }, id: string): Promise<number> {
   const files = imageFiles(dir).map((name) => ({ name, size: statSync(join(dir, name)).size }));
   const urlPath = `/peer/v1/migrations/${encodeURIComponent(id)}/images`;
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     let bytes = 0;
-    const req = request({ ...target, method: 'PUT', path: urlPath, timeout: UPLOAD_IDLE_MS, headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', trailer: TRAILER } }, (res) => {
+    const req = requestTo(target, { method: 'PUT', path: urlPath, timeout: UPLOAD_IDLE_MS, headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', trailer: TRAILER } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -4,6 +4,7 @@
  * running it with more nodes adds them (a late joiner).
  */
 import { existsSync, mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../api/http-client.js';
 import type { NodeStatus } from '../api/schemas.js';
@@ -12,6 +13,7 @@ import { RoamError, describeError } from '../errors/roam-error.js';
 import { ensureAddress } from '../sys/netlink/addresses.js';
 import { addBridge, addVeth, getLink, requireLink, setLinkMaster, setLinkUp } from '../sys/netlink/links.js';
 import { deleteRootQdisc, ensureRateLimit, parseRate } from '../sys/netlink/qdisc.js';
+import { ensureCa, ensureNodeCert, type NodeCert } from '../sys/certs.js';
 import { RtnlSession } from '../sys/netlink/session.js';
 import { createNetns, isNetns } from '../sys/netns/netns.js';
 import { isAgentRunning, startAgent, waitAgentReady } from './agent-process.js';
@@ -45,11 +47,15 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
   const rateBits = state.underlayRate ? parseRate(state.underlayRate) : undefined;
 
   await ensureSwitch(layout, o.say);
+  const tlsDir = join(layout.dir, 'tls');
+  ensureCa(tlsDir, `roam testbed ${o.name} CA`);
   for (const node of layout.nodes) {
     const previous = state.nodes.find((n) => n.name === node.name);
     const built = await ensureNode(layout, node, rateBits, o.say);
     // A running agent keeps the config it started with: nodes added later are found by discovery.
-    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits);
+    // Agents talk mutual TLS under a CA of the testbed's own.
+    const tls = ensureNodeCert(tlsDir, node.name, node.underlayIp);
+    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls);
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -154,7 +160,7 @@ function underlayMac(index: number): string {
   return `02:75:00:00:${((index >> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined): void {
+function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert): void {
   const config: AgentConfig = {
     node: node.name,
     // The limited rate, when there is one, is what the agents plan migrations with.
@@ -169,6 +175,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     metrics: { listen: node.metricsListen },
     stateDir: node.stateDir,
     syncIntervalMs: syncIntervalMs ?? 2000,
+    tls,
     migration: { maxConcurrent: 1 },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
   };

@@ -1,0 +1,78 @@
+/**
+ * The peer protocol is mutual TLS under the testbed's CA: from the underlay,
+ * a client without a certificate, with one another CA signed, or speaking
+ * plain HTTP is refused at the handshake, and the agent says so and counts
+ * it; a node's own certificate gets through. (Every other testbed test runs
+ * its migrations, announcements and forwarded requests over the same TLS.)
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+import { requireRoot } from '../helpers/root.js';
+import { downAndCheck, uniqueTestbedName, upTestbed } from '../helpers/testbed.js';
+import { TESTBED_ROOT } from '../../src/testbed/layout.js';
+
+const name = uniqueTestbedName();
+let tb: TestbedState;
+
+test.before(async () => {
+  requireRoot();
+  tb = await upTestbed(name, 2);
+});
+
+test.after.always(async () => {
+  const left = await downAndCheck(name);
+  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+});
+
+/** curl from the underlay "switch" namespace; returns its exit code and what it printed. */
+function curlFromUnderlay(args: string[]): { code: number; out: string } {
+  try {
+    const out = execFileSync('nsenter', [`--net=${tb.switchNetns}`, 'curl', '-sS', '--max-time', '5', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { code: 0, out };
+  } catch (err) {
+    const e = err as { status?: number; stdout?: string; stderr?: string };
+    return { code: e.status ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+function refusals(): number {
+  const m = /^roam_peer_tls_refusals_total (\d+)/m.exec(curlFromUnderlay([`http://${tb.nodes[0]!.metrics}/metrics`]).out);
+  return Number(m?.[1] ?? NaN);
+}
+
+test.serial('a peer without a certificate, with one from another CA, or without TLS is refused, logged and counted; a node certificate gets through', (t) => {
+  const node1 = tb.nodes[0]!;
+  const url = `https://${node1.underlayIp}:7946/peer/v1/migrations/m-x-000001`;
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const before = refusals();
+
+  // No client certificate (the server itself is trusted through the testbed's CA).
+  const anonymous = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), url]);
+  t.not(anonymous.code, 0, `refused: ${anonymous.out}`);
+
+  // A certificate another CA signed, for the same address.
+  const rogueDir = mkdtempSync(join(tmpdir(), 'roam-rogue-ca-'));
+  t.teardown(() => rmSync(rogueDir, { recursive: true, force: true }));
+  ensureCa(rogueDir, 'not the cluster CA');
+  const rogue = ensureNodeCert(rogueDir, 'node2', tb.nodes[1]!.underlayIp);
+  const forged = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), '--cert', rogue.cert, '--key', rogue.key, url]);
+  t.not(forged.code, 0, `refused: ${forged.out}`);
+
+  // Plain HTTP on the peer port.
+  const plain = curlFromUnderlay([`http://${node1.underlayIp}:7946/peer/v1/migrations/m-x-000001`]);
+  t.false(/"error"/.test(plain.out), `no answer in plain HTTP: ${plain.out}`);
+
+  // The real thing: node2's certificate, signed by the testbed's CA.
+  const node2 = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), '--cert', join(tls, 'node2.pem'), '--key', join(tls, 'node2.key'), url]);
+  t.is(node2.code, 0, node2.out);
+  t.regex(node2.out, /"code":"NOT_FOUND"/, 'past the handshake, the agent answers');
+
+  t.true(refusals() >= before + 3, `refusals counted: ${before} -> ${refusals()}`);
+  const log = execFileSync('cat', [node1.logPath], { encoding: 'utf8' });
+  t.regex(log, /peer connection from 172\.31\.0\.\d+ refused: /);
+});
