@@ -98,18 +98,20 @@ class MigrationSlots {
 
   constructor(private readonly limit: number) {}
 
-  /** Resolves when a slot is free; the returned function frees it. */
-  async take(): Promise<() => void> {
-    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  /** Resolves when a slot is free: the function that frees it, and whether it had to wait. */
+  async take(): Promise<{ free: () => void; waited: boolean }> {
+    const waited = this.running >= this.limit;
+    if (waited) await new Promise<void>((resolve) => this.waiting.push(resolve));
     else this.running++;
     let freed = false;
-    return () => {
+    const free = () => {
       if (freed) return;
       freed = true;
       const next = this.waiting.shift();
       if (next) next();
       else this.running--;
     };
+    return { free, waited };
   }
 
   queued(): number {
@@ -207,9 +209,8 @@ export class MigrationSource {
   private async queued(status: MigrationStatus): Promise<() => void> {
     const asked = performance.now();
     status.phase = 'queued';
-    const free = await this.slots.take();
-    const waited = performance.now() - asked;
-    if (waited >= 1) this.queuedMs.set(status.id, round(waited));
+    const { free, waited } = await this.slots.take();
+    if (waited) this.queuedMs.set(status.id, round(performance.now() - asked));
     status.phase = 'prepare';
     return free;
   }
