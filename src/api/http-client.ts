@@ -4,7 +4,7 @@
  * A refusal from the other side comes back as the RoamError it described.
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RoamError } from '../errors/roam-error.js';
 import { ErrorCodes, type ErrorCode } from '../errors/codes.js';
 
@@ -17,6 +17,22 @@ export interface TlsMaterial {
 
 export type Target = { socketPath: string } | { host: string; port: number; tls?: TlsMaterial };
 
+const agents = new WeakMap<TlsMaterial, HttpsAgent>();
+
+/**
+ * Connections to peers are kept open (and TLS sessions cached) between
+ * requests: a migration makes a dozen calls in a row, and a handshake each
+ * would land inside its frozen window.
+ */
+function keptAliveAgent(tls: TlsMaterial): HttpsAgent {
+  let agent = agents.get(tls);
+  if (!agent) {
+    agent = new HttpsAgent({ keepAlive: true, keepAliveMsecs: 10000, timeout: 120000, maxCachedSessions: 256 });
+    agents.set(tls, agent);
+  }
+  return agent;
+}
+
 /**
  * A request to `target`: HTTPS with this node's certificate and the cluster
  * CA when it carries TLS material (the peer's certificate must then match
@@ -25,7 +41,7 @@ export type Target = { socketPath: string } | { host: string; port: number; tls?
 export function requestTo(target: Target, options: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
   if ('tls' in target && target.tls) {
     const { tls, ...where } = target;
-    return httpsRequest({ ...where, ...options, ca: tls.ca, cert: tls.cert, key: tls.key }, onResponse);
+    return httpsRequest({ ...where, ...options, ca: tls.ca, cert: tls.cert, key: tls.key, agent: keptAliveAgent(tls) }, onResponse);
   }
   const { tls: _none, ...where } = target as { tls?: unknown };
   return httpRequest({ ...(where as object), ...options }, onResponse);

@@ -21,6 +21,8 @@ export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TRAILER = 'x-roam-sha256';
 /** An upload that moves nothing for this long is given up (a cut link): the migration rolls back. */
 const UPLOAD_IDLE_MS = 15000;
+/** Writes are gathered up to this size. */
+const WRITE_BYTES = 256 * 1024;
 /** More files than any dump writes: a bound against a sender that never stops. */
 const MAX_FILES = 100000;
 
@@ -55,9 +57,22 @@ export function sendImages(dir: string, target: { host: string; port: number; tl
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', (err: NodeJS.ErrnoException) => reject(new RoamError('PEER_UNREACHABLE', `image upload to ${target.host}:${target.port}: ${err.code ?? err.message}`)));
+    // Small frames are gathered into larger writes: one write per header and small file meant a TLS record
+    // and a syscall each, dozens of them inside the frozen window.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = (): Promise<void> => {
+      if (pendingBytes === 0) return Promise.resolve();
+      const chunk = Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      return req.write(chunk) ? Promise.resolve() : new Promise((r) => req.once('drain', r));
+    };
     const send = (chunk: Buffer): Promise<void> => {
       hash.update(chunk);
-      return req.write(chunk) ? Promise.resolve() : new Promise((r) => req.once('drain', r));
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      return pendingBytes >= WRITE_BYTES ? flush() : Promise.resolve();
     };
     void (async () => {
       for (const f of files) {
@@ -71,6 +86,7 @@ export function sendImages(dir: string, target: { host: string; port: number; tl
         if (sent !== f.size) throw new Error(`${f.name} changed while being sent (${sent} of ${f.size} bytes)`);
         bytes += f.size;
       }
+      await flush();
       req.addTrailers({ [TRAILER]: hash.digest('hex') });
       req.end();
     })().catch((err: unknown) => req.destroy(err instanceof Error ? err : new Error(String(err))));
