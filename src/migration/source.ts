@@ -31,7 +31,7 @@ import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
-import type { HandoverReport, MigrationStatus, ModeChoice, Phase, PullReport } from './report.js';
+import { noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, type Phase, type PullReport } from './report.js';
 import type { Prepared, PrepareRequest } from './target.js';
 import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
 import { recoverMigration, type Recovered } from './source-recovery.js';
@@ -180,7 +180,7 @@ export class MigrationSource {
         .then((r) => {
           const report: HandoverReport = {
             id: j.id, name: j.name, from: this.self, to: j.to, mode: j.mode, result: r.result, reason: r.reason, running_on: r.runningOn,
-            frozen_ms: 0, phases: { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, pull_ms: 0, cleanup_ms: 0 }, image_bytes: 0, tcp_connections: j.dump?.tcpConnections ?? 0, started_at: new Date().toISOString(),
+            frozen_ms: 0, phases: noPhases(), image_bytes: 0, tcp_connections: j.dump?.tcpConnections ?? 0, started_at: new Date().toISOString(),
           };
           Object.assign(status, { state: r.result, report });
           (r.result === 'failed' ? this.events.error.bind(this.events) : this.events.info.bind(this.events))(`migration ${j.id} of ${j.name}: ${r.result}, ${r.reason}`);
@@ -205,17 +205,14 @@ export class MigrationSource {
     return this.slots.queued();
   }
 
-  /** Waits for a slot; meanwhile the status says 'queued', and the report how long it waited. */
-  private async queued(status: MigrationStatus): Promise<() => void> {
+  /** Waits for a slot; meanwhile the status says 'queued'. `queuedMs`: how long it waited, if it had to (for the report). */
+  private async queued(status: MigrationStatus): Promise<{ free: () => void; queuedMs?: number }> {
     const asked = performance.now();
     status.phase = 'queued';
     const { free, waited } = await this.slots.take();
-    if (waited) this.queuedMs.set(status.id, round(performance.now() - asked));
     status.phase = 'prepare';
-    return free;
+    return waited ? { free, queuedMs: round(performance.now() - asked) } : { free };
   }
-
-  private readonly queuedMs = new Map<string, number>();
 
   /** Checks the request, then runs the migration in the background; returns its id at once. */
   start(req: MigrateRequest): { id: string; done: Promise<HandoverReport> } {
@@ -238,18 +235,20 @@ export class MigrationSource {
     const status: MigrationStatus = { id, name: req.name, from: this.self, to: req.to, mode, state: 'running', phase: 'prepare', completed: [] };
     this.statuses.set(id, status);
     while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
-    const done = this.queued(status).then(async (free) => {
+    const done = this.queued(status).then(async (slot) => {
       try {
-        return await this.run(status, peer.address, record, handover, free);
+        return await this.run(status, peer.address, record, handover, slot);
       } finally {
-        free();
+        slot.free();
       }
     }).finally(() => this.moving.delete(req.name));
     return { id, done };
   }
 
-  /** `free`: gives up this migration's slot (also done by the caller when it ends); the passive observation after the move needs none. */
-  private async run(status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism, free: () => void): Promise<HandoverReport> {
+  /** `slot.free`: gives up this migration's slot (also done by the caller when it ends); the passive observation after the move needs none. */
+  private async run(
+    status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism, slot: { free: () => void; queuedMs?: number },
+  ): Promise<HandoverReport> {
     const startedAt = new Date().toISOString();
     const dir = join(this.stateDir, 'migrations', status.id);
     const imagesDir = join(dir, 'images');
@@ -263,7 +262,7 @@ export class MigrationSource {
       if (existsSync(dir)) writeJournal(dir, journal);
     };
     journalNow({});
-    const phases = { prepare_ms: 0, dump_ms: 0, transfer_ms: 0, restore_ms: 0, switch_ms: 0, unlock_ms: 0, pull_ms: 0, cleanup_ms: 0 };
+    const phases = noPhases();
     let dumped: DumpResult | undefined;
     let lazy: LazyDump | undefined;
     let pull: PullReport | undefined;
@@ -299,7 +298,7 @@ export class MigrationSource {
         ...(dumped ? { tcp_in_flight: inFlightOf(dumped) } : {}),
         ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}),
         ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}),
-        ...(this.queuedMs.has(status.id) ? { queued_ms: this.queuedMs.get(status.id)! } : {}), started_at: startedAt,
+        ...(slot.queuedMs !== undefined ? { queued_ms: slot.queuedMs } : {}), started_at: startedAt,
       };
       status.state = result;
       status.report = report;
@@ -325,16 +324,16 @@ export class MigrationSource {
       // Bound before the freeze: from the lock on, what the peers send is kept, not lost.
       if (replays(handover)) hold = await holdWhatTheLockDrops(ep.netns, (m) => this.events.warn(`migration ${status.id}: ${m}`));
       // Waiting for another dump on this host to finish is not frozen time.
-      const slot = await dumpSlot();
-      releaseSlot = slot;
+      const hostSlot = await dumpSlot();
+      releaseSlot = hostSlot;
       frozenAt = performance.now();
       const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
       dumped = await phase('dump', async () => {
         const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
-        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot, ...(pageServer ? { pageServer } : {}) });
+        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...(pageServer ? { pageServer } : {}) });
         const port = await freePort('0.0.0.0');
         journalNow({ lazyPort: port });
-        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu, slot });
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu, slot: hostSlot });
         return lazy.ready;
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
@@ -370,7 +369,7 @@ export class MigrationSource {
         pull = await phase('pull', () => this.followPull(status, address, l, dumped!.lazyBytes, pacedMbit));
         rmSync(dir, { recursive: true, force: true });
       }
-      free();
+      slot.free();
       clientStall = await this.observe(status, address, frozenWhenAsked);
       if (pull?.result === 'incomplete') {
         return finish('failed', '', `pull: ${pull.reason ?? 'incomplete'}; the service is lost (the target's copy lacked memory and was ended)`);
@@ -397,6 +396,24 @@ export class MigrationSource {
       }
       if (lazy && dumped) return this.resumeInPlace(status, address, ep, lazy, dumped, dir, hold, handover, reason, finish);
       return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
+    }
+  }
+
+  /**
+   * Before a rollback: the target drops its half of the migration, or says it
+   * switched already (then nothing may come back here). If it cannot be
+   * reached it is asked again in the background; it cannot have switched, as
+   * only this node asks for the switch, and it had not yet.
+   */
+  private async dropTargetHalf(address: string, status: MigrationStatus): Promise<'dropped' | 'switched' | 'unreachable'> {
+    try {
+      await this.target.abort(address, status.id);
+      return 'dropped';
+    } catch (err) {
+      if (err instanceof RoamError && err.code === 'CONFLICT') return 'switched';
+      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); asking again in the background`);
+      this.abortLater(address, status);
+      return 'unreachable';
     }
   }
 
@@ -511,15 +528,9 @@ export class MigrationSource {
     reason: string,
     finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
   ): Promise<HandoverReport> {
-    try {
-      await this.target.abort(address, status.id);
-    } catch (err) {
-      if (err instanceof RoamError && err.code === 'CONFLICT') {
-        hold?.close();
-        return finish('failed', status.to, `${reason}; the target had already switched: the service runs on ${status.to}, its memory still being pulled from here`);
-      }
-      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); asking again in the background`);
-      this.abortLater(address, status);
+    if ((await this.dropTargetHalf(address, status)) === 'switched') {
+      hold?.close();
+      return finish('failed', status.to, `${reason}; the target had already switched: the service runs on ${status.to}, its memory still being pulled from here`);
     }
     try {
       await lazy.cancel();
@@ -564,17 +575,11 @@ export class MigrationSource {
     reason: string,
     finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
   ): Promise<HandoverReport> {
-    try {
-      await this.target.abort(address, status.id);
-    } catch (err) {
-      if (err instanceof RoamError && err.code === 'CONFLICT') {
-        // The target had switched after all: it owns the endpoint.
-        hold?.close();
-        await this.manager.release(ep.name).catch(() => undefined);
-        return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
-      }
-      this.events.warn(`migration ${status.id}: could not clean up on ${status.to} (${describeError(err)}); asking again in the background`);
-      this.abortLater(address, status);
+    if ((await this.dropTargetHalf(address, status)) === 'switched') {
+      // The target had switched after all: it owns the endpoint.
+      hold?.close();
+      await this.manager.release(ep.name).catch(() => undefined);
+      return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
     }
     if (!dumped) {
       // The process was never stopped (or CRIU resumed it when the dump failed, and the lock went with it).

@@ -248,18 +248,18 @@ export class MigrationTarget {
     const restored = a.restored;
     if (!a.switched || !restored) throw new RoamError('CONFLICT', `migration ${id}: not switched yet, the lock stays`);
     clearTimeout(a.watchdog);
-    a.unlocking ??= this.unlockNow({ ...a, restored }, frozenMs);
+    a.unlocking ??= this.unlockNow(a, restored, frozenMs);
     return a.unlocking;
   }
 
-  private async unlockNow(a: Arrival & { restored: { pid: number; shimPid: number } }, frozenMs: number): Promise<HandoverCounts> {
+  private async unlockNow(a: Arrival, restored: { pid: number; shimPid: number }, frozenMs: number): Promise<HandoverCounts> {
     const id = a.id;
     const asked = performance.now();
     const kept = await drainWhatWasKept(a.hold, (m) => this.events?.warn(`migration ${id}: ${m}`));
     const held = [a.sourceHeld, kept].filter((h): h is HeldPackets => h !== undefined);
     const counts = await resumeService({
       netns: a.record.netns, ip: a.record.ip, mechanism: a.handover, held, connections: a.connections,
-      hold: a.hold, pid: a.restored.pid, stopped: a.handover !== 'off',
+      hold: a.hold, pid: restored.pid, stopped: a.handover !== 'off',
     });
     const unlockedAt = performance.now();
     this.arrivals.delete(id);

@@ -41,19 +41,30 @@ test.after.always(async () => {
   if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
 });
 
+/** A migration's status, through node1's agent (whichever runs now). */
+function statusOf(m: { id: string; from: string }): Promise<MigrationStatus> {
+  return callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+}
+
+/** Polls a migration's status until it has ended; returns its last status. */
+async function ended(what: string, status: () => Promise<MigrationStatus>, timeoutMs: number): Promise<MigrationStatus> {
+  let last: MigrationStatus | undefined;
+  await waitFor(what, async () => {
+    last = await status();
+    return last.state !== 'running';
+  }, timeoutMs);
+  return last!;
+}
+
 /** Starts a stop-copy migration of `big` from node1 to node2 and calls `breakIt` once its transfer is under way. */
 async function migrateAndBreak(breakIt: () => void | Promise<void>): Promise<Report> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
-  const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  const status = () => statusOf(m);
   await waitFor('the transfer phase', async () => (await status()).phase === 'transfer', 20000);
   await breakIt();
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await status();
-    return final.state !== 'running';
-  }, 60000);
-  return final!.report as Report;
+  const final = await ended('the migration to end', () => status(), 60000);
+  return final.report as Report;
 }
 
 function nothingOf(t: import('ava').ExecutionContext, nodeName: string, ep: string): void {
@@ -106,12 +117,8 @@ test.serial('the target agent killed during the restore: the service resumes on 
     if (Date.now() > deadline) throw new Error('the restore never started');
   }
   process.kill(target.agentPid, 'SIGKILL');
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    return final.state !== 'running';
-  }, 60000);
-  const report = final!.report!;
+  const final = await ended('the migration to end', () => statusOf(m), 60000);
+  const report = final.report!;
   t.is(report.result, 'rolled_back', report.reason);
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /^restore: /);
@@ -153,12 +160,8 @@ test.serial('a workload CRIU refuses (a unix socket to outside its tree): the re
   await run(tb, 'node1', 'ext', ['/usr/bin/python3', outsideUnixClient, path]);
   await waitFor('ext to connect', () => endpointLog(tb, 'node1', 'ext').includes('beat 2'));
   const m = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'ext', to: 'node2', mode: 'stop-copy' });
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    return final.state !== 'running';
-  }, 60000);
-  const report = final!.report!;
+  const final = await ended('the migration to end', () => statusOf(m), 60000);
+  const report = final.report!;
   t.is(report.result, 'rolled_back');
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /^dump: criu dump failed: .*unix: External socket is used/, report.reason);
@@ -178,12 +181,8 @@ test.serial("the target's state directory full: the upload fails there naming th
   t.teardown(() => execFileSync('umount', [migrations]));
   const api = { socketPath: tb.nodes[0]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    return final.state !== 'running';
-  }, 60000);
-  const report = final!.report!;
+  const final = await ended('the migration to end', () => statusOf(m), 60000);
+  const report = final.report!;
   t.is(report.result, 'rolled_back', report.reason);
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /^transfer: images\.write \S+\.img: ENOSPC; the service was restored on node1 with its connections/);
@@ -202,13 +201,9 @@ test.serial('both ends asked to move the same endpoint at once: exactly one migr
   t.like(refused[0]!.reason, { code: 'CONFLICT' });
   t.regex(String(refused[0]!.reason.message), /endpoint big is already moving \(migration m-/);
   const m = accepted[0]!.value;
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    return final.state !== 'running';
-  }, 60000);
-  t.is(final!.report!.result, 'success', final!.report!.reason);
-  const where = final!.report!.running_on;
+  const final = await ended('the migration to end', () => statusOf(m), 60000);
+  t.is(final.report!.result, 'success', final.report!.reason);
+  const where = final.report!.running_on;
   const seen = await Promise.all(tb.nodes.map(async (_, i) => (await endpoints(tb, i)).filter((e) => e.name === 'big' && e.node === where).length));
   t.deepEqual(seen, [1, 1, 1], 'every node sees it in one place');
   for (const n of tb.nodes.filter((x) => x.name !== where)) nothingOf(t, n.name, 'big');
@@ -216,7 +211,7 @@ test.serial('both ends asked to move the same endpoint at once: exactly one migr
   // Back to node1 for what follows.
   if (where !== 'node1') {
     const back = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node1', mode: 'stop-copy' });
-    await waitFor('the move back', async () => (await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${back.id}?from=${back.from}`)).state === 'success', 60000);
+    await waitFor('the move back', async () => (await statusOf(back)).state === 'success', 60000);
   }
 });
 
@@ -224,7 +219,7 @@ test.serial('both ends asked to move the same endpoint at once: exactly one migr
 async function stopCopyStarted() {
   const m = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node2', mode: 'stop-copy' });
   // Through the testbed's current agents: after a restart, the new one answers for the recovered migration.
-  const status = () => callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  const status = () => statusOf(m);
   return { id: m.id, status };
 }
 
@@ -238,12 +233,16 @@ async function restartSourceAndRecover(m: Awaited<ReturnType<typeof stopCopyStar
 
 async function recoverAfterRestart(m: Awaited<ReturnType<typeof stopCopyStarted>>): Promise<Report> {
   tb = await upTestbed(name, 3);
-  let final: MigrationStatus | undefined;
-  await waitFor('the restarted source to recover the migration', async () => {
-    final = await m.status();
-    return final.state !== 'running';
-  }, 60000);
-  return final!.report as Report;
+  const final = await ended('the restarted source to recover the migration', () => m.status(), 60000);
+  return final.report as Report;
+}
+
+/** After a rollback by a restarted source: running on node1 with its connections; nothing of it on node2, no journal left. */
+async function backOnNode1Alone(t: import('ava').ExecutionContext): Promise<void> {
+  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
+  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
+  nothingOf(t, 'node2', 'big');
+  t.deepEqual(readdirSync(`${tb.nodes[0]!.stateDir}/migrations`), [], 'node1: the journal and images went');
 }
 
 test.serial('the source agent killed during the dump: its restart brings the service back on the source, connections intact, and the target keeps nothing', async (t) => {
@@ -253,10 +252,7 @@ test.serial('the source agent killed during the dump: its restart brings the ser
   t.is(report.result, 'rolled_back', report.reason);
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /after node1's agent restarted/);
-  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
-  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
-  nothingOf(t, 'node2', 'big');
-  t.deepEqual(readdirSync(`${tb.nodes[0]!.stateDir}/migrations`), [], 'node1: the journal and images went');
+  await backOnNode1Alone(t);
 });
 
 test.serial('the source agent killed during the transfer: its restart restores the service on the source from its images, connections intact; the target keeps nothing', async (t) => {
@@ -266,10 +262,7 @@ test.serial('the source agent killed during the transfer: its restart restores t
   t.is(report.result, 'rolled_back', report.reason);
   t.is(report.running_on, 'node1');
   t.regex(report.reason ?? '', /restored on node1 from its images with its connections after node1's agent restarted/);
-  t.like((await endpoints(tb)).find((e) => e.name === 'big'), { node: 'node1', state: 'running' });
-  await streamAdvances(tb, 'node3', 'watch', 50000, 20000);
-  nothingOf(t, 'node2', 'big');
-  t.deepEqual(readdirSync(`${tb.nodes[0]!.stateDir}/migrations`), [], 'node1: the journal and images went');
+  await backOnNode1Alone(t);
 });
 
 test.serial('the source agent killed right after the switch: the target lifts the lock on its own, the restarted source finishes the migration; the service is on the target only', async (t) => {
@@ -294,19 +287,15 @@ test.serial('the source agent killed right after the switch: the target lifts th
   await streamAdvances(tb, 'node3', 'watch', 20000, 20000);
   // And it moves on as any endpoint does: back to node1 for what follows.
   const back = await callJson<{ id: string; from: string }>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/migrations', { endpoint: 'big', to: 'node1', mode: 'stop-copy' });
-  let final: MigrationStatus | undefined;
-  await waitFor('the move back', async () => {
-    final = await callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${back.id}?from=${back.from}`);
-    return final.state !== 'running';
-  }, 60000);
-  t.is(final!.report!.result, 'success', final!.report!.reason);
+  const final = await ended('the move back', () => statusOf(back), 60000);
+  t.is(final.report!.result, 'success', final.report!.reason);
 });
 
 /** Starts a post-copy migration of `big` and waits until its memory is being pulled; returns how to follow it. */
 async function postCopyUnderWay(from: number, to: string) {
   const api = { socketPath: tb.nodes[from]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'big', to, mode: 'post-copy' });
-  const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  const status = () => statusOf(m);
   await waitFor('a pull under way', async () => ((await status()).pull?.pulled_bytes ?? 0) > 1048576, 30000);
   const record = JSON.parse(readFileSync(`${tb.nodes[from]!.stateDir}/migrations/${m.id}/journal.json`, 'utf8')) as { root: { pid: number }; criu: { pid: number } };
   return { id: m.id, status, record };
@@ -352,12 +341,8 @@ test.serial('post-copy with the source agent killed mid-pull: the pull completes
 test.serial("post-copy with the source's page server killed mid-pull: the target ends its copy rather than run on missing memory, and the report says so", async (t) => {
   const pull = await postCopyUnderWay(1, 'node3');
   process.kill(pull.record.criu.pid, 'SIGKILL');
-  let final: MigrationStatus | undefined;
-  await waitFor('the migration to end', async () => {
-    final = await pull.status();
-    return final.state !== 'running';
-  }, 60000);
-  const report = final!.report as Report;
+  const final = await ended('the migration to end', () => pull.status(), 60000);
+  const report = final.report as Report;
   t.is(report.result, 'failed');
   t.is(report.pull?.result, 'incomplete');
   t.log(JSON.stringify(report.pull), report.reason);

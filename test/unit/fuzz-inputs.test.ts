@@ -93,8 +93,8 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
   return { control, peer };
 }
 
-/** A refusal is 4xx with {error: {code, message}}; anything else must be a success. */
-function judge(res: { statusCode: number; body: string }, what: string): void {
+/** A refusal is 4xx with {error: {code, message}}; anything else must be a success. Returns the status. */
+function judge(res: { statusCode: number; body: string }, what: string): number {
   if (res.statusCode >= 500) throw new Error(`${what}: ${res.statusCode} ${res.body}`);
   if (res.statusCode >= 400) {
     const body = JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown } };
@@ -102,6 +102,12 @@ function judge(res: { statusCode: number; body: string }, what: string): void {
       throw new Error(`${what}: a refusal without a clear error: ${res.body}`);
     }
   }
+  return res.statusCode;
+}
+
+/** How the answers of a fuzz run split: that it ran in full, and refused what it had to. */
+function tally(statuses: number[]): { total: number; refused: number } {
+  return { total: statuses.length, refused: statuses.filter((c) => c >= 400 && c < 500).length };
 }
 
 /** A valid example with one thing changed: a field replaced by random JSON, removed, or one added. */
@@ -137,21 +143,25 @@ test('JSON routes: random and near-valid bodies get a clear 4xx or succeed; neve
   const { control, peer } = apps(root);
   for (const route of JSON_ROUTES) {
     const app = route.app === 'control' ? control : peer;
+    const statuses: number[] = [];
     await fc.assert(
       fc.asyncProperty(mutated(route.valid), async (body) => {
         const res = await app.inject({ method: route.method, url: route.url, payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
-        judge(res, `${route.method} ${route.url} ${JSON.stringify(body).slice(0, 200)}`);
+        statuses.push(judge(res, `${route.method} ${route.url} ${JSON.stringify(body).slice(0, 200)}`));
       }),
       { numRuns: RUNS },
     );
+    const { total, refused } = tally(statuses);
+    t.is(total, RUNS, `${route.url}: every case answered`);
+    t.true(refused > RUNS / 4, `${route.url}: broken bodies were refused (${refused} of ${total})`);
   }
-  t.pass();
 });
 
 test('any method, path and query, and bodies that are not JSON, get a clear 4xx; never a 5xx', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'roam-fuzz-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const { control, peer } = apps(root);
+  const statuses: number[] = [];
   const paths = ['/v1/endpoints/', '/v1/migrations/', '/peer/v1/endpoints/', '/peer/v1/migrations/', '/peer/v1/migrations/m-x-000001/'];
   await fc.assert(
     fc.asyncProperty(
@@ -165,12 +175,14 @@ test('any method, path and query, and bodies that are not JSON, get a clear 4xx;
       async (app, method, base, segs, query, bytes, type) => {
         const url = `${base}${segs.join('/')}?${new URLSearchParams(query).toString()}`;
         const res = await app.inject({ method, url, ...(method === 'GET' || method === 'DELETE' ? {} : { payload: Buffer.from(bytes), headers: { 'content-type': type } }) });
-        judge(res, `${method} ${url}`);
+        statuses.push(judge(res, `${method} ${url}`));
       },
     ),
     { numRuns: RUNS * 2 },
   );
-  t.pass();
+  const { total, refused } = tally(statuses);
+  t.is(total, RUNS * 2, 'every case answered');
+  t.true(refused > RUNS, `most random requests were refused (${refused} of ${total})`);
 });
 
 /** An upload in the image framing, as a well-behaved sender would build it. */
@@ -215,14 +227,17 @@ test('the held-packet upload: random and cut-off bodies are refused as bad input
   const root = mkdtempSync(join(tmpdir(), 'roam-fuzz-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const { peer } = apps(root);
+  const statuses: number[] = [];
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (bytes) => {
       const res = await peer.inject({ method: 'PUT', url: '/peer/v1/migrations/m-x-000001/held', payload: Buffer.from(bytes), headers: { 'content-type': 'application/octet-stream' } });
-      judge(res, `held ${bytes.length} bytes`);
+      statuses.push(judge(res, `held ${bytes.length} bytes`));
     }),
     { numRuns: RUNS },
   );
-  t.pass();
+  const { total, refused } = tally(statuses);
+  t.is(total, RUNS);
+  t.true(refused > RUNS * 0.9, `random bytes are not held packets (${refused} of ${total} refused)`);
 });
 
 test('the config: random and near-valid documents parse or are refused with CONFIG_INVALID naming what is wrong', (t) => {
@@ -231,15 +246,20 @@ test('the config: random and near-valid documents parse or are refused with CONF
     peers: [{ node: 'node2', address: '172.31.0.2' }], api: { socket: '/run/roam/agent.sock' }, metrics: { listen: '172.31.0.1:9464' }, stateDir: '/run/roam/state',
   };
   const nested = fc.constantFrom('underlay', 'overlay', 'api', 'metrics').chain((k) => mutated(good[k as keyof typeof good] as Record<string, unknown>).map((v) => ({ ...good, [k]: v })));
+  let accepted = 0;
+  let refused = 0;
   fc.assert(
     fc.property(fc.oneof(mutated(good), nested), (doc) => {
       try {
         parseConfig(doc);
+        accepted++;
       } catch (err) {
         if (!(err instanceof RoamError) || err.code !== 'CONFIG_INVALID' || err.message.length < 8) throw err;
+        refused++;
       }
     }),
     { numRuns: RUNS * 3 },
   );
-  t.pass();
+  t.is(accepted + refused, RUNS * 3, 'every document judged');
+  t.true(refused > RUNS, `broken documents were refused with CONFIG_INVALID (${refused} of ${accepted + refused})`);
 });
