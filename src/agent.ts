@@ -4,7 +4,7 @@
  */
 import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { addOpenApi, createApp } from './api/app.js';
@@ -100,7 +100,9 @@ export class Agent {
     });
     this.manager = manager;
     const tls = c.tls ? readTlsMaterial(c.tls) : undefined;
-    if (!tls) this.events.warn('no tls in the config: the peer protocol (control and images) is plain HTTP, unauthenticated; keep the underlay private');
+    if (!tls) this.events.warn('no tls in the config: the peer protocol (control and images) and the page servers are plain, unauthenticated; keep the underlay private');
+    // CRIU reads the same files itself, from its own working directory.
+    const pageTls = c.tls ? { ca: resolve(c.tls.ca), cert: resolve(c.tls.cert), key: resolve(c.tls.key) } : undefined;
     const client = new PeerClient(c.peerPort, 3000, tls);
     const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events);
     this.sync = sync;
@@ -115,12 +117,13 @@ export class Agent {
 
     const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, {
       address: c.underlay.address, pullShare: c.underlay.pullShare, ...(c.underlay.rateMbit !== undefined ? { rateMbit: c.underlay.rateMbit } : {}),
+      ...(pageTls ? { pageTls } : {}),
     }, c.migration.maxConcurrent);
     source.recoverInterrupted();
     // The switch: this node's FDB and the peers' learn the new owner at the same time; both before the unlock.
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await Promise.all([reconciler.reconcile(), sync.publish(2000)]);
-    }, this.events, c.underlay.address);
+    }, this.events, c.underlay.address, pageTls);
     await target.resumeSwitchedLeftovers();
     this.migrations = { source, target };
     const router = new EndpointRouter(c.node, this.table, manager, client, {

@@ -14,14 +14,14 @@
  * there and lifts it itself.
  */
 import { closeSync, constants, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
 import { criuCall, errorLines, NetworkLock } from '../sys/criu/rpc.js';
 import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/workers.js';
 import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
-import { connect } from 'node:net';
+import { criuTlsArgs, criuTlsOpts, knockAndLeave, type PageServerTls } from './page-server-tls.js';
 import { netnsInode } from '../sys/netns/netns.js';
 import { hostLock, LOCK_DIR } from '../sys/host-lock.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
@@ -36,6 +36,8 @@ export interface DumpSpec {
   imagesDir: string;
   /** stream memory pages to this page server while dumping (they never land in imagesDir) */
   pageServer?: { address: string; port: number };
+  /** page-server connections (streamed, or a lazy dump's server) over TLS with these files */
+  tls?: PageServerTls;
   onHook?: (name: string) => Promise<void> | void;
   /** this host's dump slot, taken beforehand (dumpSlot) so that waiting for it is not counted as frozen; released when CRIU's parasite is gone */
   slot?: () => void;
@@ -122,7 +124,8 @@ export interface LazyDump {
    * target never took over.
    */
   served: Promise<void>;
-  /** the page server's port (on every address of this node) */
+  /** where the page server listens: this node's underlay address */
+  address: string;
   port: number;
   /** the dumped tree's root */
   root: { pid: number; startTime: number };
@@ -135,14 +138,14 @@ export interface LazyDump {
 
 /**
  * Post-copy: dumps everything but the tree's anonymous memory, which a CRIU
- * page server on `port` then serves to the target's lazy-pages daemon. The
+ * page server on `address`:`port` then serves to the target's lazy-pages daemon. The
  * tree stays stopped (leave_stopped) until the caller decides its fate: CRIU
  * would kill it when the connection ends, even if the target got only part
  * of the memory, and would resume it, connections still in repair mode, if
  * serving failed. CRIU runs in its own session so that the pull survives the
  * agent.
  */
-export async function startLazyDump(spec: DumpSpec & { port: number }): Promise<LazyDump> {
+export async function startLazyDump(spec: DumpSpec & { address: string; port: number }): Promise<LazyDump> {
   const root = { pid: spec.pid, startTime: processStartTime(spec.pid) ?? 0 };
   let readyNow!: (r: DumpResult) => void;
   let failNow!: (e: unknown) => void;
@@ -151,6 +154,7 @@ export async function startLazyDump(spec: DumpSpec & { port: number }): Promise<
   let started!: (c: StartedDump) => void;
   const whenStarted = new Promise<StartedDump>((resolve) => (started = resolve));
   const call = await startDump(spec, {
+    address: spec.address,
     port: spec.port,
     onReady: (hooks) => {
       isReady = true;
@@ -170,22 +174,22 @@ export async function startLazyDump(spec: DumpSpec & { port: number }): Promise<
   );
   served.catch(() => undefined);
   return {
-    ready, served, port: spec.port, root, criuPid: call.criuPid, criuStartTime: call.criuStartTime,
+    ready, served, address: spec.address, port: spec.port, root, criuPid: call.criuPid, criuStartTime: call.criuStartTime,
     cancel: async () => {
       if (!isSameProcessAlive(call.criuPid, call.criuStartTime)) return;
-      await endLazyPageServer(spec.port);
+      await endLazyPageServer(spec.address, spec.port, spec.tls);
       await served.catch(() => undefined);
     },
   };
 }
 
-/** Ends a lazy dump's page server whose target will not come: CRIU takes an empty connection as the end of the pull. */
-export function endLazyPageServer(port: number): Promise<void> {
-  return new Promise((resolve) => {
-    const sk = connect({ host: '127.0.0.1', port }, () => sk.end());
-    sk.on('close', () => resolve());
-    sk.on('error', () => resolve());
-  });
+/**
+ * Ends a lazy dump's page server whose target will not come: CRIU takes a
+ * connection that ends without asking for anything as the end of the pull,
+ * and leaves the tree stopped for its owner to resume.
+ */
+export function endLazyPageServer(address: string, port: number, tls: PageServerTls | undefined): Promise<void> {
+  return knockAndLeave(address, port, tls);
 }
 
 function lazyMemoryBytesOr0(dir: string): number {
@@ -201,7 +205,7 @@ interface StartedDump {
   criuStartTime: number;
 }
 
-async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: { name: string; atMs: number }[]) => void } | undefined): Promise<StartedDump> {
+async function startDump(spec: DumpSpec, lazy: { address: string; port: number; onReady: (hooks: { name: string; atMs: number }[]) => void } | undefined): Promise<StartedDump> {
   const unlockHost = spec.slot ?? (await dumpSlot());
   let pipeKeys: string[];
   let tcpConnections: number;
@@ -232,8 +236,8 @@ async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: 
       notifyScripts: true,
       external: [`net[${inode}]:${NETNS_KEY}`],
       networkLock: NetworkLock.SKIP,
-      ...(spec.pageServer ? { ps: spec.pageServer } : {}),
-      ...(lazy ? { lazyPages: true, leaveStopped: true, ps: { address: '', port: lazy.port } } : {}),
+      ...(spec.pageServer ? { ps: spec.pageServer, ...criuTlsOpts(spec.tls, 'connects') } : {}),
+      ...(lazy ? { lazyPages: true, leaveStopped: true, ps: { address: '', port: lazy.port }, configFile: lazyListenConfig(spec.imagesDir, lazy.address), ...criuTlsOpts(spec.tls, 'serves') } : {}),
     },
     spawn: (fd) => {
       const child = criuWorker(fd, { detached: lazy !== undefined });
@@ -261,6 +265,17 @@ async function startDump(spec: DumpSpec, lazy: { port: number; onReady: (hooks: 
   const criuStartTime = processStartTime(criuPid) ?? 0;
   spec.onCriu?.({ criu: { pid: criuPid, startTime: criuStartTime }, pipeKeys, tcpConnections });
   return { criu, started, pipeKeys, tcpConnections, criuPid, criuStartTime };
+}
+
+/**
+ * The RPC takes no address for a lazy dump's page server (it would listen
+ * on every address); CRIU's options file, read after the request, does.
+ * It lives next to the images, not among them: it is not part of what travels.
+ */
+function lazyListenConfig(imagesDir: string, address: string): string {
+  const file = join(dirname(imagesDir), 'lazy-dump.conf');
+  writeFileSync(file, `address ${address}\n`);
+  return file;
 }
 
 /** What the dump wrote. Nothing here may fail: the tree is gone (or stopped for good), and a failure would have the caller believe it still runs. */
@@ -294,14 +309,14 @@ export interface PageServer {
  * port). It serves one dump and then exits; waitForPageServer() tells when
  * every page it received is written.
  */
-export async function startPageServer(imagesDir: string, address: string): Promise<PageServer> {
+export async function startPageServer(imagesDir: string, address: string, tls?: PageServerTls): Promise<PageServer> {
   const imagesFd = openSync(imagesDir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     // Not PAGE_SERVER: in daemon mode CRIU 4.2 answers with pid 0 (cr_page_server returns 0 to the
     // parent), and the pid is what tells when the pages are all written. The child variant reports it.
     const result = await criuCall({
       type: 'PAGE_SERVER_CHLD',
-      opts: { imagesDirFd: imagesFd, ps: { address, port: 0 }, logLevel: LOG_LEVEL, logFile: 'page-server.log' },
+      opts: { imagesDirFd: imagesFd, ps: { address, port: 0 }, logLevel: LOG_LEVEL, logFile: 'page-server.log', ...criuTlsOpts(tls, 'serves') },
       spawn: criuWorker,
       logDir: imagesDir,
     });
@@ -436,8 +451,8 @@ const LAZY_PAGES_READY_MS = 10000;
  * tree's missing memory (CRIU's lazy-pages, pulling from the source's page
  * server at `source`), and resolves once it listens for the restore.
  */
-export async function startLazyPages(imagesDir: string, source: { address: string; port: number }): Promise<LazyPagesDaemon> {
-  const child = lazyPagesWorker(imagesDir, source);
+export async function startLazyPages(imagesDir: string, source: { address: string; port: number }, tls?: PageServerTls): Promise<LazyPagesDaemon> {
+  const child = lazyPagesWorker(imagesDir, source, criuTlsArgs(tls));
   const started = performance.now();
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4096)));

@@ -35,8 +35,8 @@ export interface SourceJournal {
   dump?: { pipeKeys: string[]; tcpConnections: number };
   /** the target took over (the one point of no return) */
   switched?: boolean;
-  /** post-copy: the tree is kept stopped for the pull, its pages served on this port */
-  lazyPort?: number;
+  /** post-copy: the tree is kept stopped for the pull, its pages served here */
+  lazyServer?: { address: string; port: number };
 }
 
 export function writeJournal(dir: string, j: SourceJournal): void {

@@ -19,6 +19,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpFinished, endLazyPageServer, restoreUnderShim } from '../checkpoint/executor.js';
+import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
@@ -45,6 +46,8 @@ export interface RecoveryDeps {
   retryMs: number;
   /** why the migration is being recovered, for the report: "after node1's agent restarted" */
   why: string;
+  /** how this node's page servers speak (to end one nobody will pull from) */
+  pageTls: PageServerTls | undefined;
 }
 
 export interface Recovered {
@@ -90,7 +93,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
       }
     }
     // Post-copy: the pull runs on without this agent; the stopped tree goes once CRIU has served every page.
-    if (j.criu && j.lazyPort !== undefined) await waitForEnd(j.criu, 24 * 3600 * 1000);
+    if (j.criu && j.lazyServer !== undefined) await waitForEnd(j.criu, 24 * 3600 * 1000);
     await stopProcess(j.root.pid, j.root.startTime, 0);
     await d.manager.release(j.name).catch((err: unknown) => d.events.warn(`migration ${j.id}: releasing ${j.name} here: ${describeError(err)}`));
     rmSync(dir, { recursive: true, force: true });
@@ -99,7 +102,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
 
   // The target has dropped its half. Let the dump's CRIU end first: it may still hold the tree.
   if (j.criu) {
-    if (j.lazyPort !== undefined && isSameProcessAlive(j.criu.pid, j.criu.startTime)) await endLazyPageServer(j.lazyPort);
+    if (j.lazyServer !== undefined && isSameProcessAlive(j.criu.pid, j.criu.startTime)) await endLazyPageServer(j.lazyServer.address, j.lazyServer.port, d.pageTls);
     await waitForEnd(j.criu, 30000);
   }
   const ep = d.manager.stored(j.name);

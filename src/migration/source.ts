@@ -20,6 +20,7 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { stopProcess, treeAnonymousBytes } from '../sys/proc.js';
 import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
+import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import { chooseMode } from './mode-choice.js';
 import { paceTcp, tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
@@ -77,14 +78,16 @@ export interface MigrateRequest {
 const MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
 /** The underlay rate the automatic mode plans with when none is configured: an edge link. */
 const ASSUMED_UNDERLAY_MBIT = 1000;
-/** What the source knows of the underlay for planning a move. */
+/** What the source knows of the underlay for planning a move, and how its page traffic goes. */
 export interface UnderlayPlan {
-  /** where the target reaches this node's lazy page servers (post-copy; CRIU listens on every address) */
+  /** where the target reaches this node's lazy page servers (post-copy), which listen there only */
   address: string;
   /** as configured; the automatic mode assumes ASSUMED_UNDERLAY_MBIT without it, and the pull goes unpaced */
   rateMbit?: number;
   /** of rateMbit, what a post-copy pull may use (config underlay.pullShare) */
   pullShare: number;
+  /** page-server connections over TLS (the cluster's, from the config's tls); plain without */
+  pageTls?: PageServerTls;
 }
 
 /**
@@ -175,7 +178,7 @@ export class MigrationSource {
       const status: MigrationStatus = { id: j.id, name: j.name, from: this.self, to: j.to, mode: j.mode, state: 'running', phase: 'recover', completed: [] };
       this.statuses.set(j.id, status);
       this.events.warn(`migration ${j.id} of ${j.name} to ${j.to} was interrupted in its ${j.phase} phase; recovering it`);
-      void recoverMigration(j, dir, { self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs, why: `after ${this.self}'s agent restarted` })
+      void recoverMigration(j, dir, { self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs, why: `after ${this.self}'s agent restarted`, pageTls: this.underlay.pageTls })
         .catch((err: unknown): Recovered => ({ result: 'failed', runningOn: '', reason: `recovery failed: ${describeError(err)}` }))
         .then((r) => {
           const report: HandoverReport = {
@@ -330,16 +333,17 @@ export class MigrationSource {
       const pageServer = prepared.pageServerPort ? { address, port: prepared.pageServerPort } : undefined;
       dumped = await phase('dump', async () => {
         const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
-        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...(pageServer ? { pageServer } : {}) });
-        const port = await freePort('0.0.0.0');
-        journalNow({ lazyPort: port });
-        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, port, onCriu, slot: hostSlot });
+        const tls = this.underlay.pageTls ? { tls: this.underlay.pageTls } : {};
+        if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
+        const lazyServer = { address: this.underlay.address, port: await freePort(this.underlay.address) };
+        journalNow({ lazyServer });
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, ...lazyServer, onCriu, slot: hostSlot, ...tls });
         return lazy.ready;
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
       if (cold) await prepare();
       await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir));
-      const lazySource = lazy ? { address: this.underlay.address, port: lazy.port } : undefined;
+      const lazySource = lazy ? { address: lazy.address, port: lazy.port } : undefined;
       await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections, lazySource));
       let held: HeldPackets | undefined;
       await phase('switch', async () => {
@@ -390,7 +394,7 @@ export class MigrationSource {
         // (again and again if it cannot be reached) before anything is resumed here: never on two nodes.
         hold?.close();
         const r = await recoverMigration(journal, dir, {
-          self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs: 5000, why: `after the switch's answer was lost (${reason})`,
+          self: this.self, manager: this.manager, target: this.target, events: this.events, retryMs: 5000, why: `after the switch's answer was lost (${reason})`, pageTls: this.underlay.pageTls,
         });
         return finish(r.result, r.runningOn, r.reason);
       }

@@ -8,6 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import {
   restoreUnderShim, startLazyPages, startPageServer, stopLazyPages, stopPageServer, waitForPageServer, type LazyPagesDaemon, type PageServer, type PullOutcome,
 } from '../checkpoint/executor.js';
@@ -95,6 +96,8 @@ export class MigrationTarget {
     private readonly events?: EventBus,
     /** where page servers listen: the underlay address the source can reach */
     private readonly underlayAddress = '127.0.0.1',
+    /** page-server connections over TLS (the cluster's, from the config's tls); plain without */
+    private readonly pageTls?: PageServerTls,
   ) {}
 
   private expiry: NodeJS.Timeout | undefined;
@@ -147,7 +150,7 @@ export class MigrationTarget {
       this.expiry ??= setInterval(() => this.expireIdleArrivals(), 5000).unref();
       if (replays(handover)) arrival.hold = await holdWhatTheLockDrops(record.netns, (m) => this.events?.warn(`migration ${req.id}: ${m}`));
       if (arrival.mode === 'streamed') {
-        arrival.pageServer = await startPageServer(imagesDir, this.underlayAddress);
+        arrival.pageServer = await startPageServer(imagesDir, this.underlayAddress, this.pageTls);
         return { pageServerPort: arrival.pageServer.port };
       }
       return {};
@@ -185,7 +188,7 @@ export class MigrationTarget {
     // Streamed: the dump is over when the source asks for this, and the page server writes its last pages and exits.
     if (a.pageServer) await waitForPageServer(a.pageServer, PAGE_SERVER_DRAIN_MS);
     if (lazySource) {
-      a.lazyPages = await startLazyPages(a.imagesDir, lazySource);
+      a.lazyPages = await startLazyPages(a.imagesDir, lazySource, this.pageTls);
       this.watchPull(a, a.lazyPages);
     }
     const r = await restoreUnderShim({

@@ -1,20 +1,25 @@
 /**
  * Post-copy against real CRIU and userfaultfd, on one machine: a lazy dump
- * keeps a service's memory back and serves it; a restore in the same
+ * keeps a service's memory back and serves it over TLS; a restore in the same
  * namespace gets it through CRIU's lazy-pages daemon, and the service's
- * memory checksum proves every page arrived. And the other way out: a lazy
- * dump whose target never comes resumes in place, connection and all.
+ * memory checksum proves every page arrived. And the other ways out: a lazy
+ * dump whose target never comes resumes in place, connection and all; and a
+ * stranger who reaches the page server first gets no page.
  */
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { restoreUnderShim, startLazyDump, startLazyPages } from '../../src/checkpoint/executor.js';
 import { continueTree, processStartTime } from '../../src/sys/proc.js';
 import { tcpRepairOffTree } from '../../src/sys/borrowed-tcp.js';
 import { unlockNetns } from '../../src/sys/nft.js';
+import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
+import type { PageServerTls } from '../../src/checkpoint/page-server-tls.js';
 import { requireRoot } from '../helpers/root.js';
 import { nodeWithManager } from '../helpers/node.js';
 
@@ -23,6 +28,17 @@ const HOLD_MB = 48;
 
 // Serial: CRIU's parasite uses a fixed scratch directory, and two dumps at once collide on it.
 test.before(() => requireRoot());
+
+/** A cluster CA and this "node's" certificate for 127.0.0.1, where both ends of these pulls are. */
+const tlsDirs: string[] = [];
+test.after.always(() => tlsDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function clusterTls(name: string): PageServerTls {
+  const dir = join(tmpdir(), `roam-pc-tls-${process.pid}-${name}`);
+  tlsDirs.push(dir);
+  ensureCa(dir, `${name} CA`);
+  return ensureNodeCert(dir, 'node', '127.0.0.1');
+}
+const tls = clusterTls('cluster');
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -60,7 +76,7 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   const images = join(dir, 'images');
   mkdirSync(images);
   const port = await freePort();
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, port });
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls });
   t.teardown(() => void dump.cancel());
   const d = await dump.ready;
   t.true(d.lazyBytes >= HOLD_MB * 1024 * 1024, `the held table is kept back (${d.lazyBytes} bytes)`);
@@ -72,7 +88,7 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   const arriving = await m.prepareIncoming({
     name: 'srv', ip: spec.ip, prefixLength: spec.prefixLength, mac: spec.mac, generation: spec.generation + 1, command: spec.command, createdAt: spec.createdAt,
   }, 'm-test');
-  const daemon = await startLazyPages(images, { address: '127.0.0.1', port });
+  const daemon = await startLazyPages(images, { address: '127.0.0.1', port }, tls);
   const r = await restoreUnderShim({ dir: m.dirOf('srv'), netns: arriving.netns, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true, lazyPages: true });
   restoredPid = r.pid;
   m.adoptIncoming('srv', r);
@@ -81,6 +97,7 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   const pull = await daemon.outcome;
   t.true(pull.complete, pull.reason ?? 'complete');
   t.true(pull.copiedPages * 4096 >= d.lazyBytes, `${pull.copiedPages} pages pulled`);
+  t.regex(readFileSync(join(images, 'lazy-pages.log'), 'utf8'), /TLS handshake completed/, 'over TLS');
   await dump.served;
   t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'the source tree waits, stopped, for its owner to decide');
   process.kill(srv.pid!, 'SIGKILL');
@@ -100,7 +117,7 @@ test.serial('post-copy: a lazy dump whose target never comes ends, and the tree 
   const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pcback');
   const images = join(dir, 'images');
   mkdirSync(images);
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, port: await freePort() });
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port: await freePort(), tls });
   await dump.ready;
   await dump.cancel();
   await dump.served;
@@ -113,6 +130,49 @@ test.serial('post-copy: a lazy dump whose target never comes ends, and the tree 
   process.kill(srv.pid!, 'SIGUSR2');
   const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
   t.is(after[1], checksum);
+  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  await sleep(1500);
+  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  t.true(now.length > cli.length, 'the client still gets its echo');
+  t.notRegex(now, /MISMATCH|DISCONNECTED/);
+});
+
+test.serial('post-copy: a client whose certificate the cluster CA did not sign gets no page, and the tree resumes where it was', async (t) => {
+  const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pcrogue');
+  const images = join(dir, 'images');
+  mkdirSync(images);
+  const port = await freePort();
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls });
+  t.teardown(() => void dump.cancel());
+  await dump.ready;
+  // A stranger on the underlay, with a certificate of its own making, ahead of the target.
+  const rogue = clusterTls('rogue');
+  const got = await new Promise<{ secure: boolean; bytes: number; error: string }>((resolve) => {
+    let secure = false;
+    let bytes = 0;
+    let error = '';
+    const sk = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(rogue.ca), cert: readFileSync(rogue.cert), key: readFileSync(rogue.key), rejectUnauthorized: false }, () => {
+      secure = true;
+      // What the lazy-pages daemon would ask first: the page server's command header.
+      sk.write(Buffer.alloc(24));
+    });
+    sk.on('data', (d: Buffer) => (bytes += d.length));
+    sk.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    sk.on('close', () => resolve({ secure, bytes, error }));
+  });
+  t.is(got.bytes, 0, `no page reaches a client the CA did not sign (handshake ${got.secure ? 'ended by the server' : `refused: ${got.error}`})`);
+  const served = await dump.served.then(() => 'served', (err: unknown) => String(err));
+  t.not(served, 'served', 'the page server ended in failure, not as a finished pull');
+  t.regex(readFileSync(join(images, 'dump.log'), 'utf8'), /Invalid certificate|verify|handshake/i, "CRIU's log says why");
+  // CRIU lets the tree go when serving fails, its connections still in repair mode; they come out as in any rollback.
+  t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
+  unlockNetns(srv.netns!);
+  continueTree(srv.pid!);
+  const log = join(m.dirOf('srv'), 'log');
+  const from = readFileSync(log, 'utf8').length;
+  process.kill(srv.pid!, 'SIGUSR2');
+  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
+  t.is(after[1], checksum, 'its memory is its own');
   const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
   await sleep(1500);
   const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');

@@ -59,6 +59,15 @@ export interface CriuOpts {
   lazyPages?: boolean;
   /** DUMP: send pages to this page server; PAGE_SERVER_CHLD: listen here (port 0: any) */
   ps?: { address: string; port: number };
+  /** page-server connections over TLS (gnutls), with these PEM files */
+  tls?: boolean;
+  tlsCacert?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** check the peer's certificate against the CA only, not against opts.addr */
+  tlsNoCnVerify?: boolean;
+  /** CRIU options file read after these (and overriding them): for what the RPC cannot say, like a lazy dump's listening address */
+  configFile?: string;
 }
 
 /** criu_features: what CRIU can do on this kernel (FEATURE_CHECK) */

@@ -39,14 +39,15 @@ export function criuWorkerUnderShim(dir: string, socketFd: number, netnsFd: numb
  * waits there (lazy-pages.socket) for the restore to hand it the restored
  * tasks' userfaultfds, then fetches their memory from the source's lazy page
  * server, on demand and in the background, and exits once it has all of it.
- * It writes one byte to fd 3 when it is ready. Detached: the restored
+ * It writes one byte to fd 3 when it is ready. `extraArgs`: more options
+ * (TLS). Detached: the restored
  * service depends on it, not on the agent.
  */
-export function lazyPagesWorker(imagesDir: string, source: { address: string; port: number }): ChildProcess {
+export function lazyPagesWorker(imagesDir: string, source: { address: string; port: number }, extraArgs: string[] = []): ChildProcess {
   const child = spawn(
     'criu',
     ['lazy-pages', '--page-server', '--address', source.address, '--port', String(source.port),
-      '--images-dir', imagesDir, '--work-dir', imagesDir, '--log-file', 'lazy-pages.log', '-v4', '--status-fd', '3'],
+      '--images-dir', imagesDir, '--work-dir', imagesDir, '--log-file', 'lazy-pages.log', '-v4', '--status-fd', '3', ...extraArgs],
     { detached: true, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe', 'pipe'] },
   );
   return child;
