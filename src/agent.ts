@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { addOpenApi, createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
+import { readApiToken, requireBearerToken, type ApiRefusal } from './api/control-exposure.js';
 import { PeerClient } from './api/peer-client.js';
 import type { TlsMaterial } from './api/http-client.js';
 import { RoamError } from './errors/roam-error.js';
@@ -30,16 +31,17 @@ import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
 import { VERSION } from './version.js';
 
-/** The PEM files of the tls config, read once at start; an unreadable one is a config error naming it. */
+/** A PEM file of the config, read once at start; an unreadable one is a config error naming its field. */
+function readPem(field: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new RoamError('CONFIG_INVALID', `${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
 function readTlsMaterial(t: { ca: string; cert: string; key: string }): TlsMaterial {
-  const read = (field: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new RoamError('CONFIG_INVALID', `tls.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-  };
-  return { ca: read('ca', t.ca), cert: read('cert', t.cert), key: read('key', t.key) };
+  return { ca: readPem('tls.ca', t.ca), cert: readPem('tls.cert', t.cert), key: readPem('tls.key', t.key) };
 }
 
 export class Agent {
@@ -50,6 +52,8 @@ export class Agent {
   private manager: EndpointManager | undefined;
   private sync: PeerSync | undefined;
   private control: FastifyInstance | undefined;
+  /** the control API on api.listen, when configured */
+  private networkControl: FastifyInstance | undefined;
   private peer: FastifyInstance | undefined;
   private metrics: Server | undefined;
   private registry: Registry | undefined;
@@ -140,21 +144,44 @@ export class Agent {
     registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, table: this.table, peers: client });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
 
-    this.control = createApp();
-    await addOpenApi(this.control, `roam agent ${c.node}: control API`, VERSION);
-    registerControlRoutes(this.control, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
-    registerMigrationControlRoutes(this.control, { node: c.node, source, table: this.table, peers: client });
+    const controlApp = async (https?: { cert: Buffer; key: Buffer }) => {
+      const app = createApp(https);
+      await addOpenApi(app, `roam agent ${c.node}: control API`, VERSION);
+      registerControlRoutes(app, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
+      registerMigrationControlRoutes(app, { node: c.node, source, table: this.table, peers: client });
+      return app;
+    };
+    // Read before anything listens: a missing token or certificate must not leave a half-started agent.
+    const exposure = c.api.listen ? {
+      ...splitHostPort(c.api.listen),
+      https: c.api.tls ? { cert: readPem('api.tls.cert', c.api.tls.cert), key: readPem('api.tls.key', c.api.tls.key) } : undefined,
+      // config/load.ts refuses api.listen without it
+      token: readApiToken(c.api.tokenFile ?? ''),
+    } : undefined;
+    this.control = await controlApp();
     mkdirSync(dirname(c.api.socket), { recursive: true });
     rmSync(c.api.socket, { force: true });
     await this.control.listen({ path: c.api.socket });
     // Whoever can connect can freeze and move any service here: root only, whatever the umask.
     chmodSync(c.api.socket, 0o600);
+    if (exposure) {
+      const app = await controlApp(exposure.https);
+      this.networkControl = app;
+      const refused = (from: string, reason: ApiRefusal) => {
+        this.events.warn(`control API request from ${from} refused: ${reason}`);
+        this.events.emit('api.refused', { from, reason });
+      };
+      requireBearerToken(app, exposure.token, refused);
+      app.server.on('tlsClientError', (err: Error & { code?: string }, socket: { remoteAddress?: string }) => refused(socket.remoteAddress ?? 'unknown', 'tls-handshake'));
+      await app.listen({ host: exposure.host, port: exposure.port });
+    }
 
     const m = splitHostPort(c.metrics.listen);
     this.metrics = await serveMetrics(this.registry, m.host, m.port);
 
     sync.start();
-    this.events.info(`agent ${c.node} up: underlay ${c.underlay.address}, api ${c.api.socket}, metrics ${c.metrics.listen}`);
+    const api = c.api.listen ? `${c.api.socket} and ${c.api.tls ? 'https' : 'http'}://${c.api.listen}` : c.api.socket;
+    this.events.info(`agent ${c.node} up: underlay ${c.underlay.address}, api ${api}, metrics ${c.metrics.listen}`);
   }
 
   /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
@@ -163,6 +190,7 @@ export class Agent {
     this.reconciler?.stop();
     this.manager?.stopWatching();
     await this.control?.close();
+    await this.networkControl?.close();
     await this.peer?.close();
     await new Promise<void>((resolve) => (this.metrics ? this.metrics.close(() => resolve()) : resolve()));
     this.session?.close();

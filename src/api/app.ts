@@ -12,8 +12,8 @@ import { describeValueError } from '../config/validate.js';
 import { httpStatusOf } from '../errors/codes.js';
 import { RoamError } from '../errors/roam-error.js';
 
-/** `https`: serve TLS, and with `requestCert` and `rejectUnauthorized` only to clients the CA signed. */
-export function createApp(https?: { ca: Buffer; cert: Buffer; key: Buffer; requestCert: true; rejectUnauthorized: true }): FastifyInstance {
+/** `https`: serve TLS; with `ca`, `requestCert` and `rejectUnauthorized`, only to clients the CA signed. */
+export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean }): FastifyInstance {
   const app = (https ? Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, https }) : Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 })) as unknown as FastifyInstance;
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const part = httpPart ?? 'body';

@@ -1,6 +1,7 @@
 /**
  * One small JSON-over-HTTP client for both of the agent's faces: the control
- * API on a unix socket (the CLI) and the peer protocol over TCP (agents).
+ * API on a unix socket or over the network with a token (the CLI), and the
+ * peer protocol over TCP (agents).
  * A refusal from the other side comes back as the RoamError it described.
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
@@ -15,16 +16,23 @@ export interface TlsMaterial {
   key: Buffer;
 }
 
-export type Target = { socketPath: string } | { host: string; port: number; tls?: TlsMaterial };
+/** What a client of the control API over HTTPS checks the server with (no `ca`: the system's CAs). */
+export interface ServerCheck {
+  ca?: Buffer;
+}
 
-const agents = new WeakMap<TlsMaterial, HttpsAgent>();
+export type Target =
+  | { socketPath: string }
+  | { host: string; port: number; tls?: TlsMaterial | ServerCheck; token?: string };
+
+const agents = new WeakMap<TlsMaterial | ServerCheck, HttpsAgent>();
 
 /**
  * Connections to peers are kept open (and TLS sessions cached) between
  * requests: a migration makes a dozen calls in a row, and a handshake each
  * would land inside its frozen window.
  */
-function keptAliveAgent(tls: TlsMaterial): HttpsAgent {
+function keptAliveAgent(tls: TlsMaterial | ServerCheck): HttpsAgent {
   let agent = agents.get(tls);
   if (!agent) {
     agent = new HttpsAgent({ keepAlive: true, keepAliveMsecs: 10000, timeout: 120000, maxCachedSessions: 256 });
@@ -39,12 +47,14 @@ function keptAliveAgent(tls: TlsMaterial): HttpsAgent {
  * its address), plain HTTP otherwise.
  */
 export function requestTo(target: Target, options: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
+  const where = 'socketPath' in target ? { socketPath: target.socketPath } : { host: target.host, port: target.port };
+  const token = 'token' in target && target.token ? { authorization: `Bearer ${target.token}` } : {};
+  const withToken = { ...options, headers: { ...options.headers, ...token } };
   if ('tls' in target && target.tls) {
-    const { tls, ...where } = target;
-    return httpsRequest({ ...where, ...options, ca: tls.ca, cert: tls.cert, key: tls.key, agent: keptAliveAgent(tls) }, onResponse);
+    const { tls } = target;
+    return httpsRequest({ ...where, ...withToken, ...tls, agent: keptAliveAgent(tls) }, onResponse);
   }
-  const { tls: _none, ...where } = target as { tls?: unknown };
-  return httpRequest({ ...(where as object), ...options }, onResponse);
+  return httpRequest({ ...where, ...withToken }, onResponse);
 }
 
 export interface CallOptions {

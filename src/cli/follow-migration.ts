@@ -1,11 +1,11 @@
 /** Following a migration from the CLI: its phases as they finish, then its report. */
-import { callJson } from '../api/http-client.js';
+import { callJson, type Target } from '../api/http-client.js';
 import type { HandoverReport, MigrationStatus } from '../migration/report.js';
 
 type Out = (line: string) => void;
 
 export /** Polls a migration's status, printing each phase as it completes; returns the report. */
-async function followMigration(api: { socketPath: string }, m: { id: string; from: string }, out: Out): Promise<HandoverReport> {
+async function followMigration(api: Target, m: { id: string; from: string }, out: Out): Promise<HandoverReport> {
   let shown = 0;
   let headed = false;
   for (;;) {

@@ -6,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import { callJson, callRaw } from '../api/http-client.js';
-import { resolveApiSocket, DEFAULT_TESTBED } from './api-target.js';
+import { resolveApi, DEFAULT_TESTBED, type ApiChoice } from './api-target.js';
 import { runAgent } from './agent-command.js';
 import { runDemo } from './demo.js';
 import { formatTable } from './table.js';
@@ -32,6 +32,8 @@ const USAGE = `usage: roam <command> [options]
   demo                                     bring up a testbed and show the overlay at work
 
   Agent selection: --api SOCKET, $ROAM_API, or the testbed's agents (--testbed NAME).
+  A control API on the network: --api https://HOST:PORT with --api-token-file FILE
+  ($ROAM_API_TOKEN_FILE) and --api-ca FILE ($ROAM_API_CA).
 `;
 
 type Out = (line: string) => void;
@@ -62,8 +64,15 @@ export async function runCli(argv: string[], out: Out = (l) => process.stdout.wr
 
 const apiOptions = {
   api: { type: 'string' },
+  'api-ca': { type: 'string' },
+  'api-token-file': { type: 'string' },
   testbed: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
+
+/** The agent the flags name (api-target.ts). */
+function apiOf(values: { api?: string | undefined; 'api-ca'?: string | undefined; 'api-token-file'?: string | undefined; testbed?: string | undefined }, node?: string): ApiChoice {
+  return { api: values.api, apiCa: values['api-ca'], apiTokenFile: values['api-token-file'], testbed: values.testbed, node };
+}
 
 /** parseArgs with errors that name the flag, as RoamErrors. */
 export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, what: string) {
@@ -82,9 +91,9 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
   if (!values.node) throw new RoamError('INPUT_INVALID', 'roam run: --node is required');
   if (!values.name) throw new RoamError('INPUT_INVALID', 'roam run: --name is required');
   if (command.length === 0) throw new RoamError('INPUT_INVALID', 'roam run: give the program to run after --');
-  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed, node: values.node });
+  const api = resolveApi(apiOf(values, values.node));
   const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}) };
-  const record = await callJson<EndpointRecordWire>({ socketPath }, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
+  const record = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
   if (values.json) out(JSON.stringify(record));
   else out(`${record.name} running on ${record.node}: ip ${record.ip}, mac ${record.mac}, pid ${record.pid ?? '-'}`);
   return 0;
@@ -93,8 +102,7 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
 async function cmdPs(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...apiOptions, json: { type: 'boolean' } }, 'roam ps');
   if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam ps: unexpected argument ${JSON.stringify(positionals[0])}`);
-  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed });
-  const eps = await callJson<EndpointRecordWire[]>({ socketPath }, 'GET', '/v1/endpoints', undefined, { unreachable: 'PRECONDITION' });
+  const eps = await callJson<EndpointRecordWire[]>(resolveApi(apiOf(values)), 'GET', '/v1/endpoints', undefined, { unreachable: 'PRECONDITION' });
   if (values.json) {
     out(JSON.stringify(eps));
     return 0;
@@ -103,22 +111,22 @@ async function cmdPs(args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-function oneName(args: string[], what: string): { name: string; api: string | undefined; testbed: string | undefined } {
+function oneName(args: string[], what: string): { name: string; api: ApiChoice } {
   const { values, positionals } = parseFlags(args, apiOptions, what);
   if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', `${what}: give exactly one endpoint name`);
-  return { name: positionals[0]!, api: values.api, testbed: values.testbed };
+  return { name: positionals[0]!, api: apiOf(values) };
 }
 
 async function cmdLogs(args: string[], out: Out): Promise<number> {
   const a = oneName(args, 'roam logs');
-  const text = await callRaw({ socketPath: resolveApiSocket(a) }, 'GET', `/v1/endpoints/${encodeURIComponent(a.name)}/logs`, undefined, { unreachable: 'PRECONDITION' });
+  const text = await callRaw(resolveApi(a.api), 'GET', `/v1/endpoints/${encodeURIComponent(a.name)}/logs`, undefined, { unreachable: 'PRECONDITION' });
   out(text.replace(/\n$/, ''));
   return 0;
 }
 
 async function cmdStop(args: string[], out: Out): Promise<number> {
   const a = oneName(args, 'roam stop');
-  await callJson({ socketPath: resolveApiSocket(a) }, 'DELETE', `/v1/endpoints/${encodeURIComponent(a.name)}`, undefined, { unreachable: 'PRECONDITION' });
+  await callJson(resolveApi(a.api), 'DELETE', `/v1/endpoints/${encodeURIComponent(a.name)}`, undefined, { unreachable: 'PRECONDITION' });
   out(`${a.name} stopped`);
   return 0;
 }
@@ -127,8 +135,7 @@ async function cmdMigrate(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, handover: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
   if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', 'roam migrate: give exactly one endpoint name');
   if (!values.to) throw new RoamError('INPUT_INVALID', 'roam migrate: --to NODE is required');
-  const socketPath = resolveApiSocket({ api: values.api, testbed: values.testbed });
-  const api = { socketPath };
+  const api = resolveApi(apiOf(values));
   const body = { endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}), ...(values.handover ? { handover: values.handover } : {}) };
   const started = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', body, { unreachable: 'PRECONDITION' });
   const report = await followMigration(api, started, values.json ? () => undefined : out);

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { RoamError } from '../errors/roam-error.js';
 import { familyOf, parsePrefix, prefixWithin } from '../net/ip.js';
 import { AgentConfig } from './schema.js';
+import { splitHostPort } from './formats.js';
 import { parseWithSchema } from './validate.js';
 
 export function loadConfigFile(path: string): Readonly<AgentConfig> {
@@ -42,8 +43,30 @@ export function parseConfig(json: unknown, what = 'config'): Readonly<AgentConfi
     seen.add(peer.node);
     addresses.add(peer.address);
   });
+  problems.push(...exposureProblems(config.api));
   if (problems.length > 0) throw new RoamError('CONFIG_INVALID', `${what}: ${problems.join('; ')}`, { problems });
   return deepFreeze(config);
+}
+
+/**
+ * The control API can freeze and move any service on the node. Its unix
+ * socket is root's only; over TCP it answers only holders of the token
+ * (even on loopback, where every local user could reach it), and off
+ * loopback only over TLS.
+ */
+function exposureProblems(api: AgentConfig['api']): string[] {
+  if (api.listen === undefined) {
+    const unused = (['tls', 'tokenFile'] as const).filter((k) => api[k] !== undefined);
+    return unused.map((k) => `api.${k}: only used with api.listen, which is not set`);
+  }
+  const loopback = isLoopback(splitHostPort(api.listen).host);
+  const missing = [api.tls || loopback ? undefined : 'api.tls', api.tokenFile ? undefined : 'api.tokenFile'].filter(Boolean);
+  if (missing.length === 0) return [];
+  return [`api.listen: serving the control API on ${loopback ? 'loopback TCP' : `${api.listen}, not a loopback address,`} needs ${missing.join(' and ')}`];
+}
+
+function isLoopback(address: string): boolean {
+  return address === '::1' || /^127\./.test(address);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -47,7 +47,22 @@ export const AgentConfig = Type.Object(
     peerPort: Type.Integer({ minimum: 1, maximum: 65535, default: 7946, description: 'agent-to-agent port on the underlay address' }),
     api: Type.Object(
       {
-        socket: Type.String({ minLength: 1, description: 'unix socket of the control API' }),
+        socket: Type.String({ minLength: 1, description: 'unix socket of the control API (root only)' }),
+        listen: Type.Optional(Type.String({
+          format: 'hostport',
+          description: 'also serve the control API over TCP here, to holders of api.tokenFile\'s token; anywhere but loopback only with api.tls',
+        })),
+        tls: Type.Optional(Type.Object(
+          {
+            cert: Type.String({ minLength: 1, description: "PEM file of the API's server certificate (clients check it)" }),
+            key: Type.String({ minLength: 1, description: 'PEM file of its private key' }),
+          },
+          { additionalProperties: false, description: 'serve api.listen over HTTPS' },
+        )),
+        tokenFile: Type.Optional(Type.String({
+          minLength: 1,
+          description: 'file holding the bearer token every request to api.listen must carry (at least 32 characters); required with api.listen',
+        })),
       },
       { additionalProperties: false },
     ),

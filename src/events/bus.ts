@@ -11,6 +11,8 @@ export interface AgentEvents {
   'peer.sync': { node: string; ok: boolean; durationMs: number };
   /** a peer connection that failed the TLS handshake (no certificate, or one the cluster CA did not sign) */
   'peer.tls-refused': { from: string; reason: string };
+  /** a request to the control API over the network refused: no or a wrong token, or a failed TLS handshake */
+  'api.refused': { from: string; reason: import('../api/control-exposure.js').ApiRefusal };
   'peer.joined': { node: string; address: string };
   'endpoint.started': { name: string; ip: string };
   'endpoint.stopped': { name: string };

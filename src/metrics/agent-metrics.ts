@@ -46,6 +46,11 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
   const tlsRefused = new Counter({ name: 'roam_peer_tls_refusals_total', help: 'Peer connections refused at the TLS handshake (no certificate, or one the cluster CA did not sign).', registers: [registry] });
   tlsRefused.inc(0);
   events.on('peer.tls-refused', () => tlsRefused.inc());
+  const apiRefused = new Counter({
+    name: 'roam_api_refusals_total', help: 'Requests to the control API over the network refused, by reason (no-token, wrong-token, tls-handshake).', labelNames: ['reason'], registers: [registry],
+  });
+  for (const reason of ['no-token', 'wrong-token', 'tls-handshake']) apiRefused.inc({ reason }, 0);
+  events.on('api.refused', ({ reason }) => apiRefused.inc({ reason }));
 
   new Gauge({
     name: 'roam_migrations_in_flight', help: 'Migrations under way, as source or as target.', labelNames: ['role'], registers: [registry],

@@ -5,6 +5,7 @@
  * the operator's PKI (or a Kubernetes Secret) provides the same three files.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
@@ -53,4 +54,10 @@ export function ensureNodeCert(dir: string, node: string, address: string): Node
     rmSync(ext, { force: true });
   }
   return { ca, cert, key };
+}
+
+/** A random bearer token in `path`, readable by root only (made once). */
+export function ensureSecretToken(path: string): void {
+  if (existsSync(path)) return;
+  writeFileSync(path, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
 }

@@ -23,6 +23,8 @@ export interface NodeLayout {
   stateDir: string;
   configPath: string;
   apiSocket: string;
+  /** the control API on the underlay too (HTTPS, the node's certificate, the testbed's token) */
+  apiListen: string;
   metricsListen: string;
   logPath: string;
 }
@@ -39,6 +41,8 @@ export interface TestbedLayout {
   overlaySubnet: string;
   vni: number;
   peerPort: number;
+  /** the bearer token of every node's control API on the underlay */
+  apiTokenPath: string;
   nodes: NodeLayout[];
 }
 
@@ -60,6 +64,7 @@ export function testbedLayout(name: string, nodeCount: number): TestbedLayout {
       stateDir: join(nodeDir, 'state'),
       configPath: join(nodeDir, 'agent.json'),
       apiSocket: join(nodeDir, 'agent.sock'),
+      apiListen: `172.31.0.${i}:7947`,
       metricsListen: `172.31.0.${i}:9464`,
       logPath: join(nodeDir, 'agent.log'),
     });
@@ -77,6 +82,7 @@ export function testbedLayout(name: string, nodeCount: number): TestbedLayout {
     overlaySubnet: '10.244.0.0/16',
     vni: 4242,
     peerPort: 7946,
+    apiTokenPath: join(dir, 'tls', 'api.token'),
     nodes,
   };
 }

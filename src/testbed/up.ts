@@ -13,7 +13,7 @@ import { RoamError, describeError } from '../errors/roam-error.js';
 import { ensureAddress } from '../sys/netlink/addresses.js';
 import { addBridge, addVeth, getLink, requireLink, setLinkMaster, setLinkUp } from '../sys/netlink/links.js';
 import { deleteRootQdisc, ensureRateLimit, parseRate } from '../sys/netlink/qdisc.js';
-import { ensureCa, ensureNodeCert, type NodeCert } from '../sys/certs.js';
+import { ensureCa, ensureNodeCert, ensureSecretToken, type NodeCert } from '../sys/certs.js';
 import { RtnlSession } from '../sys/netlink/session.js';
 import { createNetns, isNetns } from '../sys/netns/netns.js';
 import { isAgentRunning, startAgent, waitAgentReady } from './agent-process.js';
@@ -49,6 +49,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
   await ensureSwitch(layout, o.say);
   const tlsDir = join(layout.dir, 'tls');
   ensureCa(tlsDir, `roam testbed ${o.name} CA`);
+  ensureSecretToken(layout.apiTokenPath);
   for (const node of layout.nodes) {
     const previous = state.nodes.find((n) => n.name === node.name);
     const built = await ensureNode(layout, node, rateBits, o.say);
@@ -171,7 +172,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     // Static peers: every node the testbed has when this one is built. Nodes added later announce themselves.
     peers: layout.nodes.filter((n) => n.index !== node.index).map((n) => ({ node: n.name, address: n.underlayIp })),
     peerPort: layout.peerPort,
-    api: { socket: node.apiSocket },
+    api: { socket: node.apiSocket, listen: node.apiListen, tls: { cert: tls.cert, key: tls.key }, tokenFile: layout.apiTokenPath },
     metrics: { listen: node.metricsListen },
     stateDir: node.stateDir,
     syncIntervalMs: syncIntervalMs ?? 2000,

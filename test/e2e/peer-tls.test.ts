@@ -4,12 +4,16 @@
  * plain HTTP is refused at the handshake, and the agent says so and counts
  * it; a node's own certificate gets through. (Every other testbed test runs
  * its migrations, announcements and forwarded requests over the same TLS.)
+ * The control API on the underlay answers the roam CLI holding the token,
+ * over HTTPS; without the token, with a wrong one, or in plain HTTP it
+ * answers nothing but a refusal, which the agent says and counts.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
@@ -45,6 +49,13 @@ function refusals(): number {
   return Number(m?.[1] ?? NaN);
 }
 
+function apiRefusals(reason: string): number {
+  const m = new RegExp(`^roam_api_refusals_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(curlFromUnderlay([`http://${tb.nodes[0]!.metrics}/metrics`]).out);
+  return Number(m?.[1] ?? NaN);
+}
+
+const roamCli = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+
 test.serial('a peer without a certificate, with one from another CA, or without TLS is refused, logged and counted; a node certificate gets through', (t) => {
   const node1 = tb.nodes[0]!;
   const url = `https://${node1.underlayIp}:7946/peer/v1/migrations/m-x-000001`;
@@ -75,4 +86,29 @@ test.serial('a peer without a certificate, with one from another CA, or without 
   t.true(refusals() >= before + 3, `refusals counted: ${before} -> ${refusals()}`);
   const log = execFileSync('cat', [node1.logPath], { encoding: 'utf8' });
   t.regex(log, /peer connection from 172\.31\.0\.\d+ refused: /);
+});
+
+test.serial('the control API on the underlay answers the CLI with the token over HTTPS, and refuses, says and counts everyone else', (t) => {
+  const node1 = tb.nodes[0]!;
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const token = join(tls, 'api.token');
+  const api = `https://${node1.underlayIp}:7947`;
+  const before = { none: apiRefusals('no-token'), wrong: apiRefusals('wrong-token'), tls: apiRefusals('tls-handshake') };
+
+  // `roam ps` from another machine on the underlay, as an operator would run it.
+  const ps = execFileSync('nsenter', [`--net=${tb.switchNetns}`, process.execPath, roamCli, 'ps', '--json', '--api', api, '--api-token-file', token, '--api-ca', join(tls, 'ca.pem')], { encoding: 'utf8' });
+  t.deepEqual(JSON.parse(ps), [], 'the API answers the token holder');
+
+  const anonymous = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), '-w', '%{http_code}', `${api}/v1/endpoints`]);
+  t.regex(anonymous.out, /"code":"UNAUTHENTICATED".*401$/s, 'no token: 401');
+  const wrong = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), '-H', `authorization: Bearer ${'0'.repeat(64)}`, '-w', '%{http_code}', `${api}/v1/migrations`, '-d', '{"endpoint":"x","to":"node2"}', '-H', 'content-type: application/json']);
+  t.regex(wrong.out, /"code":"UNAUTHENTICATED".*401$/s, 'a wrong token cannot start a migration');
+  const plain = curlFromUnderlay([`http://${node1.underlayIp}:7947/v1/endpoints`]);
+  t.false(/"error"|\[\]/.test(plain.out), `nothing in plain HTTP: ${plain.out}`);
+
+  t.is(apiRefusals('no-token'), before.none + 1);
+  t.is(apiRefusals('wrong-token'), before.wrong + 1);
+  t.true(apiRefusals('tls-handshake') >= before.tls + 1, 'the plain-HTTP attempt is counted as a failed handshake');
+  const log = execFileSync('cat', [node1.logPath], { encoding: 'utf8' });
+  t.regex(log, /control API request from 172\.31\.0\.254 refused: wrong-token/);
 });

@@ -25,6 +25,11 @@ test('bad command lines exit 2 with a message naming what was wrong', async (t) 
     [['testbed', 'up', '--nodes', '0', '--name', 'zz'], /--nodes: must be a whole number from 1/],
     [['testbed', 'up', '--name', 'Bad_Name'], /--name: "Bad_Name" must be 1-8 lowercase/],
     [['testbed', 'up', '--name', 'zz', '--underlay-rate', 'fast'], /--underlay-rate: "fast" is not a rate/],
+    [['ps', '--api', 'http://172.31.0.1:7947'], /off loopback the control API is served over https only/],
+    [['ps', '--api', 'https://172.31.0.1:7947'], /needs its token: --api-token-file FILE or \$ROAM_API_TOKEN_FILE/],
+    [['ps', '--api', 'https://172.31.0.1'], /give the scheme, host and port only/],
+    [['ps', '--api', 'https://172.31.0.1:7947', '--api-token-file', '/nonexistent/token'], /--api-token-file: cannot read \/nonexistent\/token \(ENOENT\)/],
+    [['ps', '--api', '/some/agent.sock', '--api-ca', '/ca.pem'], /--api-ca and --api-token-file go with --api https:\/\/HOST:PORT/],
     [['agent'], /--config FILE is required/],
     [['agent', '--config', '/nonexistent/agent.json'], /cannot read \(ENOENT\)/],
   ];

@@ -50,6 +50,19 @@ test('relations the schema cannot express are checked too', (t) => {
   refused(t, { ...good, peers: [{ node: 'node2', address: 'fd00::2' }] }, /not the same IP family/);
 });
 
+test('the control API leaves its unix socket only with a token, and leaves loopback only over TLS', (t) => {
+  const api = (extra: object) => ({ ...good, api: { socket: '/run/roam/agent.sock', ...extra } });
+  refused(t, api({ listen: '172.31.0.1:7947' }), /api\.listen: serving the control API on 172\.31\.0\.1:7947, not a loopback address, needs api\.tls and api\.tokenFile/);
+  refused(t, api({ listen: '172.31.0.1:7947', tokenFile: '/etc/roam/token' }), /not a loopback address, needs api\.tls$/);
+  refused(t, api({ listen: '172.31.0.1:7947', tls: { cert: '/c.pem', key: '/k.pem' } }), /needs api\.tokenFile$/);
+  refused(t, api({ listen: '127.0.0.1:7947' }), /on loopback TCP needs api\.tokenFile/);
+  refused(t, api({ listen: '[::1]:7947', tls: { cert: '/c.pem', key: '/k.pem' } }), /on loopback TCP needs api\.tokenFile/);
+  refused(t, api({ tokenFile: '/etc/roam/token' }), /api\.tokenFile: only used with api\.listen/);
+  refused(t, api({ listen: 'anywhere' }), /api\.listen: expected string to match 'hostport' format/);
+  t.is(parseConfig(api({ listen: '127.0.0.1:7947', tokenFile: '/t' })).api.listen, '127.0.0.1:7947');
+  t.is(parseConfig(api({ listen: '172.31.0.1:7947', tokenFile: '/t', tls: { cert: '/c.pem', key: '/k.pem' } })).api.tokenFile, '/t');
+});
+
 test('an unreadable or non-JSON file is refused naming the file', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'roam-config-'));
   try {
