@@ -12,15 +12,26 @@ interface Scenarios {
   convergence?: { results?: { nodes: number; median_ms: number; p95_ms: number; after_create_returned_median_ms: number }[] };
   handover?: { samples?: { handover: string; frozen_ms: number; client_stall_p95_ms: number; probe_gap_ms: number }[] };
   memory?: { summary?: { mode: string; rows: { size_mib: number; frozen_ms: number; probe_gap_ms: number; client_stall_p95_ms?: number }[] }[] };
+  soak?: { samples?: { after_migrations: number; agent_fds: number; agent_rss_mib: number; testbed_processes: number; links: number }[] };
 }
 
 function byName(scenarios: unknown[]): Scenarios {
   const find = (name: string) => scenarios.find((s) => (s as { scenario?: string }).scenario === name) as never;
-  return { convergence: find('location_convergence'), handover: find('handover'), memory: find('memory') };
+  return { convergence: find('location_convergence'), handover: find('handover'), memory: find('memory'), soak: find('soak') };
 }
 
 export function writePlots(dir: string, scenarios: unknown[]): void {
-  const { convergence, handover, memory } = byName(scenarios);
+  const { convergence, handover, memory, soak } = byName(scenarios);
+  if (soak?.samples) writeFileSync(`${dir}soak.svg`, lineChart({
+    title: 'The three agents over back-to-back migrations',
+    xLabel: 'migrations done',
+    yLabel: 'count / MiB',
+    series: [
+      { name: 'RSS (MiB)', points: soak.samples.map((s) => ({ x: s.after_migrations, y: s.agent_rss_mib })) },
+      { name: 'open fds', points: soak.samples.map((s) => ({ x: s.after_migrations, y: s.agent_fds })) },
+      { name: 'node links', points: soak.samples.map((s) => ({ x: s.after_migrations, y: s.links })) },
+    ],
+  }));
   if (convergence?.results) writeFileSync(`${dir}convergence.svg`, lineChart({
     title: 'Time for every node to reflect an endpoint\'s new location',
     xLabel: 'nodes',

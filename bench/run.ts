@@ -9,6 +9,7 @@ import { convergenceBench, throughputBench } from './overlay.js';
 import { migrationBench } from './migration.js';
 import { handoverBench } from './handover.js';
 import { memoryBench } from './memory.js';
+import { soakBench } from './soak.js';
 import { writePlots } from './plots.js';
 
 const quick = process.argv.includes('--quick');
@@ -20,6 +21,7 @@ const scenarios = [
   only && only !== 'migration' ? { scenario: 'migration', skipped: true } : await migrationBench(quick ? 1 : 3, [0, 100]),
   only && only !== 'handover' ? { scenario: 'handover', skipped: true } : await handoverBench(quick ? 2 : 8),
   only && only !== 'memory' ? { scenario: 'memory', skipped: true } : await memoryBench(quick ? 1 : 2, quick ? [16, 128] : [16, 128, 512, 1024]),
+  only && only !== 'soak' ? { scenario: 'soak', skipped: true } : await soakBench(quick ? 110 : 510),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);
