@@ -66,6 +66,14 @@ export class Agent {
 
   async start(): Promise<void> {
     const c = this.config;
+    // Every file the config names is read before the agent touches anything: a missing one leaves nothing half-started.
+    const tls = c.tls ? readTlsMaterial(c.tls) : undefined;
+    const exposure = c.api.listen ? {
+      ...splitHostPort(c.api.listen),
+      https: c.api.tls ? { cert: readPem('api.tls.cert', c.api.tls.cert), key: readPem('api.tls.key', c.api.tls.key) } : undefined,
+      // config/load.ts refuses api.listen without it
+      token: readApiToken(c.api.tokenFile ?? ''),
+    } : undefined;
     // Metrics subscribe first, so that no event of the start-up is lost.
     this.registry = createAgentMetrics(this.events, {
       node: c.node, version: VERSION,
@@ -103,7 +111,6 @@ export class Agent {
       events: this.events,
     });
     this.manager = manager;
-    const tls = c.tls ? readTlsMaterial(c.tls) : undefined;
     if (!tls) this.events.warn('no tls in the config: the peer protocol (control and images) and the page servers are plain, unauthenticated; keep the underlay private');
     // CRIU reads the same files itself, from its own working directory.
     const pageTls = c.tls ? { ca: resolve(c.tls.ca), cert: resolve(c.tls.cert), key: resolve(c.tls.key) } : undefined;
@@ -151,13 +158,6 @@ export class Agent {
       registerMigrationControlRoutes(app, { node: c.node, source, table: this.table, peers: client });
       return app;
     };
-    // Read before anything listens: a missing token or certificate must not leave a half-started agent.
-    const exposure = c.api.listen ? {
-      ...splitHostPort(c.api.listen),
-      https: c.api.tls ? { cert: readPem('api.tls.cert', c.api.tls.cert), key: readPem('api.tls.key', c.api.tls.key) } : undefined,
-      // config/load.ts refuses api.listen without it
-      token: readApiToken(c.api.tokenFile ?? ''),
-    } : undefined;
     this.control = await controlApp();
     mkdirSync(dirname(c.api.socket), { recursive: true });
     rmSync(c.api.socket, { force: true });
