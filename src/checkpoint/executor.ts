@@ -21,7 +21,7 @@ import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/wo
 import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
-import { criuTlsArgs, criuTlsOpts, knockAndLeave, type PageServerTls } from './page-server-tls.js';
+import { criuTlsArgs, criuTlsOpts, knockAndLeave, pageServerRefusalIn, type PageServerRefusal, type PageServerTls } from './page-server-tls.js';
 import { netnsInode } from '../sys/netns/netns.js';
 import { hostLock, LOCK_DIR } from '../sys/host-lock.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
@@ -38,6 +38,8 @@ export interface DumpSpec {
   pageServer?: { address: string; port: number };
   /** page-server connections (streamed, or a lazy dump's server) over TLS with these files */
   tls?: PageServerTls;
+  /** a lazy dump's page server turned a client away at the TLS handshake (and so ended) */
+  onRefusal?: (refusal: PageServerRefusal) => void;
   onHook?: (name: string) => Promise<void> | void;
   /** this host's dump slot, taken beforehand (dumpSlot) so that waiting for it is not counted as frozen; released when CRIU's parasite is gone */
   slot?: () => void;
@@ -169,6 +171,8 @@ export async function startLazyDump(spec: DumpSpec & { address: string; port: nu
         unlockNetns(spec.netns);
         failNow(err);
       }
+      const refusal = pageServerRefusalIn(join(spec.imagesDir, 'dump.log'));
+      if (refusal) spec.onRefusal?.(refusal);
       throw err;
     },
   );

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import type { CriuOpts } from '../sys/criu/rpc.js';
+import type { EventBus } from '../events/bus.js';
 
 /** PEM file paths: the cluster CA, this node's certificate and key. */
 export interface PageServerTls {
@@ -53,4 +54,39 @@ export function knockAndLeave(address: string, port: number, tls: PageServerTls 
     sk.on('close', () => resolve());
     sk.on('error', () => resolve());
   });
+}
+
+/** A client a page server turned away at the TLS handshake, as its CRIU log tells it. */
+export interface PageServerRefusal {
+  from: string;
+  reason: string;
+}
+
+const REFUSAL = /(TLS handshake failed|Unable to verify TLS peer|Invalid certificate|The certificate is NOT trusted|certificate)/i;
+
+/**
+ * Reads a page server's log (dump.log of a lazy dump, page-server.log of a
+ * streamed target) for a refused client: CRIU logs "Accepted connection
+ * from ADDRESS:PORT", then why the handshake failed. Undefined when there
+ * was none (or no log).
+ */
+export function pageServerRefusalIn(logPath: string): PageServerRefusal | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const accepted = [...text.matchAll(/Accepted connection from (\S+?):\d+\s*$/gm)].pop();
+  if (!accepted) return undefined;
+  const after = text.slice((accepted.index ?? 0) + accepted[0].length).split('\n');
+  const errors = after.filter((l) => /Error \(/.test(l) && REFUSAL.test(l));
+  if (errors.length === 0) return undefined;
+  return { from: accepted[1]!, reason: errors.map((l) => l.replace(/^.*?Error \([^)]*\):\s*/, '').trim()).join('; ') };
+}
+
+/** Says and counts a page server's refusal as any other failed peer handshake (roam_peer_tls_refusals_total). */
+export function reportPageServerRefusal(events: EventBus, what: string, r: PageServerRefusal): void {
+  events.warn(`${what} refused a connection from ${r.from} at the TLS handshake (${r.reason}); that migration cannot go on`);
+  events.emit('peer.tls-refused', { from: r.from, reason: `page server: ${r.reason}` });
 }

@@ -20,7 +20,7 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { stopProcess, treeAnonymousBytes } from '../sys/proc.js';
 import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
-import type { PageServerTls } from '../checkpoint/page-server-tls.js';
+import { reportPageServerRefusal, type PageServerRefusal, type PageServerTls } from '../checkpoint/page-server-tls.js';
 import { chooseMode } from './mode-choice.js';
 import { paceTcp, tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
@@ -337,7 +337,8 @@ export class MigrationSource {
         if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
         const lazyServer = { address: this.underlay.address, port: await freePort(this.underlay.address) };
         journalNow({ lazyServer });
-        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, ...lazyServer, onCriu, slot: hostSlot, ...tls });
+        const onRefusal = (r: PageServerRefusal) => this.pageServerRefused(status.id, r);
+        lazy = await startLazyDump({ pid: ep.pid, netns: ep.netns, imagesDir, ...lazyServer, onCriu, slot: hostSlot, onRefusal, ...tls });
         return lazy.ready;
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
@@ -551,6 +552,10 @@ export class MigrationSource {
       this.events.error(`migration ${status.id}: resuming ${ep.name} on ${status.from} failed: ${describeError(err)}`);
       return finish('failed', '', `${reason}; resuming on ${status.from} failed too (${describeError(err)})`);
     }
+  }
+
+  private pageServerRefused(id: string, r: PageServerRefusal): void {
+    reportPageServerRefusal(this.events, `migration ${id}: the lazy page server`, r);
   }
 
   /** What the clients felt, measured by the target from the restored sockets (ends once every active one resumed). */

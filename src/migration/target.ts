@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PageServerTls } from '../checkpoint/page-server-tls.js';
+import { pageServerRefusalIn, reportPageServerRefusal, type PageServerTls } from '../checkpoint/page-server-tls.js';
 import {
   restoreUnderShim, startLazyPages, startPageServer, stopLazyPages, stopPageServer, waitForPageServer, type LazyPagesDaemon, type PageServer, type PullOutcome,
 } from '../checkpoint/executor.js';
@@ -296,6 +296,8 @@ export class MigrationTarget {
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
+    const refusal = a.pageServer ? pageServerRefusalIn(join(a.imagesDir, 'page-server.log')) : undefined;
+    if (refusal && this.events) reportPageServerRefusal(this.events, `migration ${id}: the page server`, refusal);
     if (a.pageServer) await stopPageServer(a.pageServer);
     if (a.lazyPages) await stopLazyPages(a.lazyPages);
     await this.manager.abortIncoming(a.name);

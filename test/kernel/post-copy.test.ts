@@ -19,7 +19,7 @@ import { continueTree, processStartTime } from '../../src/sys/proc.js';
 import { tcpRepairOffTree } from '../../src/sys/borrowed-tcp.js';
 import { unlockNetns } from '../../src/sys/nft.js';
 import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
-import type { PageServerTls } from '../../src/checkpoint/page-server-tls.js';
+import type { PageServerRefusal, PageServerTls } from '../../src/checkpoint/page-server-tls.js';
 import { requireRoot } from '../helpers/root.js';
 import { nodeWithManager } from '../helpers/node.js';
 
@@ -142,7 +142,8 @@ test.serial('post-copy: a client whose certificate the cluster CA did not sign g
   const images = join(dir, 'images');
   mkdirSync(images);
   const port = await freePort();
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls });
+  const refusals: PageServerRefusal[] = [];
+  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls, onRefusal: (r) => refusals.push(r) });
   t.teardown(() => void dump.cancel());
   await dump.ready;
   // A stranger on the underlay, with a certificate of its own making, ahead of the target.
@@ -163,7 +164,9 @@ test.serial('post-copy: a client whose certificate the cluster CA did not sign g
   t.is(got.bytes, 0, `no page reaches a client the CA did not sign (handshake ${got.secure ? 'ended by the server' : `refused: ${got.error}`})`);
   const served = await dump.served.then(() => 'served', (err: unknown) => String(err));
   t.not(served, 'served', 'the page server ended in failure, not as a finished pull');
-  t.regex(readFileSync(join(images, 'dump.log'), 'utf8'), /Invalid certificate|verify|handshake/i, "CRIU's log says why");
+  t.is(refusals.length, 1, 'the refusal is reported once');
+  t.is(refusals[0]?.from, '127.0.0.1', 'with where the stranger came from');
+  t.regex(refusals[0]?.reason ?? '', /certificate|verify|handshake/i, `and why, in CRIU's words: ${refusals[0]?.reason}`);
   // CRIU lets the tree go when serving fails, its connections still in repair mode; they come out as in any rollback.
   t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
   unlockNetns(srv.netns!);
