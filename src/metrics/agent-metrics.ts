@@ -43,7 +43,7 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     if (e.errors > 0) reconcileErrors.inc(e.errors);
   });
   events.on('peer.sync', (e) => peerSyncs.inc({ result: e.ok ? 'ok' : 'error' }));
-  const tlsRefused = new Counter({ name: 'roam_peer_tls_refusals_total', help: 'Peer connections refused at the TLS handshake (no certificate, or one the cluster CA did not sign).', registers: [registry] });
+  const tlsRefused = new Counter({ name: 'roam_peer_tls_refusals_total', help: 'Connections refused at the TLS handshake (no certificate, or one the cluster CA did not sign), on the peer port or a CRIU page server.', registers: [registry] });
   tlsRefused.inc(0);
   events.on('peer.tls-refused', () => tlsRefused.inc());
   const apiRefused = new Counter({
