@@ -40,8 +40,7 @@ export function criuWorkerUnderShim(dir: string, socketFd: number, netnsFd: numb
  * tasks' userfaultfds, then fetches their memory from the source's lazy page
  * server, on demand and in the background, and exits once it has all of it.
  * It writes one byte to fd 3 when it is ready. `extraArgs`: more options
- * (TLS). Detached: the restored
- * service depends on it, not on the agent.
+ * (TLS). Detached: the restored service depends on it, not on the agent.
  */
 export function lazyPagesWorker(imagesDir: string, source: { address: string; port: number }, extraArgs: string[] = []): ChildProcess {
   const child = spawn(
