@@ -125,6 +125,22 @@ class MigrationSlots {
 const PULL_VERDICT_ATTEMPTS = 5;
 const KEEP_STATUSES = 200;
 
+/** What undoing a failed migration at the source works with. */
+interface Unwind {
+  status: MigrationStatus;
+  /** the target agent's peer address */
+  address: string;
+  ep: ReturnType<EndpointManager['beginOutgoing']>;
+  /** the migration's folder, and the images in it */
+  dir: string;
+  imagesDir: string;
+  hold: PacketHold | undefined;
+  handover: HandoverMechanism;
+  /** why the migration failed, for the report */
+  reason: string;
+  finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport;
+}
+
 export class MigrationSource {
   private readonly statuses = new Map<string, MigrationStatus>();
   private readonly moving = new Map<string, string>();
@@ -399,8 +415,9 @@ export class MigrationSource {
         });
         return finish(r.result, r.runningOn, r.reason);
       }
-      if (lazy && dumped) return this.resumeInPlace(status, address, ep, lazy, dumped, dir, hold, handover, reason, finish);
-      return this.rollBack(status, address, ep, imagesDir, dir, dumped, hold, handover, reason, finish);
+      const unwind: Unwind = { status, address, ep, dir, imagesDir, hold, handover, reason, finish };
+      if (lazy && dumped) return this.resumeInPlace(unwind, lazy, dumped);
+      return this.rollBack(unwind, dumped);
     }
   }
 
@@ -521,37 +538,32 @@ export class MigrationSource {
    * stopped, its connections in repair mode, its memory its own; it resumes
    * where it is once the target's half is gone and CRIU's page server ended.
    */
-  private async resumeInPlace(
-    status: MigrationStatus,
-    address: string,
-    ep: ReturnType<EndpointManager['beginOutgoing']>,
-    lazy: LazyDump,
-    dumped: DumpResult,
-    dir: string,
-    hold: PacketHold | undefined,
-    handover: HandoverMechanism,
-    reason: string,
-    finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
-  ): Promise<HandoverReport> {
-    if ((await this.dropTargetHalf(address, status)) === 'switched') {
-      hold?.close();
+  private async resumeInPlace(u: Unwind, lazy: LazyDump, dumped: DumpResult): Promise<HandoverReport> {
+    const { status, ep, reason, finish } = u;
+    if ((await this.dropTargetHalf(u.address, status)) === 'switched') {
+      u.hold?.close();
       return finish('failed', status.to, `${reason}; the target had already switched: the service runs on ${status.to}, its memory still being pulled from here`);
     }
     try {
       await lazy.cancel();
       tcpRepairOffTree(ep.pid);
-      const held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
-      const counts = await resumeService({
-        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], hold, connections: dumped.tcpConnections, pid: ep.pid, stopped: true,
-      });
+      const counts = await this.resumeHere(u, ep.pid, dumped.tcpConnections, true);
       this.manager.endOutgoing(ep.name);
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(u.dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service resumed on ${status.from} where it was, with its connections`, counts);
     } catch (err) {
-      hold?.close();
+      u.hold?.close();
       this.events.error(`migration ${status.id}: resuming ${ep.name} on ${status.from} failed: ${describeError(err)}`);
       return finish('failed', '', `${reason}; resuming on ${status.from} failed too (${describeError(err)})`);
     }
+  }
+
+  /** The tree back on this node: what its peers sent meanwhile is delivered, the dump's lock lifted, the tree continued. */
+  private async resumeHere(u: Unwind, pid: number, connections: number, stopped: boolean): Promise<HandoverCounts> {
+    const held = await drainWhatWasKept(u.hold, (m) => this.events.warn(`migration ${u.status.id}: ${m}`));
+    return resumeService({
+      netns: u.ep.netns, ip: u.ep.ip, mechanism: u.handover, held: held ? [held] : [], hold: u.hold, connections, pid, stopped,
+    });
   }
 
   private pageServerRefused(id: string, r: PageServerRefusal): void {
@@ -572,46 +584,32 @@ export class MigrationSource {
     }
   }
 
-  private async rollBack(
-    status: MigrationStatus,
-    address: string,
-    ep: ReturnType<EndpointManager['beginOutgoing']>,
-    imagesDir: string,
-    dir: string,
-    dumped: DumpResult | undefined,
-    hold: PacketHold | undefined,
-    handover: HandoverMechanism,
-    reason: string,
-    finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport,
-  ): Promise<HandoverReport> {
-    if ((await this.dropTargetHalf(address, status)) === 'switched') {
+  private async rollBack(u: Unwind, dumped: DumpResult | undefined): Promise<HandoverReport> {
+    const { status, ep, reason, finish, imagesDir } = u;
+    if ((await this.dropTargetHalf(u.address, status)) === 'switched') {
       // The target had switched after all: it owns the endpoint.
-      hold?.close();
+      u.hold?.close();
       await this.manager.release(ep.name).catch(() => undefined);
       return finish('failed', status.to, `${reason}; the target had already switched, the service runs on ${status.to}`);
     }
     if (!dumped) {
       // The process was never stopped (or CRIU resumed it when the dump failed, and the lock went with it).
-      hold?.close();
+      u.hold?.close();
       this.manager.endOutgoing(ep.name);
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(u.dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service kept running on ${status.from}`);
     }
     try {
       const endpointDir = this.manager.dirOf(ep.name);
       await waitForShimExit(endpointDir, ep.shimPid, 3000);
-      const stopped = handover !== 'off';
+      const stopped = u.handover !== 'off';
       const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
-      // Back where it was: what its peers sent meanwhile is delivered here, and the dump's lock lifted.
-      const held = await drainWhatWasKept(hold, (m) => this.events.warn(`migration ${status.id}: ${m}`));
-      const counts = await resumeService({
-        netns: ep.netns, ip: ep.ip, mechanism: handover, held: held ? [held] : [], hold, connections: dumped.tcpConnections, pid: restored.pid, stopped,
-      });
+      const counts = await this.resumeHere(u, restored.pid, dumped.tcpConnections, stopped);
       this.manager.resumedLocally(ep.name, restored);
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(u.dir, { recursive: true, force: true });
       return finish('rolled_back', status.from, `${reason}; the service was restored on ${status.from} with its connections`, counts);
     } catch (err) {
-      hold?.close();
+      u.hold?.close();
       this.events.error(`migration ${status.id}: restoring ${ep.name} on ${status.from} failed: ${describeError(err)}; images kept in ${imagesDir}`);
       return finish('failed', '', `${reason}; restoring on ${status.from} failed too (${describeError(err)}); images kept in ${imagesDir}`);
     }

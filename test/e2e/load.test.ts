@@ -12,7 +12,7 @@ import type { MigrationStatus } from '../../src/migration/report.js';
 import { listTables } from '../../src/sys/nft.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
-import { downAndCheck, endpointLog, endpoints, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+import { downClean, endpointLog, endpoints, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -24,10 +24,7 @@ test.before(async () => {
   tb = await upTestbed(name, 3, '1gbit');
 });
 
-test.after.always(async () => {
-  const left = await downAndCheck(name);
-  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
-});
+test.after.always(() => downClean(name));
 
 test.serial('20 services with live clients all asked to move at once: queued per node, every one moved, every stream exact, nothing left', async (t) => {
   const api = { socketPath: tb.nodes[0]!.apiSocket };

@@ -17,7 +17,7 @@ import { removeNetns } from '../../src/sys/netns/netns.js';
 import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
-import { downAndCheck, endpointLog, endpoints, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload, type Report } from '../helpers/testbed.js';
+import { downClean, endpointLog, endpoints, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload, type Report } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -36,10 +36,7 @@ test.before(async () => {
   await waitFor('connections', () => endpointLog(tb, 'node3', 'watch').includes('"connected":4'));
 });
 
-test.after.always(async () => {
-  const left = await downAndCheck(name);
-  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
-});
+test.after.always(() => downClean(name));
 
 /** A migration's status, through node1's agent (whichever runs now). */
 function statusOf(m: { id: string; from: string }): Promise<MigrationStatus> {

@@ -13,7 +13,7 @@ import { listTables } from '../../src/sys/nft.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
 import {
-  cli, downAndCheck, endpointLog, endpoints, migrate, run, streamAdvances, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload,
+  cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload,
 } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
@@ -26,10 +26,7 @@ test.before(async () => {
   tb = await upTestbed(name, 3);
 });
 
-test.after.always(async () => {
-  const left = await downAndCheck(name);
-  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
-});
+test.after.always(() => downClean(name));
 
 function fdbOf(nodeName: string): string {
   return execFileSync('bridge', ['-n', `roam-${name}-${nodeName}`, 'fdb', 'show', 'dev', 'roam-vx'], { encoding: 'utf8' });

@@ -12,7 +12,7 @@ import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { inNs } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
-import { cli, downAndCheck, endpointLog, endpoints, run, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+import { cli, downClean, endpointLog, endpoints, run, streamProgress, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -24,8 +24,7 @@ test.before(async () => {
 });
 
 test.after.always(async (t) => {
-  const left = await downAndCheck(name);
-  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+  await downClean(name);
   t.log?.('clean');
 });
 

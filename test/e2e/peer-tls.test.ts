@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
-import { downAndCheck, uniqueTestbedName, upTestbed } from '../helpers/testbed.js';
+import { downClean, uniqueTestbedName, upTestbed } from '../helpers/testbed.js';
 import { TESTBED_ROOT } from '../../src/testbed/layout.js';
 
 const name = uniqueTestbedName();
@@ -28,10 +28,7 @@ test.before(async () => {
   tb = await upTestbed(name, 2);
 });
 
-test.after.always(async () => {
-  const left = await downAndCheck(name);
-  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
-});
+test.after.always(() => downClean(name));
 
 /** curl from the underlay "switch" namespace; returns its exit code and what it printed. */
 function curlFromUnderlay(args: string[]): { code: number; out: string } {

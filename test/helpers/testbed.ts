@@ -41,6 +41,12 @@ export async function downAndCheck(name: string): Promise<string[]> {
   return left;
 }
 
+/** Takes the testbed down and fails if anything of it is left (namespaces, state, processes). */
+export async function downClean(name: string): Promise<void> {
+  const left = await downAndCheck(name);
+  if (left.length > 0) throw new Error(`testbed ${name} left things behind: ${left.join('; ')}`);
+}
+
 export async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];

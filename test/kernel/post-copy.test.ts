@@ -22,6 +22,7 @@ import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
 import type { PageServerRefusal, PageServerTls } from '../../src/checkpoint/page-server-tls.js';
 import { requireRoot } from '../helpers/root.js';
 import { nodeWithManager } from '../helpers/node.js';
+import type { EndpointManager } from '../../src/endpoint/manager.js';
 
 const workload = (f: string) => fileURLToPath(new URL(`../../src/workloads/${f}`, import.meta.url));
 const HOLD_MB = 48;
@@ -65,6 +66,27 @@ async function serviceWithClient(t: ExecutionContext, prefix: string) {
   await node.manager.create({ name: 'cli', ip: undefined, command: [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--rate', '50000'] });
   await sleep(500);
   return { ...node, srv, checksum: started[1]! };
+}
+
+/**
+ * A tree a lazy dump left behind resumes where it was, as a rollback does it:
+ * its one connection out of repair mode, the lock lifted, the tree
+ * continued; then its memory is its own and its client keeps getting echoes.
+ */
+async function resumesInPlace(t: ExecutionContext, m: EndpointManager, srv: { pid?: number | undefined; netns?: string | undefined }, checksum: string): Promise<void> {
+  t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
+  unlockNetns(srv.netns!);
+  continueTree(srv.pid!);
+  const log = join(m.dirOf('srv'), 'log');
+  const from = readFileSync(log, 'utf8').length;
+  process.kill(srv.pid!, 'SIGUSR2');
+  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
+  t.is(after[1], checksum, 'its memory is its own');
+  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  await sleep(1500);
+  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
+  t.true(now.length > cli.length, 'the client still gets its echo');
+  t.notRegex(now, /MISMATCH|DISCONNECTED/);
 }
 
 test.serial('post-copy: dumped without its memory, restored before it arrives, and every page is pulled from the source (checksum equal)', async (t) => {
@@ -122,19 +144,7 @@ test.serial('post-copy: a lazy dump whose target never comes ends, and the tree 
   await dump.cancel();
   await dump.served;
   t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'stopped, not killed');
-  t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
-  unlockNetns(srv.netns!);
-  continueTree(srv.pid!);
-  const log = join(m.dirOf('srv'), 'log');
-  const from = readFileSync(log, 'utf8').length;
-  process.kill(srv.pid!, 'SIGUSR2');
-  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
-  t.is(after[1], checksum);
-  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  await sleep(1500);
-  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  t.true(now.length > cli.length, 'the client still gets its echo');
-  t.notRegex(now, /MISMATCH|DISCONNECTED/);
+  await resumesInPlace(t, m, srv, checksum);
 });
 
 test.serial('post-copy: a client whose certificate the cluster CA did not sign gets no page, and the tree resumes where it was', async (t) => {
@@ -168,17 +178,5 @@ test.serial('post-copy: a client whose certificate the cluster CA did not sign g
   t.is(refusals[0]?.from, '127.0.0.1', 'with where the stranger came from');
   t.regex(refusals[0]?.reason ?? '', /certificate|verify|handshake/i, `and why, in CRIU's words: ${refusals[0]?.reason}`);
   // CRIU lets the tree go when serving fails, its connections still in repair mode; they come out as in any rollback.
-  t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
-  unlockNetns(srv.netns!);
-  continueTree(srv.pid!);
-  const log = join(m.dirOf('srv'), 'log');
-  const from = readFileSync(log, 'utf8').length;
-  process.kill(srv.pid!, 'SIGUSR2');
-  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
-  t.is(after[1], checksum, 'its memory is its own');
-  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  await sleep(1500);
-  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  t.true(now.length > cli.length, 'the client still gets its echo');
-  t.notRegex(now, /MISMATCH|DISCONNECTED/);
+  await resumesInPlace(t, m, srv, checksum);
 });
