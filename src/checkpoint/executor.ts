@@ -16,12 +16,14 @@
 import { closeSync, constants, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
-import { criuCall, errorLines, NetworkLock } from '../sys/criu/rpc.js';
+import { criuCall, errorLines, NetworkLock, pageServerRefusalIn, type PageServerRefusal } from '../sys/criu/rpc.js';
 import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/workers.js';
 import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
-import { criuTlsArgs, criuTlsOpts, knockAndLeave, pageServerRefusalIn, type PageServerRefusal, type PageServerTls } from './page-server-tls.js';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { criuTlsArgs, criuTlsOpts, type PageServerTls } from './page-server-tls.js';
 import { netnsInode } from '../sys/netns/netns.js';
 import { hostLock, LOCK_DIR } from '../sys/host-lock.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
@@ -190,10 +192,19 @@ export async function startLazyDump(spec: DumpSpec & { address: string; port: nu
 /**
  * Ends a lazy dump's page server whose target will not come: CRIU takes a
  * connection that ends without asking for anything as the end of the pull,
- * and leaves the tree stopped for its owner to resume.
+ * and leaves the tree stopped for its owner to resume. Over TLS the
+ * handshake is completed first, as an authenticated client: a failed one
+ * would be a refusal, and CRIU would let the tree go, connections in repair.
  */
 export function endLazyPageServer(address: string, port: number, tls: PageServerTls | undefined): Promise<void> {
-  return knockAndLeave(address, port, tls);
+  return new Promise((resolve) => {
+    const sk: Socket = tls
+      ? tlsConnect({ host: address, port, ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, () => sk.end())
+      : tcpConnect({ host: address, port }, () => sk.end());
+    sk.setTimeout(5000, () => sk.destroy());
+    sk.on('close', () => resolve());
+    sk.on('error', () => resolve());
+  });
 }
 
 function lazyMemoryBytesOr0(dir: string): number {
@@ -306,6 +317,8 @@ export interface PageServer {
   port: number;
   /** so that a recycled pid is never taken for the page server */
   startTime: number;
+  /** where it writes the pages, and its log */
+  imagesDir: string;
 }
 
 /**
@@ -325,15 +338,20 @@ export async function startPageServer(imagesDir: string, address: string, tls?: 
       logDir: imagesDir,
     });
     if (!result.pageServer) throw new RoamError('CHECKPOINT_FAILED', 'criu page-server answered without its pid and port');
-    return { ...result.pageServer, startTime: processStartTime(result.pageServer.pid) ?? 0 };
+    return { ...result.pageServer, startTime: processStartTime(result.pageServer.pid) ?? 0, imagesDir };
   } finally {
     closeSync(imagesFd);
   }
 }
 
-/** Stops a page server whose dump will not come (an aborted migration). */
-export async function stopPageServer(ps: PageServer): Promise<void> {
+/**
+ * Stops a page server whose dump will not come (an aborted migration), and
+ * says whether it had turned a client away at the TLS handshake (which ends
+ * it, and with it the dump it was waiting for).
+ */
+export async function stopPageServer(ps: PageServer): Promise<PageServerRefusal | undefined> {
   await stopProcess(ps.pid, ps.startTime, 0);
+  return pageServerRefusalIn(join(ps.imagesDir, 'page-server.log'));
 }
 
 /** Waits until the page server has exited (it does once its dump is over). */
@@ -506,9 +524,15 @@ function pullOutcome(imagesDir: string, end: { code: number | null; signal: Node
   const complete = end.code === 0 && tasks > 0;
   const how = end.signal ? `was killed by ${end.signal}` : `exited with ${end.code}`;
   const reason = complete ? undefined : end.code !== 0
-    ? `criu lazy-pages ${how}${errorLines(logPath).length ? `: ${errorLines(logPath).slice(-2).join(' | ')}` : ''}`
+    ? `criu lazy-pages ${how}${lastErrors(logPath)}`
     : 'criu lazy-pages ended without accounting for any task';
   return { complete, exitCode: end.code, copiedPages, totalPages, durationMs, ...(reason ? { reason } : {}) };
+}
+
+/** The last two error lines of a CRIU log, to quote after a colon (nothing without any). */
+function lastErrors(logPath: string): string {
+  const lines = errorLines(logPath);
+  return lines.length ? `: ${lines.slice(-2).join(' | ')}` : '';
 }
 
 /** Stops a lazy-pages daemon whose restore will not come or failed. */

@@ -20,7 +20,8 @@ import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { stopProcess, treeAnonymousBytes } from '../sys/proc.js';
 import { probeMigrationCapabilities, type MigrationCapabilities } from '../checkpoint/capabilities.js';
-import { reportPageServerRefusal, type PageServerRefusal, type PageServerTls } from '../checkpoint/page-server-tls.js';
+import type { PageServerTls } from '../checkpoint/page-server-tls.js';
+import type { PageServerRefusal } from '../sys/criu/rpc.js';
 import { chooseMode } from './mode-choice.js';
 import { paceTcp, tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
@@ -33,7 +34,7 @@ import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
 import { noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, type Phase, type PullReport } from './report.js';
-import type { Prepared, PrepareRequest } from './target.js';
+import { reportPageServerRefusal, type Prepared, type PrepareRequest } from './target.js';
 import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
 import { recoverMigration, type Recovered } from './source-recovery.js';
 
@@ -494,7 +495,8 @@ export class MigrationSource {
     });
     const sample = async () => {
       const acked = await pageServerAcked(lazy.port).catch(() => undefined);
-      if (acked !== undefined) progress.pulled_bytes = Math.max(progress.pulled_bytes, acked);
+      // What the wire carried also counts CRIU's page headers and TLS records: never more than the memory itself.
+      if (acked !== undefined) progress.pulled_bytes = Math.min(lazyBytes, Math.max(progress.pulled_bytes, acked));
     };
     let sampling = true;
     const sampler = (async () => {

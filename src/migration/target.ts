@@ -8,7 +8,8 @@
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pageServerRefusalIn, reportPageServerRefusal, type PageServerTls } from '../checkpoint/page-server-tls.js';
+import type { PageServerTls } from '../checkpoint/page-server-tls.js';
+import type { PageServerRefusal } from '../sys/criu/rpc.js';
 import {
   restoreUnderShim, startLazyPages, startPageServer, stopLazyPages, stopPageServer, waitForPageServer, type LazyPagesDaemon, type PageServer, type PullOutcome,
 } from '../checkpoint/executor.js';
@@ -296,9 +297,8 @@ export class MigrationTarget {
     if (!a) return;
     if (a.switched) throw new RoamError('CONFLICT', `migration ${id}: already switched to ${a.name} here; it cannot be undone`);
     a.hold?.close();
-    const refusal = a.pageServer ? pageServerRefusalIn(join(a.imagesDir, 'page-server.log')) : undefined;
+    const refusal = a.pageServer ? await stopPageServer(a.pageServer) : undefined;
     if (refusal && this.events) reportPageServerRefusal(this.events, `migration ${id}: the page server`, refusal);
-    if (a.pageServer) await stopPageServer(a.pageServer);
     if (a.lazyPages) await stopLazyPages(a.lazyPages);
     await this.manager.abortIncoming(a.name);
     rmSync(a.dir, { recursive: true, force: true });
@@ -351,4 +351,10 @@ export class MigrationTarget {
   inFlight(): number {
     return this.arrivals.size;
   }
+}
+
+/** Says and counts a page server's refusal as any other failed peer handshake (roam_peer_tls_refusals_total). */
+export function reportPageServerRefusal(events: EventBus, what: string, r: PageServerRefusal): void {
+  events.warn(`${what} refused a connection from ${r.from} at the TLS handshake (${r.reason}); that migration cannot go on`);
+  events.emit('peer.tls-refused', { from: r.from, reason: `page server: ${r.reason}` });
 }

@@ -3,7 +3,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pageServerRefusalIn } from '../../src/checkpoint/page-server-tls.js';
+import { pageServerRefusalIn } from '../../src/sys/criu/rpc.js';
 
 function logWith(t: import('ava').ExecutionContext, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'roam-pslog-'));

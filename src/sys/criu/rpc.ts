@@ -195,6 +195,33 @@ function isBenign(line: string): boolean {
   return BENIGN.some((re) => re.test(line));
 }
 
+/** A client a page server turned away at the TLS handshake, as its CRIU log tells it. */
+export interface PageServerRefusal {
+  from: string;
+  reason: string;
+}
+
+/**
+ * Reads a page server's log (dump.log of a lazy dump, page-server.log of a
+ * streamed target) for a refused client: CRIU logs "Accepted connection
+ * from ADDRESS:PORT", then why the handshake failed (gnutls' words).
+ * Undefined when there was none, or no log.
+ */
+export function pageServerRefusalIn(logPath: string): PageServerRefusal | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logPath, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const accepted = [...text.matchAll(/Accepted connection from (\S+?):\d+\s*$/gm)].pop();
+  if (!accepted) return undefined;
+  const after = text.slice((accepted.index ?? 0) + accepted[0].length).split('\n');
+  const errors = after.filter((l) => /Error \(/.test(l) && /\bTLS\b|certificate/i.test(l));
+  if (errors.length === 0) return undefined;
+  return { from: accepted[1]!, reason: errors.map((l) => l.replace(/^.*?Error \([^)]*\):\s*/, '').trim()).join('; ') };
+}
+
 export function errorLines(logPath: string): string[] {
   try {
     return readFileSync(logPath, 'utf8')
