@@ -12,10 +12,13 @@ CRIU_PREFIX=/usr/local
 CRIU_SRC_CACHE=/var/cache/roam/criu
 # Where CRIU keeps its kernel-feature cache (criu.kdat); see ensure_criu_kdat_cache.
 CRIU_KDAT_DIR=/run/roam-criu
-RUNTIME_PACKAGES=(nftables iproute2 util-linux procps)
+# runc runs containers (and checkpoints them through CRIU); tar carries a
+# container's filesystem changes and volumes between agents.
+RUNTIME_PACKAGES=(nftables iproute2 util-linux procps runc tar)
 # What the tests and benches use: iperf3 (throughput), python3 (a forking
-# server workload), prometheus (promtool and a real scrape of the testbed).
-TOOL_PACKAGES=(iperf3 python3 prometheus)
+# server workload), prometheus (promtool and a real scrape of the testbed),
+# busybox-static (the root filesystem of the containers tests and benches run).
+TOOL_PACKAGES=(iperf3 python3 prometheus busybox-static)
 # The addon links libnftables (the network lock), roam-hold links
 # libnetfilter_log (what the lock drops, kept for replay); node-gyp builds both.
 NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev libnetfilter-log-dev)
@@ -178,7 +181,7 @@ ensure_native() {
   fi
   local newest_src
   newest_src=$(find native/src native/binding.gyp -newer "$out/roam_native.node" 2>/dev/null | head -n1 || true)
-  if [ -f "$out/roam_native.node" ] && [ -f "$out/roam-shim" ] && [ -f "$out/roam-nsexec" ] && [ -f "$out/roam-hold" ] && [ -z "$newest_src" ]; then
+  if [ -f "$out/roam_native.node" ] && [ -f "$out/roam-shim" ] && [ -f "$out/roam-nsexec" ] && [ -f "$out/roam-hold" ] && [ -f "$out/roam-criu-hook" ] && [ -z "$newest_src" ]; then
     say "native addon: up to date"
     return
   fi

@@ -13,6 +13,7 @@
 #include "nft.h"
 #include "rawip.h"
 #include "borrowtcp.h"
+#include "mounts.h"
 
 #include <sys/socket.h>
 #include <sys/file.h>
@@ -272,6 +273,21 @@ static napi_value try_lock_file(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* mountOverlay(target, options): options as overlayfs takes them (lowerdir=,upperdir=,workdir=). */
+static napi_value mount_overlay(napi_env env, napi_callback_info info) {
+  char target[PATH_BUF], options[PATH_BUF];
+  if (!string_arg(env, info, 0, target, NULL) || !string_arg(env, info, 1, options, NULL)) return NULL;
+  const char *syscall = "";
+  int err = roam_overlay_mount(target, options, &syscall);
+  if (err) return throw_sys(env, err, syscall, target);
+  return NULL;
+}
+
+/* unmount(target): lazily; a target that is not mounted counts as done. */
+static napi_value unmount(napi_env env, napi_callback_info info) {
+  return path_call(env, info, roam_unmount);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"createNetns", NULL, create_netns, NULL, NULL, NULL, napi_default, NULL},
@@ -284,6 +300,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"tcpRepairOff", NULL, tcp_repair_off, NULL, NULL, NULL, napi_default, NULL},
       {"tcpPace", NULL, tcp_pace, NULL, NULL, NULL, napi_default, NULL},
       {"tryLockFile", NULL, try_lock_file, NULL, NULL, NULL, napi_default, NULL},
+      {"mountOverlay", NULL, mount_overlay, NULL, NULL, NULL, napi_default, NULL},
+      {"unmount", NULL, unmount, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -24,11 +24,23 @@
  * restores with rst_sibling, so the restored process becomes the shim's own
  * child. The report names CRIU's pid; the agent writes DIR/pid once CRIU has
  * said which process it restored. CRIU's own output goes to DIR/criu.out.
+ *
+ * roam-shim --runtime --dir DIR -- runc [GLOBAL...] run|restore --detach ...
+ *
+ * Runtime mode, for a container: the OCI runtime makes the namespaces, so
+ * the shim only holds the pipes. It becomes a child subreaper and runs CMD
+ * with the pipes as its stdout/stderr; a detached runc hands them to the
+ * container (its init, or the tree CRIU restores) and exits, and the
+ * container's init is then reparented to the shim, which supervises it like
+ * any endpoint. The report waits for the runtime: "ok PID" names the
+ * container's init, "error runtime exited N" says it failed (runc's own
+ * log says why).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,19 +100,31 @@ static void fail(const char *syscall, int err) {
   exit(1);
 }
 
+/* The one child a subreaper shim has once the runtime is gone: the container's init. */
+static pid_t only_child(void) {
+  char path[64], buf[64] = {0};
+  snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n > 0 ? (pid_t)atoi(buf) : 0;
+}
+
 int main(int argc, char **argv) {
   const char *netns = NULL;
-  int restore = 0;
+  int restore = 0, runtime = 0;
   int i = 1;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--restore") == 0) restore = 1;
+    else if (strcmp(argv[i], "--runtime") == 0) runtime = 1;
     else if (strcmp(argv[i], "--netns") == 0 && i + 1 < argc) netns = argv[++i];
     else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
     else if (strcmp(argv[i], "--") == 0) { i++; break; }
     else break;
   }
-  if ((!netns && !restore) || !dir || i >= argc) {
-    fprintf(stderr, "usage: roam-shim --netns PATH --dir DIR -- CMD [ARGS...]\n       roam-shim --restore --dir DIR -- CMD [ARGS...]\n");
+  if ((!netns && !restore && !runtime) || !dir || i >= argc) {
+    fprintf(stderr, "usage: roam-shim --netns PATH --dir DIR -- CMD [ARGS...]\n       roam-shim --restore --dir DIR -- CMD [ARGS...]\n       roam-shim --runtime --dir DIR -- CMD [ARGS...]\n");
     return 2;
   }
   char **command = &argv[i];
@@ -109,13 +133,14 @@ int main(int argc, char **argv) {
   signal(SIGHUP, SIG_IGN);
 
   int netns_fd = -1;
-  if (!restore) {
+  if (runtime && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) fail("prctl", errno);
+  if (!restore && !runtime) {
     netns_fd = open(netns, O_RDONLY | O_CLOEXEC);
     if (netns_fd < 0) fail("open", errno);
   }
   int out[2], err[2], status_pipe[2];
   if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) fail("pipe2", errno);
-  if (!restore && unshare(CLONE_NEWPID) != 0) fail("unshare", errno);
+  if (!restore && !runtime && unshare(CLONE_NEWPID) != 0) fail("unshare", errno);
 
   pid_t child = fork();
   if (child < 0) fail("fork", errno);
@@ -154,7 +179,7 @@ int main(int argc, char **argv) {
     int devnull = open("/dev/null", O_RDONLY);
     /* Its own session: the checkpoint must not reach outside the endpoint. */
     setsid();
-    if (setns(netns_fd, CLONE_NEWNET) != 0) { code = errno; what = "setns"; }
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0) { code = errno; what = "setns"; }
     else if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) { code = errno; what = "dup2"; }
     else {
       if (devnull > 2) close(devnull);
@@ -197,6 +222,21 @@ int main(int argc, char **argv) {
   }
 
   char text[64];
+  if (runtime) {
+    /* The runtime exits once the container runs; its init is then ours. */
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    pid_t init = code == 0 ? only_child() : 0;
+    if (init <= 0) {
+      char line[128];
+      if (code == 0) snprintf(line, sizeof line, "error runtime left no container process\n");
+      else snprintf(line, sizeof line, "error runtime exited %d\n", code);
+      report(line);
+      return 1;
+    }
+    child = init;
+  }
   snprintf(text, sizeof text, "%d\n", (int)getpid());
   write_file("shim.pid", text);
   if (!restore) {
