@@ -15,6 +15,7 @@ export const ErrorCodes = {
   PEER_UNREACHABLE: { status: 502, description: 'Another agent did not answer on the underlay.' },
   PEER_PROTOCOL: { status: 502, description: 'Another agent answered with a message that does not match the wire schema.' },
   CHECKPOINT_FAILED: { status: 500, description: 'CRIU refused or failed a dump or restore; the message quotes the error lines of its log.' },
+  CONTAINER_FAILED: { status: 500, description: "runc failed to run, checkpoint or restore a container, or its files (root filesystem changes, volumes, image) could not be copied; the message quotes runc's or tar's error." },
   MIGRATION_FAILED: { status: 500, description: 'A migration did not complete; the handover report says in which phase, why, and where the service runs now.' },
   SYSCALL_FAILED: { status: 500, description: 'A kernel operation failed; errno, operation and target are attached.' },
   PRECONDITION: { status: 500, description: 'The host lacks something roam needs (root, a kernel feature, a binary); the message says what.' },

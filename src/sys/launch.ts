@@ -1,6 +1,6 @@
 /**
  * Starting processes through roam's helper executables (native/): a command
- * under roam-shim as an endpoint, a program inside a network namespace
+ * under roam-shim as an endpoint (or an OCI runtime starting a container), a program inside a network namespace
  * through roam-nsexec, and roam-hold (what a lock drops, kept). The shim
  * makes the command PID 1 of its own PID namespace in the endpoint's network
  * namespace and keeps its output in DIR/log, its pid in DIR/pid and its end
@@ -22,12 +22,23 @@ export interface StartedProcess {
 }
 
 /** Starts CMD under a shim; resolves once it runs, rejects naming why it could not. */
-export async function startUnderShim(dir: string, netns: string, command: readonly string[]): Promise<StartedProcess> {
-  const shim = spawn(nativePaths.shim, ['--netns', netns, '--dir', dir, '--', ...command], {
-    detached: true,
-    env: cleanEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export function startUnderShim(dir: string, netns: string, command: readonly string[]): Promise<StartedProcess> {
+  return runShim(['--netns', netns, '--dir', dir, '--', ...command], cleanEnv(), (reason) =>
+    new RoamError('ENDPOINT_START_FAILED', `cannot start ${JSON.stringify(command[0])}: ${reason}`, { command: [...command], reason }));
+}
+
+/**
+ * Runs an OCI runtime's detached `run` or `restore` under a shim in runtime
+ * mode: the shim holds the container's stdout/stderr pipes and adopts its
+ * init once the runtime has exited. `failure` words the error from the
+ * shim's reason.
+ */
+export function startRuntimeUnderShim(dir: string, command: readonly string[], env: NodeJS.ProcessEnv, failure: (reason: string) => Error): Promise<StartedProcess> {
+  return runShim(['--runtime', '--dir', dir, '--', ...command], env, failure);
+}
+
+async function runShim(args: string[], env: NodeJS.ProcessEnv, failure: (reason: string) => Error): Promise<StartedProcess> {
+  const shim = spawn(nativePaths.shim, args, { detached: true, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   shim.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -38,10 +49,7 @@ export async function startUnderShim(dir: string, netns: string, command: readon
   shim.unref();
   const line = out.trim();
   const ok = /^ok (\d+)$/.exec(line);
-  if (!ok) {
-    const reason = line.startsWith('error ') ? line.slice(6) : err.trim() || `shim exited without a report (${line})`;
-    throw new RoamError('ENDPOINT_START_FAILED', `cannot start ${JSON.stringify(command[0])}: ${reason}`, { command: [...command], reason });
-  }
+  if (!ok) throw failure(line.startsWith('error ') ? line.slice(6) : err.trim() || `shim exited without a report (${line})`);
   const pid = Number(ok[1]);
   return { pid, shimPid: shim.pid ?? 0, startTime: processStartTime(pid) ?? 0 };
 }

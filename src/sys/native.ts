@@ -31,6 +31,10 @@ interface NativeAddon {
   tcpRepairOff(pid: number): number;
   tcpPace(pid: number, localPort: number, bytesPerSecond: number): number;
   tryLockFile(path: string): number;
+  /** mounts an overlay filesystem at `target`; `options` as overlayfs takes them (lowerdir=…,upperdir=…,workdir=…) */
+  mountOverlay(target: string, options: string): void;
+  /** detaches whatever is mounted at `target` (nothing mounted counts as done) */
+  unmount(target: string): void;
 }
 
 const releaseDir = fileURLToPath(new URL('../../../native/build/Release/', import.meta.url));
@@ -40,6 +44,7 @@ export const nativePaths = {
   shim: `${releaseDir}roam-shim`,
   nsexec: `${releaseDir}roam-nsexec`,
   hold: `${releaseDir}roam-hold`,
+  criuHook: `${releaseDir}roam-criu-hook`,
 } as const;
 
 let addon: NativeAddon | undefined;

@@ -1,0 +1,119 @@
+/**
+ * runc, the OCI runtime roam runs containers with: the sole spawner of
+ * runc. Each node keeps its own runtime state (`--root`), so `runc list`
+ * there shows the containers the node runs. runc drives CRIU itself for
+ * checkpoint and restore; what roam needs from CRIU beyond runc's flags
+ * comes from the CRIU options file named in the container's config
+ * (annotation org.criu.config), and CRIU's hooks reach the agent through
+ * roam-criu-hook (native/src/criu-hook.c) on the socket in
+ * ROAM_CRIU_HOOK_SOCKET.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RoamError } from '../errors/roam-error.js';
+import { startRuntimeUnderShim, type StartedProcess } from './launch.js';
+import { cleanEnv } from './proc.js';
+import { errorLines } from './criu/rpc.js';
+
+export const CRIU_CONFIG_ANNOTATION = 'org.criu.config';
+
+export interface Container {
+  /** runc's state directory on this node */
+  root: string;
+  id: string;
+}
+
+/** runc's own default OCI configuration (`runc spec`), the base of a container made from a root filesystem. */
+export async function defaultSpec(): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'roam-spec-'));
+  try {
+    await runc(['spec', '--bundle', dir], 'runc spec');
+    return JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `runc run --detach` under a shim (dir: the endpoint's folder, which keeps runc's log). */
+export function runContainer(c: Container, bundle: string, dir: string): Promise<StartedProcess> {
+  return startRuntimeUnderShim(dir, ['runc', ...globals(c, dir), 'run', '--detach', '--bundle', bundle, c.id], cleanEnv(), failedIn(dir, `runc run ${c.id}`));
+}
+
+/**
+ * `runc restore --detach` from `imagesDir` under a shim: the restored tree
+ * gets the shim's fresh pipes for the ones it had, and becomes the shim's.
+ */
+export function restoreContainer(c: Container, bundle: string, dir: string, imagesDir: string, hookSocket: string): Promise<StartedProcess> {
+  return startRuntimeUnderShim(
+    dir,
+    ['runc', ...globals(c, dir), 'restore', '--detach', '--tcp-established', '--image-path', imagesDir, '--bundle', bundle, c.id],
+    { ...cleanEnv(), ROAM_CRIU_HOOK_SOCKET: hookSocket },
+    failedIn(dir, `runc restore ${c.id}`, join(imagesDir, 'restore.log')),
+  );
+}
+
+/**
+ * `runc checkpoint`: the container is frozen, dumped into `imagesDir` with
+ * its established connections, and gone (runc forgets it) once this resolves.
+ */
+export async function checkpointContainer(c: Container, dir: string, imagesDir: string, hookSocket: string, pageServer?: { address: string; port: number }): Promise<void> {
+  const ps = pageServer ? ['--page-server', `${pageServer.address}:${pageServer.port}`] : [];
+  await runc([...globals(c, dir), 'checkpoint', '--tcp-established', '--image-path', imagesDir, ...ps, c.id], `runc checkpoint ${c.id}`, {
+    env: { ...cleanEnv(), ROAM_CRIU_HOOK_SOCKET: hookSocket }, dir, criuLog: join(imagesDir, 'dump.log'),
+  });
+}
+
+/** Kills and forgets the container; one runc does not know counts as gone. */
+export async function deleteContainer(c: Container, dir: string): Promise<void> {
+  try {
+    await runc([...globals(c, dir), 'delete', '--force', c.id], `runc delete ${c.id}`);
+  } catch (err) {
+    if (err instanceof RoamError && /does not exist/.test(err.message)) return;
+    throw err;
+  }
+}
+
+/** The containers runc knows on this node (`runc list`). */
+export async function listContainers(root: string): Promise<{ id: string; pid: number; status: string }[]> {
+  const out = await runc(['--root', root, 'list', '--format', 'json'], 'runc list');
+  return (JSON.parse(out || '[]') ?? []) as { id: string; pid: number; status: string }[];
+}
+
+function globals(c: Container, dir: string): string[] {
+  return ['--root', c.root, '--log', join(dir, 'runc.log')];
+}
+
+function runc(args: string[], what: string, o: { env?: NodeJS.ProcessEnv; dir?: string; criuLog?: string } = {}): Promise<string> {
+  const child = spawn('runc', args, { env: o.env ?? cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4096)));
+  return new Promise((resolve, reject) => {
+    child.once('error', (e: NodeJS.ErrnoException) => reject(new RoamError('PRECONDITION', `${what}: cannot run runc (${e.code ?? e.message}); run 'npm run setup'`)));
+    child.once('close', (code) => {
+      if (code === 0) return resolve(out);
+      const said = o.dir ? runcErrors(o.dir) : [];
+      const reason = [...said, ...(o.criuLog ? errorLines(o.criuLog).slice(-2) : []), err.trim()].filter(Boolean).slice(-3).join(' | ') || `exit ${code}`;
+      reject(new RoamError('CONTAINER_FAILED', `${what}: ${reason}`, { ...(o.criuLog ? { criuLog: o.criuLog } : {}) }));
+    });
+  });
+}
+
+function failedIn(dir: string, what: string, criuLog?: string): (reason: string) => Error {
+  return (reason) => {
+    const said = [...runcErrors(dir), ...(criuLog ? errorLines(criuLog).slice(-2) : [])].slice(-3).join(' | ');
+    return new RoamError('CONTAINER_FAILED', `${what}: ${said || reason}`, { reason, ...(criuLog ? { criuLog } : {}) });
+  };
+}
+
+/** The error messages runc logged (text format: time=… level=error msg="…"). */
+function runcErrors(dir: string): string[] {
+  try {
+    return [...readFileSync(join(dir, 'runc.log'), 'utf8').matchAll(/level=(?:error|fatal) msg="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\"/g, '"')).slice(-2);
+  } catch {
+    return [];
+  }
+}
