@@ -29,7 +29,7 @@ export function registerControlRoutes(app: FastifyInstance, d: ControlDeps): voi
 
   app.post<{ Body: CreateEndpointBody }>('/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
     const b = req.body;
-    const record = await d.router.create({ name: b.name, node: b.node, ip: b.ip, command: b.command });
+    const record = await d.router.create({ name: b.name, node: b.node, ip: b.ip, command: b.command, ...(b.container ? { container: b.container } : {}) });
     return reply.status(201).send(record);
   });
 

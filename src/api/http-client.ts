@@ -4,6 +4,7 @@
  * peer protocol over TCP (agents).
  * A refusal from the other side comes back as the RoamError it described.
  */
+import { Readable } from 'node:stream';
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RoamError } from '../errors/roam-error.js';
@@ -72,17 +73,20 @@ export async function callJson<T>(target: Target, method: string, path: string, 
   return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
-/** A Buffer body goes as application/octet-stream, anything else as JSON. */
+/** A Buffer body goes as application/octet-stream, a stream as chunked octet-stream, anything else as JSON. */
 export function callRaw(target: Target, method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<string> {
+  const stream = body instanceof Readable ? body : undefined;
   const binary = Buffer.isBuffer(body);
-  const payload = body === undefined ? undefined : binary ? body : Buffer.from(JSON.stringify(body));
+  const payload = body === undefined || stream ? undefined : binary ? body : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = requestTo(
       target,
       {
         method,
         path,
-        headers: payload ? { 'content-type': binary ? 'application/octet-stream' : 'application/json', 'content-length': payload.length } : {},
+        headers: stream
+          ? { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' }
+          : payload ? { 'content-type': binary ? 'application/octet-stream' : 'application/json', 'content-length': payload.length } : {},
         timeout: options.timeoutMs ?? 30000,
       },
       (res) => {
@@ -100,7 +104,9 @@ export function callRaw(target: Target, method: string, path: string, body?: unk
     req.on('error', (err: NodeJS.ErrnoException) => {
       reject(new RoamError(options.unreachable ?? 'PEER_UNREACHABLE', `${describeTarget(target)}: not reachable (${err.code ?? err.message})`, { target: describeTarget(target), errno: err.code }));
     });
-    req.end(payload);
+    if (!stream) return req.end(payload);
+    stream.on('error', (err) => req.destroy(err));
+    stream.pipe(req);
   });
 }
 

@@ -13,7 +13,8 @@ import { HOLD_BUDGET_BYTES } from '../handover/hold.js';
 import { parseHoldOutput, type HeldPackets } from '../sys/packet-hold.js';
 import type { PeerClient } from './peer-client.js';
 import {
-  MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, UnlockBody, type UnlockBody as UnlockBodyT,
+  ImageParams, MigrateBody, MigrationParams, MigrationQuery, PrepareBody, RestoreBody, TreeParams, UnlockBody, type UnlockBody as UnlockBodyT,
+  type ImageParams as ImageParamsT, type TreeParams as TreeParamsT,
   type MigrateBody as MigrateBodyT, type MigrationParams as MigrationParamsT,
   type MigrationQuery as MigrationQueryT, type PrepareBody as PrepareBodyT, type RestoreBody as RestoreBodyT,
 } from './schemas.js';
@@ -26,7 +27,7 @@ export interface MigrationDeps {
 }
 
 function start(d: MigrationDeps, body: MigrateBodyT): { id: string; from: string } {
-  const { id } = d.source.start({ name: body.endpoint, to: body.to, mode: body.mode, handover: body.handover });
+  const { id } = d.source.start({ name: body.endpoint, to: body.to, mode: body.mode, handover: body.handover, ...(body.presync !== undefined ? { presync: body.presync } : {}) });
   return { id, from: d.node };
 }
 
@@ -79,6 +80,15 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
   });
 
   app.put<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/images', { schema: { params: MigrationParams } }, async (req) => d.target.receiveImages(req.params.id, req.raw));
+
+  app.get<{ Params: ImageParamsT }>('/peer/v1/images/:image', { schema: { params: ImageParams } }, async (req) => ({ present: d.target.hasImage(req.params.image) }));
+
+  app.put<{ Params: ImageParamsT }>('/peer/v1/images/:image', { schema: { params: ImageParams } }, async (req) => ({ image: await d.target.receiveImage(req.params.image, req.raw) }));
+
+  app.put<{ Params: TreeParamsT }>('/peer/v1/migrations/:id/trees/:tree', { schema: { params: TreeParams } }, async (req) => {
+    await d.target.receiveTree(req.params.id, req.params.tree, req.raw);
+    return { tree: req.params.tree };
+  });
 
   app.post<{ Params: MigrationParamsT; Body: RestoreBodyT }>('/peer/v1/migrations/:id/restore', { schema: { params: MigrationParams, body: RestoreBody } }, async (req) =>
     d.target.restore(req.params.id, req.body.pipeKeys, req.body.connections ?? 0, req.body.lazySource),

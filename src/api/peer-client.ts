@@ -2,6 +2,7 @@
  * The agent-to-agent protocol, client side. Every answer is checked against
  * the wire schema before anything is believed.
  */
+import type { Readable } from 'node:stream';
 import { parseWithSchema } from '../config/validate.js';
 import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
 import { callJson, callRaw, type Target, type TlsMaterial } from './http-client.js';
@@ -50,6 +51,19 @@ export class PeerClient implements TargetAgent {
     return parseWithSchema(PreparedAnswer, answer, 'PEER_PROTOCOL', `prepare answer from ${address}`);
   }
 
+  async hasImage(address: string, image: string): Promise<boolean> {
+    const answer = await callJson<{ present: boolean }>(this.target(address), 'GET', `/peer/v1/images/${image}`, undefined, { timeoutMs: 5000 });
+    return answer.present === true;
+  }
+
+  async sendImage(address: string, image: string, archive: Readable): Promise<void> {
+    await callRaw(this.target(address), 'PUT', `/peer/v1/images/${image}`, archive, { timeoutMs: 30000 });
+  }
+
+  async sendTree(address: string, id: string, tree: string, archive: Readable): Promise<void> {
+    await callRaw(this.target(address), 'PUT', `/peer/v1/migrations/${id}/trees/${tree}`, archive, { timeoutMs: 30000 });
+  }
+
   sendImages(address: string, id: string, imagesDir: string): Promise<number> {
     return sendImages(imagesDir, this.target(address) as { host: string; port: number; tls?: TlsMaterial }, id);
   }
@@ -87,7 +101,7 @@ export class PeerClient implements TargetAgent {
 
   // ---- migrations: forwarding a request to the node the endpoint lives on ----
 
-  startMigration(address: string, body: { endpoint: string; to: string; mode?: string; handover?: HandoverMechanism }): Promise<{ id: string; from: string }> {
+  startMigration(address: string, body: { endpoint: string; to: string; mode?: string; handover?: HandoverMechanism; presync?: boolean }): Promise<{ id: string; from: string }> {
     return callJson(this.target(address), 'POST', '/peer/v1/migrations', body, { timeoutMs: 15000 });
   }
 

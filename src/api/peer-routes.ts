@@ -14,7 +14,7 @@ export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
   app.post<{ Body: Announcement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
 
   app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
-    const record = await d.manager.create({ name: req.body.name, ip: req.body.ip, command: req.body.command });
+    const record = await d.manager.create({ name: req.body.name, ip: req.body.ip, command: req.body.command, ...(req.body.container ? { container: req.body.container } : {}) });
     return reply.status(201).send(record);
   });
 

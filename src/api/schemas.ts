@@ -3,6 +3,8 @@
  * agent-to-agent wire protocol. Validation, types and (later) the OpenAPI
  * document all come from these.
  */
+import { OciSpec, Volume } from '../container/spec.js';
+import { IMAGE_ID_PATTERN } from '../container/image-store.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { IpAddress, NodeName } from '../config/schema.js';
 import { ENDPOINT_NAME_PATTERN } from '../endpoint/naming.js';
@@ -43,12 +45,24 @@ export const AnnounceResponse = Type.Object(
   { additionalProperties: false },
 );
 
+/** Run the endpoint as an OCI container (runc): from a root filesystem folder, or an OCI bundle, on the node. */
+export const ContainerRequest = Type.Object(
+  {
+    rootfs: Type.Optional(Type.String({ minLength: 1, pattern: '^/', description: 'a root filesystem folder on the node, absolute' })),
+    bundle: Type.Optional(Type.String({ minLength: 1, pattern: '^/', description: 'an OCI bundle folder on the node, absolute' })),
+    volumes: Type.Array(Volume, { maxItems: 64, default: [] }),
+  },
+  { additionalProperties: false },
+);
+export type ContainerRequest = Static<typeof ContainerRequest>;
+
 export const CreateEndpointBody = Type.Object(
   {
     name: EndpointName,
     node: Type.Optional(NodeName),
     ip: Type.Optional(IpAddress),
-    command: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 4096, description: 'program and its arguments' }),
+    command: Type.Array(Type.String({ minLength: 1 }), { maxItems: 4096, description: "program and its arguments (a container from a bundle: empty keeps the bundle's)" }),
+    container: Type.Optional(ContainerRequest),
   },
   { additionalProperties: false },
 );
@@ -90,11 +104,14 @@ export const MigrateBody = Type.Object(
     to: NodeName,
     mode: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'auto (default: chosen from memory size, underlay rate and what the node can do), stop-copy, streamed (memory goes to the target while it is dumped), post-copy (resumes on the target first, memory pulled after) or cold (the baseline: nothing prepared ahead)' })),
     handover: Type.Optional(HandoverMechanismSchema),
+    presync: Type.Optional(Type.Boolean({ description: "a container's files: copy them while it runs and send only what changed in the freeze (default), or send them all in the freeze" })),
   },
   { additionalProperties: false },
 );
 
 export const MigrationParams = Type.Object({ id: MigrationId }, { additionalProperties: false });
+export const TreeParams = Type.Object({ id: MigrationId, tree: Type.String({ pattern: '^(rootfs|volume-[0-9]{1,2})$' }) }, { additionalProperties: false });
+export const ImageParams = Type.Object({ image: Type.String({ pattern: IMAGE_ID_PATTERN }) }, { additionalProperties: false });
 export const MigrationQuery = Type.Object({ from: Type.Optional(NodeName) }, { additionalProperties: false });
 
 export const PrepareBody = Type.Object(
@@ -109,6 +126,14 @@ export const PrepareBody = Type.Object(
     generation: Type.Integer({ minimum: 1 }),
     command: Type.Array(Type.String(), { minItems: 1, maxItems: 4096 }),
     createdAt: Type.String({ maxLength: 64 }),
+    container: Type.Optional(Type.Object(
+      {
+        image: Type.String({ pattern: IMAGE_ID_PATTERN }),
+        spec: OciSpec,
+        volumes: Type.Array(Type.Object({ destination: Type.String({ pattern: '^/' }) }, { additionalProperties: false }), { maxItems: 64 }),
+      },
+      { additionalProperties: false, description: 'a container: its image (sent beforehand), base configuration and volumes' },
+    )),
   },
   { additionalProperties: false },
 );
@@ -158,3 +183,5 @@ export type MigrationParams = Static<typeof MigrationParams>;
 export type MigrationQuery = Static<typeof MigrationQuery>;
 export type PrepareBody = Static<typeof PrepareBody>;
 export type RestoreBody = Static<typeof RestoreBody>;
+export type TreeParams = Static<typeof TreeParams>;
+export type ImageParams = Static<typeof ImageParams>;

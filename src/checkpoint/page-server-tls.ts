@@ -33,3 +33,8 @@ export function criuTlsArgs(tls: PageServerTls | undefined): string[] {
   return tls ? ['--tls', '--tls-cacert', tls.ca, '--tls-cert', tls.cert, '--tls-key', tls.key] : [];
 }
 
+
+/** The same as lines of a CRIU options file (a container's dump, which runc runs). */
+export function criuTlsOptionLines(tls: PageServerTls | undefined): string[] {
+  return tls ? ['tls', `tls-cacert ${tls.ca}`, `tls-cert ${tls.cert}`, `tls-key ${tls.key}`] : [];
+}

@@ -3,6 +3,8 @@
  * errors that name the flag) and talks to an agent through its control API;
  * only `agent`, `testbed` and `demo` do work themselves.
  */
+import { resolve } from 'node:path';
+import { parseVolumeFlag } from '../container/spec.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import { callJson, callRaw } from '../api/http-client.js';
@@ -21,10 +23,13 @@ const USAGE = `usage: roam <command> [options]
   agent --config FILE                      run a node agent
   run --node NODE --name NAME [--ip IP] -- CMD [ARGS...]
                                            start CMD as a migratable endpoint
+  run --node NODE --name NAME (--rootfs DIR -- CMD [ARGS...] | --bundle DIR [-- CMD...]) [--volume HOST_DIR:CONTAINER_DIR]...
+                                           run an OCI container (runc) as a migratable endpoint
   ps [--json]                              list endpoints across the cluster
   logs NAME                                print an endpoint's output
-  migrate NAME --to NODE [--mode auto|stop-copy|streamed|post-copy|cold] [--handover full|replay|kick|off] [--json]
+  migrate NAME --to NODE [--mode auto|stop-copy|streamed|post-copy|cold] [--handover full|replay|kick|off] [--presync on|off] [--json]
                                            move a running endpoint, its IP and its TCP connections
+                                           (a container's files: copied while it runs, only changes in the freeze; off: all in the freeze)
   stop NAME                                stop an endpoint and remove every trace of it
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
   testbed down [--name NAME]
@@ -86,13 +91,24 @@ export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(ar
 async function cmdRun(args: string[], out: Out): Promise<number> {
   const dash = args.indexOf('--');
   const command = dash >= 0 ? args.slice(dash + 1) : [];
-  const { values, positionals } = parseFlags(dash >= 0 ? args.slice(0, dash) : args, { ...apiOptions, node: { type: 'string' }, name: { type: 'string' }, ip: { type: 'string' }, json: { type: 'boolean' } }, 'roam run');
+  const { values, positionals } = parseFlags(dash >= 0 ? args.slice(0, dash) : args, {
+    ...apiOptions, node: { type: 'string' }, name: { type: 'string' }, ip: { type: 'string' }, json: { type: 'boolean' },
+    rootfs: { type: 'string' }, bundle: { type: 'string' }, volume: { type: 'string', multiple: true },
+  }, 'roam run');
   if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam run: unexpected argument ${JSON.stringify(positionals[0])}; put the command after --`);
   if (!values.node) throw new RoamError('INPUT_INVALID', 'roam run: --node is required');
   if (!values.name) throw new RoamError('INPUT_INVALID', 'roam run: --name is required');
-  if (command.length === 0) throw new RoamError('INPUT_INVALID', 'roam run: give the program to run after --');
+  if (values.rootfs && values.bundle) throw new RoamError('INPUT_INVALID', 'roam run: give --rootfs or --bundle, not both');
+  if (values.volume && !values.rootfs && !values.bundle) throw new RoamError('INPUT_INVALID', 'roam run: --volume needs a container (--rootfs or --bundle)');
+  if (command.length === 0 && !values.bundle) throw new RoamError('INPUT_INVALID', 'roam run: give the program to run after --');
+  const container = values.rootfs || values.bundle
+    ? {
+      ...(values.rootfs ? { rootfs: resolve(values.rootfs) } : {}), ...(values.bundle ? { bundle: resolve(values.bundle) } : {}),
+      volumes: (values.volume ?? []).map((v) => parseVolumeFlag(v)).map((v) => ({ source: resolve(v.source), destination: v.destination })),
+    }
+    : undefined;
   const api = resolveApi(apiOf(values, values.node));
-  const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}) };
+  const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}), ...(container ? { container } : {}) };
   const record = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
   if (values.json) out(JSON.stringify(record));
   else out(`${record.name} running on ${record.node}: ip ${record.ip}, mac ${record.mac}, pid ${record.pid ?? '-'}`);
@@ -132,11 +148,15 @@ async function cmdStop(args: string[], out: Out): Promise<number> {
 }
 
 async function cmdMigrate(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, handover: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
+  const { values, positionals } = parseFlags(args, { ...apiOptions, to: { type: 'string' }, mode: { type: 'string' }, handover: { type: 'string' }, presync: { type: 'string' }, json: { type: 'boolean' } }, 'roam migrate');
   if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', 'roam migrate: give exactly one endpoint name');
   if (!values.to) throw new RoamError('INPUT_INVALID', 'roam migrate: --to NODE is required');
   const api = resolveApi(apiOf(values));
-  const body = { endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}), ...(values.handover ? { handover: values.handover } : {}) };
+  if (values.presync !== undefined && values.presync !== 'on' && values.presync !== 'off') throw new RoamError('INPUT_INVALID', `roam migrate: --presync takes on or off, got ${JSON.stringify(values.presync)}`);
+  const body = {
+    endpoint: positionals[0]!, to: values.to, ...(values.mode ? { mode: values.mode } : {}), ...(values.handover ? { handover: values.handover } : {}),
+    ...(values.presync ? { presync: values.presync === 'on' } : {}),
+  };
   const started = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', body, { unreachable: 'PRECONDITION' });
   const report = await followMigration(api, started, values.json ? () => undefined : out);
   if (values.json) out(JSON.stringify(report));

@@ -3,6 +3,7 @@
  * owns (or is to own) the endpoint — this agent's manager, or the owning
  * agent over the peer protocol. Any agent can therefore serve the CLI.
  */
+import type { ContainerRequest } from '../api/schemas.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { EndpointRecord, LocationTable } from './locations.js';
 
@@ -11,18 +12,19 @@ export interface CreateRequest {
   node: string | undefined;
   ip: string | undefined;
   command: string[];
+  container?: ContainerRequest | undefined;
 }
 
 /** What the router needs of this node's endpoint manager. */
 export interface LocalEndpoints {
   has(name: string): boolean;
-  create(req: { name: string; ip: string | undefined; command: string[] }): Promise<EndpointRecord>;
+  create(req: { name: string; ip: string | undefined; command: string[]; container?: ContainerRequest }): Promise<EndpointRecord>;
   stop(name: string): Promise<void>;
   logs(name: string, maxBytes: number): string;
 }
 
 export interface RemoteEndpoints {
-  createEndpoint(address: string, body: { name: string; ip?: string; command: string[] }): Promise<EndpointRecord>;
+  createEndpoint(address: string, body: { name: string; ip?: string; command: string[]; container?: ContainerRequest }): Promise<EndpointRecord>;
   stopEndpoint(address: string, name: string): Promise<void>;
   logs(address: string, name: string, maxBytes: number): Promise<string>;
 }
@@ -59,13 +61,13 @@ export class EndpointRouter {
   async create(req: CreateRequest): Promise<EndpointRecord> {
     const node = req.node ?? this.self;
     if (node === this.self) {
-      const record = await this.manager.create({ name: req.name, ip: req.ip, command: req.command });
+      const record = await this.manager.create({ name: req.name, ip: req.ip, command: req.command, ...(req.container ? { container: req.container } : {}) });
       await this.propagation.publish();
       return record;
     }
     const peer = this.table.node(node);
     if (!peer) throw new RoamError('NOT_FOUND', `node: unknown node ${node} (known: ${this.table.nodeViews().map((n) => n.node).join(', ')})`);
-    const record = await this.remote.createEndpoint(peer.address, { name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command });
+    const record = await this.remote.createEndpoint(peer.address, { name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command, ...(req.container ? { container: req.container } : {}) });
     await this.propagation.refresh(node);
     return record;
   }

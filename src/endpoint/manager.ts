@@ -19,11 +19,17 @@ import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
 import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
 import { EndpointStore, type StoredEndpoint } from './store.js';
+import { NodeContainers, type ContainerPart } from '../container/node-containers.js';
+import { defaultSpec } from '../sys/runc.js';
+import { parseOciSpec, type Volume } from '../container/spec.js';
 
 export interface CreateEndpointRequest {
   name: string;
   ip: string | undefined;
+  /** the program (a container: its process args; empty to keep the bundle's) */
   command: string[];
+  /** run it as an OCI container: from a root filesystem folder (with `command`) or a bundle */
+  container?: { rootfs?: string; bundle?: string; volumes: Volume[] };
 }
 
 export interface EndpointManagerOptions {
@@ -52,8 +58,12 @@ export class EndpointManager {
   private watcher: NodeJS.Timeout | undefined;
   private readonly changeListeners = new Set<() => void>();
 
+  /** this node's images, runc state and container folders */
+  readonly containers: NodeContainers;
+
   constructor(private readonly o: EndpointManagerOptions) {
     this.store = new EndpointStore(o.stateDir);
+    this.containers = new NodeContainers(o.stateDir);
   }
 
   onChange(listener: () => void): void {
@@ -79,6 +89,7 @@ export class EndpointManager {
           this.o.events.warn(`endpoint ${name}: incomplete leftovers found at start, removing them`);
           if (record) {
             await stopProcess(record.pid, record.startTime, 0);
+            if (record.container) await this.containers.remove(name, this.store.dirOf(name)).catch(() => undefined);
             await removeEndpointNetwork(this.o.session, record).catch(() => undefined);
           }
           this.store.remove(name);
@@ -169,6 +180,7 @@ export class EndpointManager {
       const r = this.local.get(name);
       if (!r) return;
       if (!options.keepProcess) await stopProcess(r.pid, r.startTime, 0);
+      if (r.container) await this.containers.remove(name, this.store.dirOf(name));
       await removeEndpointNetwork(this.o.session, r);
       this.store.remove(name);
       this.local.delete(name);
@@ -187,8 +199,12 @@ export class EndpointManager {
       const record: StoredEndpoint = {
         ...spec, netns: join(this.o.stateDir, 'netns', spec.name), hostVeth: hostVethName(spec.name), pid: 0, startTime: 0, shimPid: 0, incoming: migrationId,
       };
+      const dir = this.store.dirOf(spec.name);
+      // A container's volumes land in its folder here; its files arrive with the migration.
+      if (record.container) record.container = { ...record.container, volumes: this.containers.arrivingVolumes(dir, record.container.volumes) };
       this.store.save(record);
       try {
+        if (record.container) this.containers.makeFolders(dir, record.container);
         this.ensureNetnsDir();
         await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex(), locked: true });
       } catch (err) {
@@ -227,6 +243,7 @@ export class EndpointManager {
       if (!r) return;
       const pid = readPidFile(join(this.store.dirOf(name), 'pid'));
       if (pid) await stopProcess(pid, processStartTime(pid) ?? 0, 0);
+      if (r.container) await this.containers.remove(name, this.store.dirOf(name)).catch(() => undefined);
       await removeEndpointNetwork(this.o.session, r).catch(() => undefined);
       this.store.remove(name);
       this.incoming.delete(name);
@@ -257,7 +274,9 @@ export class EndpointManager {
     if (!new RegExp(ENDPOINT_NAME_PATTERN).test(req.name)) {
       throw new RoamError('INPUT_INVALID', `name: ${JSON.stringify(req.name)} must be lowercase letters, digits and dashes (1-63, DNS label)`);
     }
-    if (req.command.length === 0 || req.command[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    const container = req.container ? await this.containerPart(req.container, req.command) : undefined;
+    const command = container ? container.spec.process.args : req.command;
+    if (command.length === 0 || command[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
     const cluster = this.o.clusterEndpoints();
     const previous = cluster.find((e) => e.name === req.name);
     if (this.local.has(req.name) || previous) {
@@ -273,11 +292,12 @@ export class EndpointManager {
       generation: 1,
       netns: join(this.o.stateDir, 'netns', req.name),
       hostVeth: hostVethName(req.name),
-      command: req.command,
+      command,
       pid: 0,
       startTime: 0,
       shimPid: 0,
       createdAt: new Date().toISOString(),
+      ...(container ? { container } : {}),
     };
     const dir = this.store.dirOf(req.name);
     this.store.save(record);
@@ -285,7 +305,7 @@ export class EndpointManager {
       this.ensureNetnsDir();
       await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex() });
       try {
-        const started = await startUnderShim(dir, record.netns, record.command);
+        const started = container ? await this.containers.start(record.name, dir, record.netns, container) : await startUnderShim(dir, record.netns, record.command);
         Object.assign(record, started);
         this.store.save(record);
       } catch (err) {
@@ -302,6 +322,43 @@ export class EndpointManager {
     return this.toRecord(record);
   }
 
+  /**
+   * A container's image and base configuration: a bundle's own (its
+   * command, unless one is given), or runc's default around `command`.
+   * The root filesystem becomes an image of this node (once per content).
+   */
+  private async containerPart(c: NonNullable<CreateEndpointRequest['container']>, command: string[]): Promise<ContainerPart> {
+    if ((c.rootfs === undefined) === (c.bundle === undefined)) throw new RoamError('INPUT_INVALID', 'container: give either a rootfs folder or a bundle, not both');
+    for (const v of c.volumes) {
+      if (!existsSync(v.source) || !statSync(v.source).isDirectory()) throw new RoamError('INPUT_INVALID', `volume: ${v.source} is not a folder on node ${this.o.node}`);
+    }
+    let spec;
+    let rootfs: string;
+    if (c.bundle !== undefined) {
+      const path = join(c.bundle, 'config.json');
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (err) {
+        throw new RoamError('INPUT_INVALID', `bundle: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new RoamError('INPUT_INVALID', `bundle: ${path} is not JSON`);
+      }
+      spec = parseOciSpec(parsed, `bundle ${path}`);
+      rootfs = spec.root.path.startsWith('/') ? spec.root.path : join(c.bundle, spec.root.path);
+    } else {
+      spec = parseOciSpec(await defaultSpec(), 'runc spec');
+      rootfs = c.rootfs!;
+    }
+    if (command.length > 0) spec.process.args = [...command];
+    const image = await this.containers.images.importFolder(rootfs);
+    return { image, spec, volumes: c.volumes.map((v) => ({ ...v })) };
+  }
+
   private ensureNetnsDir(): void {
     mkdirSync(join(this.o.stateDir, 'netns'), { recursive: true });
   }
@@ -312,6 +369,7 @@ export class EndpointManager {
       if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
       await stopProcess(r.pid, r.startTime, this.o.stopGraceMs ?? 2000);
       await waitForShimExit(this.store.dirOf(name), r.shimPid, 2000);
+      if (r.container) await this.containers.remove(name, this.store.dirOf(name));
       try {
         await removeEndpointNetwork(this.o.session, r);
       } catch (err) {

@@ -5,6 +5,7 @@
  */
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ContainerPart } from '../container/node-containers.js';
 
 export interface StoredEndpoint {
   name: string;
@@ -24,6 +25,8 @@ export interface StoredEndpoint {
   incoming?: string;
   /** the migration that brought it here, once it is ours */
   arrivedWith?: string;
+  /** a container run by runc (its image, configuration and volumes); a plain process tree without */
+  container?: ContainerPart;
 }
 
 export class EndpointStore {

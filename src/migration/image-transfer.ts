@@ -26,9 +26,12 @@ const WRITE_BYTES = 256 * 1024;
 /** More files than any dump writes: a bound against a sender that never stops. */
 const MAX_FILES = 100000;
 
-/** The files of a dump that the target needs (CRIU's images, not its logs). */
+/** runc's record of a container's stdio at the dump, which its restore reads beside CRIU's images. */
+const RUNC_DESCRIPTORS = 'descriptors.json';
+
+/** The files of a dump that the target needs (CRIU's images and runc's descriptors, not the logs). */
 export function imageFiles(dir: string): string[] {
-  return readdirSync(dir).filter((f) => f.endsWith('.img') && statSync(join(dir, f)).isFile()).sort();
+  return readdirSync(dir).filter((f) => (f.endsWith('.img') || f === RUNC_DESCRIPTORS) && statSync(join(dir, f)).isFile()).sort();
 }
 
 function frameHeader(name: string, size: number): Buffer {

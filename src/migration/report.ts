@@ -88,6 +88,16 @@ export const HandoverReport = Type.Object({
   pull: Type.Optional(PullReport),
   /** the automatic mode: what it chose and why */
   mode_choice: Type.Optional(ModeChoice),
+  /** a container: its files (root filesystem changes, volumes), sent while it ran and in the freeze */
+  files: Type.Optional(Type.Object({
+    /** copied while the service ran (proactive sync) */
+    presync_bytes: Type.Integer({ minimum: 0 }),
+    /** changed since, or everything without proactive sync: sent in the frozen window */
+    frozen_bytes: Type.Integer({ minimum: 0 }),
+    /** entries sent in the frozen window (new or changed), and removed */
+    frozen_changed: Type.Integer({ minimum: 0 }),
+    frozen_deleted: Type.Integer({ minimum: 0 }),
+  })),
   /** how long it waited for a slot behind this node's other migrations (migration.maxConcurrent) */
   queued_ms: Type.Optional(Type.Number()),
   started_at: Type.String(),

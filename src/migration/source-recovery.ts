@@ -19,6 +19,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpFinished, endLazyPageServer, restoreUnderShim } from '../checkpoint/executor.js';
+import { restoreContainer } from '../checkpoint/container-executor.js';
 import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
@@ -127,7 +128,9 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
   try {
     const endpointDir = d.manager.dirOf(j.name);
     await waitForShimExit(endpointDir, ep.shimPid, 3000);
-    const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: j.dump.pipeKeys, leaveStopped: true });
+    const restored = ep.container
+      ? await restoreContainer({ ...d.manager.containers.files(j.name, endpointDir), imagesDir, leaveStopped: true })
+      : await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: j.dump.pipeKeys, leaveStopped: true });
     // What clients sent while the agent was down was dropped by the lock: the kick has them send it again at once.
     await resumeService({ netns: ep.netns, ip: ep.ip, mechanism: 'kick', held: [], connections: j.dump.tcpConnections, pid: restored.pid, stopped: true });
     d.manager.resumedLocally(j.name, restored);

@@ -37,6 +37,9 @@ import { noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, t
 import { reportPageServerRefusal, type Prepared, type PrepareRequest } from './target.js';
 import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
 import { recoverMigration, type Recovered } from './source-recovery.js';
+import type { Readable } from 'node:stream';
+import { dumpContainer, restoreContainer } from '../checkpoint/container-executor.js';
+import { ContainerFilesMove } from './container-files.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
 export interface TargetAgent {
@@ -52,6 +55,11 @@ export interface TargetAgent {
   /** post-copy: how the target's pull ended (waits for its end) */
   pullResult(address: string, id: string): Promise<PullOutcome>;
   abort(address: string, id: string): Promise<void>;
+  /** container images: whether the target has one, and sending it one */
+  hasImage(address: string, image: string): Promise<boolean>;
+  sendImage(address: string, image: string, archive: Readable): Promise<void>;
+  /** a container's files, copied while it runs (proactive sync) into the arrival's tree */
+  sendTree(address: string, id: string, tree: string, archive: Readable): Promise<void>;
 }
 
 export interface MigrateRequest {
@@ -59,6 +67,8 @@ export interface MigrateRequest {
   to: string;
   mode: string | undefined;
   handover?: HandoverMechanism | undefined;
+  /** a container's files: copied while it runs, only the changes in the freeze (default); false: all in the freeze */
+  presync?: boolean | undefined;
 }
 
 /**
@@ -140,6 +150,8 @@ interface Unwind {
   /** why the migration failed, for the report */
   reason: string;
   finish: (result: HandoverReport['result'], runningOn: string, reason?: string, handover?: HandoverCounts) => HandoverReport;
+  /** a container's files (the container is restored by runc) */
+  files: ContainerFilesMove | undefined;
 }
 
 export class MigrationSource {
@@ -164,14 +176,16 @@ export class MigrationSource {
   private capabilities: Promise<MigrationCapabilities> | undefined;
 
   /** The automatic mode's choice for this tree, probed once per agent for what the node can do. */
-  private async chooseMode(pid: number): Promise<ModeChoice> {
+  private async chooseMode(pid: number, container: boolean): Promise<ModeChoice> {
     this.capabilities ??= probeMigrationCapabilities().catch((err: unknown) => {
       this.capabilities = undefined;
       throw err;
     });
+    const node = await this.capabilities;
+    const capabilities = container ? { ...node, postCopy: false, reasons: [...node.reasons, 'post-copy: not available for containers (runc drives their dump)'] } : node;
     return chooseMode({
       memoryBytes: treeAnonymousBytes(pid), underlayMbit: this.underlay.rateMbit ?? ASSUMED_UNDERLAY_MBIT,
-      rateSource: this.underlay.rateMbit === undefined ? 'assumed' : 'configured', capabilities: await this.capabilities,
+      rateSource: this.underlay.rateMbit === undefined ? 'assumed' : 'configured', capabilities,
     });
   }
 
@@ -245,6 +259,9 @@ export class MigrationSource {
     const busy = this.moving.get(req.name);
     if (busy) throw new RoamError('CONFLICT', `endpoint ${req.name} is already moving (migration ${busy})`);
     if (!this.manager.has(req.name)) throw new RoamError('NOT_FOUND', `endpoint ${req.name} is not on node ${this.self}`);
+    if (mode === 'post-copy' && this.manager.stored(req.name)?.container) {
+      throw new RoamError('INPUT_INVALID', `mode: post-copy is not available for containers (${req.name} is one); use stop-copy, streamed or auto`);
+    }
     if (req.to === this.self) throw new RoamError('INPUT_INVALID', `to: endpoint ${req.name} is already on ${this.self}`);
     const peer = this.table.node(req.to);
     if (!peer) throw new RoamError('NOT_FOUND', `to: unknown node ${req.to}`);
@@ -257,7 +274,7 @@ export class MigrationSource {
     while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
     const done = this.queued(status).then(async (slot) => {
       try {
-        return await this.run(status, peer.address, record, handover, slot);
+        return await this.run(status, peer.address, record, handover, slot, req.presync ?? true);
       } finally {
         slot.free();
       }
@@ -268,6 +285,7 @@ export class MigrationSource {
   /** `slot.free`: gives up this migration's slot (also done by the caller when it ends); the passive observation after the move needs none. */
   private async run(
     status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism, slot: { free: () => void; queuedMs?: number },
+    presync: boolean,
   ): Promise<HandoverReport> {
     const startedAt = new Date().toISOString();
     const dir = join(this.stateDir, 'migrations', status.id);
@@ -295,6 +313,7 @@ export class MigrationSource {
     let hold: PacketHold | undefined;
     let handoverCounts: HandoverCounts | undefined;
     let clientStall: HandoverReport['client_stall'];
+    const files = ep.container ? new ContainerFilesMove(this.manager.containers, this.manager.dirOf(ep.name), ep.container) : undefined;
 
     const phase = async <T>(name: Phase, work: () => Promise<T>): Promise<T> => {
       status.phase = name;
@@ -318,6 +337,7 @@ export class MigrationSource {
         ...(dumped ? { tcp_in_flight: inFlightOf(dumped) } : {}),
         ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}),
         ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}),
+        ...(files ? { files: files.report() } : {}),
         ...(slot.queuedMs !== undefined ? { queued_ms: slot.queuedMs } : {}), started_at: startedAt,
       };
       status.state = result;
@@ -330,13 +350,17 @@ export class MigrationSource {
     let prepared: Prepared = {};
     const prepare = async () => (prepared = await phase('prepare', async () => {
       if (status.mode === 'auto') {
-        modeChoice = await this.chooseMode(ep.pid);
+        modeChoice = await this.chooseMode(ep.pid, files !== undefined);
         status.mode = modeChoice.chosen;
       }
-      return this.target.prepare(address, {
+      if (files) await files.sendImageTo(this.target, address);
+      const answer = await this.target.prepare(address, {
         id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
-        generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt,
+        generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt, ...(files ? { container: files.wire() } : {}),
       });
+      // Outside the freeze: the files as they are now; the freeze then sends only what changes from here.
+      if (files && presync) await files.presync(this.target, address, status.id);
+      return answer;
     }));
     const cold = status.mode === 'cold';
     try {
@@ -351,6 +375,9 @@ export class MigrationSource {
       dumped = await phase('dump', async () => {
         const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
         const tls = this.underlay.pageTls ? { tls: this.underlay.pageTls } : {};
+        // runc runs CRIU: what a restarted agent needs to roll back is that a dump began (its log says whether it ended).
+        if (files) journalNow({ dump: { pipeKeys: [], tcpConnections: 0 } });
+        if (files) return dumpContainer({ ...files.executorFiles(ep.name), netns: ep.netns, imagesDir, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
         if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
         const lazyServer = { address: this.underlay.address, port: await freePort(this.underlay.address) };
         journalNow({ lazyServer });
@@ -360,7 +387,11 @@ export class MigrationSource {
       });
       const pacedMbit = lazy ? this.paceThePull(status, lazy) : undefined;
       if (cold) await prepare();
-      await phase('transfer', () => this.target.sendImages(address, status.id, imagesDir));
+      await phase('transfer', async () => {
+        // The container is gone now: what its files became since the proactive copy goes with the images.
+        if (files) await files.writeFrozenDelta(imagesDir);
+        return this.target.sendImages(address, status.id, imagesDir);
+      });
       const lazySource = lazy ? { address: lazy.address, port: lazy.port } : undefined;
       await phase('restore', () => this.target.restore(address, status.id, dumped!.pipeKeys, dumped!.tcpConnections, lazySource));
       let held: HeldPackets | undefined;
@@ -416,7 +447,7 @@ export class MigrationSource {
         });
         return finish(r.result, r.runningOn, r.reason);
       }
-      const unwind: Unwind = { status, address, ep, dir, imagesDir, hold, handover, reason, finish };
+      const unwind: Unwind = { status, address, ep, dir, imagesDir, hold, handover, reason, finish, files };
       if (lazy && dumped) return this.resumeInPlace(unwind, lazy, dumped);
       return this.rollBack(unwind, dumped);
     }
@@ -605,7 +636,9 @@ export class MigrationSource {
       const endpointDir = this.manager.dirOf(ep.name);
       await waitForShimExit(endpointDir, ep.shimPid, 3000);
       const stopped = u.handover !== 'off';
-      const restored = await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
+      const restored = u.files
+        ? await restoreContainer({ ...u.files.executorFiles(ep.name), imagesDir, leaveStopped: stopped })
+        : await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
       const counts = await this.resumeHere(u, restored.pid, dumped.tcpConnections, stopped);
       this.manager.resumedLocally(ep.name, restored);
       rmSync(u.dir, { recursive: true, force: true });

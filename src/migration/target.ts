@@ -25,6 +25,12 @@ import { measureResume, type ResumeMeasurement } from '../handover/stall-meter.j
 import { replays, type HandoverCounts, type HandoverMechanism } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import type { EventBus } from '../events/bus.js';
+import type { Readable } from 'node:stream';
+import type { OciSpec } from '../container/spec.js';
+import type { ContainerPart } from '../container/node-containers.js';
+import { applyDelta, deltaFiles } from '../container/tree-sync.js';
+import { restoreContainer } from '../checkpoint/container-executor.js';
+import { tarExtract } from '../sys/tar.js';
 
 /** How long a finished arrival's stall measurement stays available to the source. */
 const KEEP_STALL_MS = 30000;
@@ -46,6 +52,8 @@ export interface PrepareRequest {
   generation: number;
   command: string[];
   createdAt: string;
+  /** a container: its image (already sent: hasImage/receiveImage), base configuration and volumes */
+  container?: { image: string; spec: OciSpec; volumes: { destination: string }[] };
 }
 
 interface Arrival {
@@ -133,12 +141,17 @@ export class MigrationTarget {
 
   async prepare(req: PrepareRequest): Promise<Prepared> {
     if (this.arrivals.has(req.id)) throw new RoamError('CONFLICT', `migration ${req.id} is already being prepared here`);
+    if (req.container && req.mode === 'post-copy') throw new RoamError('INPUT_INVALID', `mode: post-copy is not available for containers (${req.name})`);
+    if (req.container && !this.manager.containers.images.has(req.container.image)) {
+      throw new RoamError('CONFLICT', `image ${req.container.image} of ${req.name} is not on this node; send it first`);
+    }
     const dir = join(this.stateDir, 'migrations', req.id);
     const imagesDir = join(dir, 'images');
     mkdirSync(imagesDir, { recursive: true });
     try {
+      const container = req.container ? { container: { image: req.container.image, spec: req.container.spec, volumes: req.container.volumes.map((v) => ({ source: '', destination: v.destination })) } } : {};
       const record = await this.manager.prepareIncoming(
-        { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt },
+        { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt, ...container },
         req.id,
       );
       const handover = req.handover ?? 'full';
@@ -180,6 +193,34 @@ export class MigrationTarget {
     }
   }
 
+  hasImage(image: string): boolean {
+    return this.manager.containers.images.has(image);
+  }
+
+  /** A container image a source sends before it migrates a container made from it here. */
+  receiveImage(image: string, archive: Readable): Promise<string> {
+    return this.manager.containers.images.receive(image, archive);
+  }
+
+  /**
+   * A container's files, copied while it still runs on the source (proactive
+   * sync): unpacked at once into the arriving container's folders, so that
+   * the freeze only carries what changed since (restoreContainerHere).
+   */
+  async receiveTree(id: string, tree: string, archive: Readable): Promise<void> {
+    const a = this.arrival(id);
+    const part = a.record.container;
+    const root = part ? this.manager.containers.trees(this.manager.dirOf(a.name), part).find((t) => t.name === tree)?.root : undefined;
+    if (!root) throw new RoamError('NOT_FOUND', `migration ${id}: ${a.name} has no tree ${tree}`);
+    a.uploads++;
+    try {
+      await tarExtract(root, archive);
+    } finally {
+      a.uploads--;
+      a.lastSeen = Date.now();
+    }
+  }
+
   async restore(id: string, pipeKeys: string[], connections = 0, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {
     const a = this.arrival(id);
     if (a.restored) throw new RoamError('CONFLICT', `migration ${id}: already restored`);
@@ -192,11 +233,30 @@ export class MigrationTarget {
       a.lazyPages = await startLazyPages(a.imagesDir, lazySource, this.pageTls);
       this.watchPull(a, a.lazyPages);
     }
-    const r = await restoreUnderShim({
-      dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped: a.handover !== 'off', lazyPages: a.lazyPages !== undefined,
-    });
+    const leaveStopped = a.handover !== 'off';
+    const r = a.record.container
+      ? await this.restoreContainerHere(a, a.record.container, leaveStopped)
+      : await restoreUnderShim({ dir: this.manager.dirOf(a.name), netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys, leaveStopped, lazyPages: a.lazyPages !== undefined });
     a.restored = { pid: r.pid, shimPid: r.shimPid };
     return { pid: r.pid, restore_ms: performance.now() - started };
+  }
+
+  /**
+   * A container: the changes to its files made since the proactive copy (or
+   * all of them) came with the images; they are applied, the root
+   * filesystem is mounted, and runc restores the container, which it then
+   * knows on this node.
+   */
+  private async restoreContainerHere(a: Arrival, part: ContainerPart, leaveStopped: boolean): Promise<{ pid: number; shimPid: number }> {
+    const dir = this.manager.dirOf(a.name);
+    const c = this.manager.containers;
+    for (const tree of c.trees(dir, part)) {
+      const files = deltaFiles(a.imagesDir, tree.name);
+      if (!existsSync(files.archive)) throw new RoamError('PEER_PROTOCOL', `migration ${a.id}: the images lack ${a.name}'s ${tree.name} files`);
+      await applyDelta(tree.root, files);
+    }
+    c.assemble(a.name, dir, a.record.netns, part);
+    return restoreContainer({ ...c.files(a.name, dir), imagesDir: a.imagesDir, leaveStopped });
   }
 
   /**

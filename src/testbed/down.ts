@@ -10,6 +10,8 @@ import { describeError } from '../errors/roam-error.js';
 import { isSameProcessAlive, stopProcess } from '../sys/proc.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { removeNetns } from '../sys/netns/netns.js';
+import { unmount } from '../sys/mounts.js';
+import { NodeContainers } from '../container/node-containers.js';
 import { isAgentRunning, stopAgent } from './agent-process.js';
 import { NETNS_DIR, TESTBED_ROOT } from './layout.js';
 import { readTestbedState } from './state.js';
@@ -36,6 +38,8 @@ export async function testbedDown(name: string, say: (line: string) => void): Pr
   // Sweep: endpoint processes and namespaces the agents did not remove.
   for (const n of state?.nodes ?? []) await sweepEndpoints(n.stateDir);
   for (const ns of leftoverNetns(name)) removeNetns(join(NETNS_DIR, ns));
+  // Containers' root filesystems the agents did not unmount: never remove files through a mount.
+  for (const m of mountsBelow(dir)) unmount(m);
   rmSync(dir, { recursive: true, force: true });
   say(`testbed ${name}: removed`);
   return true;
@@ -48,6 +52,7 @@ async function sweepEndpoints(stateDir: string): Promise<void> {
       try {
         const r = JSON.parse(readFileSync(join(root, name, 'record.json'), 'utf8')) as StoredEndpoint;
         if (r.pid && isSameProcessAlive(r.pid, r.startTime)) await stopProcess(r.pid, r.startTime, 0);
+        if (r.container) await new NodeContainers(stateDir).remove(name, join(root, name)).catch(() => undefined);
       } catch {
         // no record: nothing was started
       }
@@ -55,6 +60,12 @@ async function sweepEndpoints(stateDir: string): Promise<void> {
   }
   const netnsDir = join(stateDir, 'netns');
   if (existsSync(netnsDir)) for (const f of readdirSync(netnsDir)) removeNetns(join(netnsDir, f));
+}
+
+/** Mount points below `dir`, deepest first. */
+export function mountsBelow(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
 }
 
 function leftoverNetns(name: string): string[] {

@@ -1,0 +1,96 @@
+/**
+ * The container images a node holds: `<stateDir>/images/<id>/` with the
+ * archive it came as (image.tar) and its unpacked root filesystem (rootfs,
+ * the read-only lower layer of every container made from it). An image's
+ * id is the SHA-256 of its archive, so a node that received an image from a
+ * peer can tell it got exactly what the peer has. Images come from a local
+ * folder (`roam run --rootfs`) or from the peer that migrates a container
+ * here (before the freeze, once per image and node).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RoamError } from '../errors/roam-error.js';
+import { tarCreateStream, tarExtract } from '../sys/tar.js';
+import { scanTree } from './tree-sync.js';
+
+export const IMAGE_ID_PATTERN = '^[0-9a-f]{64}$';
+
+export class ImageStore {
+  readonly root: string;
+
+  constructor(stateDir: string) {
+    this.root = join(stateDir, 'images');
+  }
+
+  has(id: string): boolean {
+    return existsSync(join(this.dirOf(id), 'complete'));
+  }
+
+  rootfs(id: string): string {
+    return join(this.dirOf(id), 'rootfs');
+  }
+
+  archive(id: string): string {
+    return join(this.dirOf(id), 'image.tar');
+  }
+
+  private dirOf(id: string): string {
+    if (!new RegExp(IMAGE_ID_PATTERN).test(id)) throw new RoamError('INPUT_INVALID', `image: ${JSON.stringify(id)} is not an image id (64 hex digits)`);
+    return join(this.root, id);
+  }
+
+  /** Makes an image of the folder `rootfs` (in a fixed order, so the same folder gives the same id); returns its id. */
+  async importFolder(rootfs: string): Promise<string> {
+    if (!existsSync(rootfs) || !statSync(rootfs).isDirectory()) throw new RoamError('INPUT_INVALID', `rootfs: ${rootfs} is not a folder`);
+    const members = [...scanTree(rootfs).keys()];
+    if (!members.some((m) => m === 'bin' || m === 'usr')) throw new RoamError('INPUT_INVALID', `rootfs: ${rootfs} has no bin or usr: not a root filesystem`);
+    const tar = tarCreateStream(rootfs, members);
+    return this.store(tar.stream, undefined, tar.done);
+  }
+
+  /** Takes an image a peer sent, checking that it is the image `id`. */
+  receive(id: string, archive: Readable): Promise<string> {
+    this.dirOf(id);
+    return this.store(archive, id);
+  }
+
+  /**
+   * Writes the archive and unpacks it beside, hashing as it goes; the image
+   * becomes visible (complete) only once both are done and the hash is right.
+   */
+  private async store(archive: Readable, expected: string | undefined, producer: Promise<void> = Promise.resolve()): Promise<string> {
+    mkdirSync(this.root, { recursive: true });
+    const staging = join(this.root, `.incoming-${process.pid}-${Date.now()}-${Math.random().toString(16).slice(2)}`);
+    mkdirSync(join(staging, 'rootfs'), { recursive: true });
+    try {
+      const hash = createHash('sha256');
+      const toFile = new PassThrough();
+      const toTar = new PassThrough();
+      archive.on('data', (chunk: Buffer) => hash.update(chunk));
+      archive.on('error', (err) => (toFile.destroy(err), toTar.destroy(err)));
+      // pipe() to both: the archive waits for the slower of the two.
+      archive.pipe(toFile);
+      archive.pipe(toTar);
+      await Promise.all([pipeline(toFile, createWriteStream(join(staging, 'image.tar'))), tarExtract(join(staging, 'rootfs'), toTar), producer]);
+      const id = hash.digest('hex');
+      if (expected && id !== expected) throw new RoamError('PEER_PROTOCOL', `image ${expected}: the archive received hashes to ${id}`);
+      if (!this.has(id)) {
+        rmSync(this.dirOf(id), { recursive: true, force: true });
+        renameSync(staging, this.dirOf(id));
+        writeFileSync(join(this.dirOf(id), 'complete'), '');
+      }
+      return id;
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+  }
+
+  /** The archive of image `id`, to send to a peer. */
+  open(id: string): Readable {
+    if (!this.has(id)) throw new RoamError('NOT_FOUND', `image ${id} is not on this node`);
+    return createReadStream(this.archive(id));
+  }
+}
