@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { callJson } from '../../src/api/http-client.js';
 import type { EndpointRecordWire } from '../../src/api/schemas.js';
 import { runCli } from '../../src/cli/roam.js';
-import { testbedDown } from '../../src/testbed/down.js';
+import { mountsBelow, testbedDown } from '../../src/testbed/down.js';
 import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
 import { testbedUp } from '../../src/testbed/up.js';
 import type { TestbedState } from '../../src/testbed/state.js';
@@ -30,6 +30,7 @@ export async function downAndCheck(name: string): Promise<string[]> {
   const left: string[] = [];
   if (existsSync(NETNS_DIR)) left.push(...readdirSync(NETNS_DIR).filter((f) => f.startsWith(`roam-${name}-`)).map((f) => `netns ${f}`));
   if (existsSync(`${TESTBED_ROOT}/${name}`)) left.push(`state dir ${TESTBED_ROOT}/${name}`);
+  left.push(...mountsBelow(`${TESTBED_ROOT}/${name}`).map((m) => `mount ${m}`));
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
