@@ -11,7 +11,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFi
 import { join } from 'node:path';
 import { callJson } from '../../src/api/http-client.js';
 import type { EndpointRecordWire } from '../../src/api/schemas.js';
-import { listContainers } from '../../src/sys/runc.js';
+import { defaultSpec, listContainers } from '../../src/sys/runc.js';
+import { removeNetns } from '../../src/sys/netns/netns.js';
+import type { MigrationStatus } from '../../src/migration/report.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { makeRootfs } from '../helpers/container.js';
 import { requireRoot } from '../helpers/root.js';
@@ -145,4 +147,43 @@ test.serial('bad container input is refused naming what is wrong, and leaves not
   t.regex(String(postCopy), /post-copy is not available for containers/);
   t.is((await cli(['stop', '--testbed', name, 'still'])).code, 0);
   t.false((await listContainers(join(nodeOf('node1').stateDir, 'runc'))).some((c) => c.id === 'still'), 'roam stop removed it from runc');
+});
+
+test.serial('a container whose restore fails on the target is restored by runc on the source, with its connections, files and volume', async (t) => {
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const before = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  t.is(before.node, 'node1');
+  const seqBefore = sequence(before.pid!).count;
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'box', to: 'node2', mode: 'stop-copy' });
+  const status = () => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  // The arrival's namespace goes while the source dumps: runc on the target cannot restore into it.
+  await waitFor('the dump phase', async () => (await status()).phase === 'dump', 20000);
+  removeNetns(`${nodeOf('node2').stateDir}/netns/box`);
+  let final!: MigrationStatus;
+  await waitFor('the migration to end', async () => (final = await status()).state !== 'running', 60000);
+  const report = final.report!;
+  t.is(report.result, 'rolled_back', report.reason);
+  t.regex(report.reason ?? '', /^restore: .*restored on node1 with its connections/);
+  const back = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  t.like(back, { node: 'node1', ip: before.ip, state: 'running' });
+  t.deepEqual((await listContainers(join(nodeOf('node1').stateDir, 'runc'))).filter((c) => c.id === 'box').map((c) => c.status), ['running'], 'runc on node1 knows it again');
+  t.is(readFileSync(inContainer(back.pid!, '/tmp/made'), 'utf8'), 'made-before\n');
+  await waitFor('the writer to go on', () => sequence(back.pid!).count > seqBefore + 10);
+  t.true(sequence(back.pid!).contiguous, 'no line of the sequence lost');
+  const after = await streamAdvances(tb, 'node3', 'clients', 100000, 15000);
+  t.is(after.open, 50);
+  t.false(existsSync(join(nodeOf('node2').stateDir, 'endpoints', 'box')), 'node2 kept nothing of it');
+  t.false(readFileSync('/proc/self/mountinfo', 'utf8').includes(`${nodeOf('node2').stateDir}/endpoints/box`), 'no mount left on node2');
+});
+
+test.serial("an OCI bundle runs with its own configuration's program", async (t) => {
+  const bundle = join(image.dir, 'bundle');
+  mkdirSync(bundle);
+  const spec = await defaultSpec();
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify({ ...spec, root: { path: image.rootfs, readonly: true }, process: { ...(spec.process as object), args: ['/bin/echo-server', '7100'] } }));
+  const r = await cli(['run', '--testbed', name, '--node', 'node2', '--name', 'bundled', '--bundle', bundle, '--json']);
+  t.is(r.code, 0, r.err);
+  await waitFor('the bundle program to listen', () => endpointLog(tb, 'node2', 'bundled').includes('listening 7100'));
+  t.deepEqual((await listContainers(join(nodeOf('node2').stateDir, 'runc'))).filter((c) => c.id === 'bundled').map((c) => c.status), ['running']);
+  t.is((await cli(['stop', '--testbed', name, 'bundled'])).code, 0);
 });
