@@ -40,9 +40,9 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
   }
 }
 
-async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string): Promise<HandoverReport> {
+async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
-  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover });
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover, ...more });
   for (;;) {
     const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
     if (s.report) return s.report;
@@ -93,11 +93,12 @@ export async function moveWithProbe(
   mode: string,
   handover: string,
   afterMove?: (to: string) => Promise<void>,
+  more: { presync?: boolean } = {},
 ): Promise<{ report: HandoverReport; to: string; probeGapMs: number }> {
   await callJson(b.api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), service.ip, '7001', '--rate', '20000'] });
   await until(() => (logOf(b.tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
   const to = from === 'node1' ? 'node2' : 'node1';
-  const report = await migrateOnce(b.tb, service.name, to, mode, handover);
+  const report = await migrateOnce(b.tb, service.name, to, mode, handover, more);
   if (report.result !== 'success') throw new Error(`bench: ${mode} migration of ${service.name} failed: ${report.reason}`);
   await afterMove?.(to);
   await sleep(1500);

@@ -10,6 +10,7 @@ import { migrationBench } from './migration.js';
 import { handoverBench } from './handover.js';
 import { memoryBench } from './memory.js';
 import { soakBench } from './soak.js';
+import { containerBench } from './container.js';
 import { writePlots } from './plots.js';
 
 const quick = process.argv.includes('--quick');
@@ -22,6 +23,7 @@ const scenarios = [
   only && only !== 'handover' ? { scenario: 'handover', skipped: true } : await handoverBench(quick ? 2 : 8),
   only && only !== 'memory' ? { scenario: 'memory', skipped: true } : await memoryBench(quick ? 1 : 2, quick ? [16, 128] : [16, 128, 512, 1024]),
   only && only !== 'soak' ? { scenario: 'soak', skipped: true } : await soakBench(quick ? 110 : 510),
+  only && only !== 'container' ? { scenario: 'container', skipped: true } : await containerBench(quick ? 1 : 3),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);

@@ -15,7 +15,7 @@ import { defaultSpec, listContainers } from '../../src/sys/runc.js';
 import { removeNetns } from '../../src/sys/netns/netns.js';
 import type { MigrationStatus } from '../../src/migration/report.js';
 import type { TestbedState } from '../../src/testbed/state.js';
-import { makeRootfs } from '../helpers/container.js';
+import { makeRootfs } from '../../src/testbed/container-rootfs.js';
 import { requireRoot } from '../helpers/root.js';
 import {
   cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload,

@@ -1,7 +1,7 @@
 /**
- * Container root filesystems for tests and benches, made on the spot from
- * Debian's busybox-static and a static echo server built from
- * test/fixtures/echo_server.c.
+ * Container root filesystems for the testbed's tests and benches, made on
+ * the spot from Debian's busybox-static and a static echo server built from
+ * src/workloads/echo_server.c.
  */
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ECHO_SOURCE = fileURLToPath(new URL('../../../test/fixtures/echo_server.c', import.meta.url));
+const ECHO_SOURCE = fileURLToPath(new URL('../../../src/workloads/echo_server.c', import.meta.url));
 const APPLETS = ['sh', 'cat', 'ls', 'echo', 'sleep', 'usleep', 'mkdir', 'sha256sum', 'dd', 'tail'];
 
 /** A folder holding a minimal root filesystem (busybox, /bin/echo-server); remove() takes it away. */
