@@ -72,7 +72,7 @@ export const AgentConfig = Type.Object(
       },
       { additionalProperties: false },
     ),
-    stateDir: Type.String({ minLength: 1, description: 'directory for endpoint records, logs and namespaces' }),
+    stateDir: Type.String({ minLength: 1, description: 'directory for endpoint records, logs and namespaces, container images and runc state' }),
     syncIntervalMs: Type.Integer({ minimum: 100, maximum: 600000, default: 2000, description: 'anti-entropy period between agents' }),
     tls: Type.Optional(Type.Object(
       {
