@@ -134,7 +134,7 @@ test('the OpenAPI document describes every control route, from the same schemas'
     'GET /v1/migrations/{id}', 'GET /v1/nodes', 'GET /v1/ready', 'POST /v1/endpoints', 'POST /v1/migrations',
   ]);
   const create = doc.paths['/v1/endpoints']!.post!.requestBody!.content['application/json'].schema;
-  t.deepEqual(Object.keys(create.properties).sort(), ['command', 'ip', 'name', 'node']);
+  t.deepEqual(Object.keys(create.properties).sort(), ['command', 'container', 'ip', 'name', 'node']);
   t.false(create.additionalProperties);
 });
 
