@@ -2,6 +2,7 @@
  * The composition root: builds an agent from its parts and runs it. Tests
  * build agents through here too. No side effects until start().
  */
+import { removeStaleHookSockets } from './checkpoint/container-executor.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, resolve } from 'node:path';
@@ -124,6 +125,7 @@ export class Agent {
     });
     await manager.adopt();
     MigrationTarget.removeLeftovers(c.stateDir, (m) => this.events.warn(m));
+    removeStaleHookSockets();
     manager.startWatching();
 
     const source = new MigrationSource(c.node, c.stateDir, manager, this.table, client, this.events, {

@@ -9,7 +9,7 @@
  * streamed dump, and a restored tree left stopped for the handover.
  * The result has the shape executor.ts gives for a plain process tree.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +84,20 @@ export async function restoreContainer(spec: ContainerRestoreSpec): Promise<Rest
   return { pid: r.pid, shimPid: r.shimPid, durationMs: performance.now() - started, hooks };
 }
 
+const HOOK_DIR_PREFIX = 'roam-hook-';
+
+/** Removes the hook sockets of agents that died while runc was dumping or restoring (at agent start). */
+export function removeStaleHookSockets(): number {
+  let removed = 0;
+  for (const name of readdirSync(tmpdir())) {
+    const m = new RegExp(`^${HOOK_DIR_PREFIX}(\\d+)-`).exec(name);
+    if (!m || Number(m[1]) === process.pid || existsSync(`/proc/${m[1]}`)) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
 /**
  * What CRIU is told beyond runc's flags, rewritten before each dump or
  * restore. The namespace lock is roam's (at the network-lock hook); CRIU's
@@ -99,7 +113,8 @@ function writeCriuOptions(path: string, extra: string[]): void {
  * fails the dump or restore, as it would on a failed notification.
  */
 async function withHookSocket<T>(onHook: (name: string) => Promise<void> | void, work: (socket: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'roam-hook-'));
+  // In the temporary folder, not the state directory: a unix socket's path has 107 bytes at most.
+  const dir = mkdtempSync(join(tmpdir(), `${HOOK_DIR_PREFIX}${process.pid}-`));
   const socket = join(dir, 's');
   const server: Server = createServer((conn) => {
     let line = '';
