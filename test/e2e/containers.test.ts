@@ -16,6 +16,7 @@ import { removeNetns } from '../../src/sys/netns/netns.js';
 import type { MigrationStatus } from '../../src/migration/report.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { makeRootfs } from '../../src/testbed/container-rootfs.js';
+import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import { requireRoot } from '../helpers/root.js';
 import {
   cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload,
@@ -186,4 +187,50 @@ test.serial("an OCI bundle runs with its own configuration's program", async (t)
   await waitFor('the bundle program to listen', () => endpointLog(tb, 'node2', 'bundled').includes('listening 7100'));
   t.deepEqual((await listContainers(join(nodeOf('node2').stateDir, 'runc'))).filter((c) => c.id === 'bundled').map((c) => c.status), ['running']);
   t.is((await cli(['stop', '--testbed', name, 'bundled'])).code, 0);
+});
+
+test.serial('a container moves in streamed mode too: its memory goes to the target page server while runc dumps it', async (t) => {
+  const before = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  const to = before.node === 'node2' ? 'node1' : 'node2';
+  const seqBefore = sequence(before.pid!).count;
+  const report = await migrate(name, 'box', to, ['--mode', 'streamed']);
+  t.is(report.result, 'success', report.reason);
+  t.is(report.mode, 'streamed');
+  t.true(report.tcp_connections >= 50);
+  const moved = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  t.like(moved, { node: to, ip: before.ip, state: 'running' });
+  t.deepEqual((await listContainers(join(nodeOf(to).stateDir, 'runc'))).filter((c) => c.id === 'box').map((c) => c.status), ['running']);
+  await waitFor('the writer to go on', () => sequence(moved.pid!).count > seqBefore + 10);
+  t.true(sequence(moved.pid!).contiguous);
+  const after = await streamAdvances(tb, 'node3', 'clients', 100000, 15000);
+  t.is(after.open, 50);
+});
+
+test.serial("the source agent killed during a container's dump: its restart brings the container back there through runc, with its connections and every volume write", async (t) => {
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
+  const before = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  const sourceIndex = tb.nodes.findIndex((n) => n.name === before.node);
+  const source = tb.nodes[sourceIndex]!;
+  const to = before.node === 'node2' ? 'node1' : 'node2';
+  const seqBefore = sequence(before.pid!).count;
+  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'box', to, mode: 'stop-copy', presync: false });
+  const status = () => callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+  await waitFor('the dump phase', async () => (await status()).phase === 'dump', 20000);
+  process.kill(source.agentPid, 'SIGKILL');
+  while (isAgentRunning(source.agentPid)) await new Promise((r) => setTimeout(r, 20));
+  tb = await upTestbed(name, 3);
+  let final!: MigrationStatus;
+  await waitFor('the restarted source to recover the migration', async () => (final = await status()).state !== 'running', 60000);
+  const report = final.report!;
+  t.is(report.result, 'rolled_back', report.reason);
+  t.is(report.running_on, before.node);
+  const back = (await endpoints(tb)).find((e) => e.name === 'box')!;
+  t.like(back, { node: before.node, ip: before.ip, state: 'running' });
+  t.deepEqual((await listContainers(join(source.stateDir, 'runc'))).filter((c) => c.id === 'box').map((c) => c.status), ['running'], `runc on ${before.node} knows it`);
+  await waitFor('the writer to go on', () => sequence(back.pid!).count > seqBefore + 10);
+  t.true(sequence(back.pid!).contiguous, 'no volume write lost or repeated');
+  const after = await streamAdvances(tb, 'node3', 'clients', 100000, 20000);
+  t.is(after.open, 50);
+  t.false(existsSync(join(nodeOf(to).stateDir, 'endpoints', 'box')), `${to} kept nothing of it`);
+  t.deepEqual(readdirSync(join(source.stateDir, 'migrations')), [], 'the journal and images went');
 });
