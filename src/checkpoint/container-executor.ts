@@ -17,6 +17,7 @@ import { checkpointContainer, restoreContainer as runcRestore, type Container } 
 import { nativePaths } from '../sys/native.js';
 import { lockNetns, unlockNetns } from '../sys/nft.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
+import { processStartTime } from '../sys/proc.js';
 import { dumpSlot, imageBytes, tcpInFlight, type DumpResult, type RestoreResult } from './executor.js';
 import { criuTlsOptionLines, type PageServerTls } from './page-server-tls.js';
 
@@ -36,6 +37,8 @@ export interface ContainerDumpSpec extends ContainerFiles {
   tls?: PageServerTls;
   slot?: () => void;
   onHook?: (name: string) => Promise<void> | void;
+  /** runc is running the dump (and CRIU under it): who it is, for a journal that must outlive this process */
+  onRuntime?: (runtime: { pid: number; startTime: number }) => void;
 }
 
 export async function dumpContainer(spec: ContainerDumpSpec): Promise<DumpResult> {
@@ -52,7 +55,8 @@ export async function dumpContainer(spec: ContainerDumpSpec): Promise<DumpResult
       await spec.onHook?.(name);
     }, async (socket) => {
       try {
-        await checkpointContainer(spec.container, spec.dir, spec.imagesDir, socket, spec.pageServer);
+        const onStart = (pid: number) => spec.onRuntime?.({ pid, startTime: processStartTime(pid) ?? 0 });
+        await checkpointContainer(spec.container, spec.dir, spec.imagesDir, socket, spec.pageServer, onStart);
       } catch (err) {
         // CRIU resumed the container: it must not stay cut off.
         unlockNetns(spec.netns);

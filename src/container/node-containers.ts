@@ -9,15 +9,22 @@
  *   volumes/N/           a volume's data, on a node the container moved to
  *   criu.conf            CRIU's options for the next dump or restore
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
 import type { StartedProcess } from '../sys/launch.js';
 import { mountOverlay, unmount } from '../sys/mounts.js';
-import { deleteContainer, runContainer, type Container } from '../sys/runc.js';
+import { defaultSpec, deleteContainer, runContainer, type Container } from '../sys/runc.js';
 import type { ContainerFiles } from '../checkpoint/container-executor.js';
 import { ImageStore } from './image-store.js';
-import { renderSpec, type OciSpec, type Volume } from './spec.js';
+import { parseOciSpec, readBundle, renderSpec, type OciSpec, type Volume } from './spec.js';
+
+/** What `roam run` asks for: a container from a root filesystem folder (with a command) or an OCI bundle, with volumes. */
+export interface ContainerRequest {
+  rootfs?: string;
+  bundle?: string;
+  volumes: Volume[];
+}
 
 /** What an endpoint record keeps of its container. */
 export interface ContainerPart {
@@ -73,6 +80,26 @@ export class NodeContainers {
 
   trees(dir: string, part: ContainerPart): ContainerTree[] {
     return [{ name: 'rootfs', root: this.layout(dir).upper }, ...part.volumes.map((v, i) => ({ name: `volume-${i}`, root: v.source }))];
+  }
+
+  /**
+   * A new container's image and base configuration: a bundle's own (its
+   * program, unless `command` gives one), or runc's default around
+   * `command`. The root filesystem becomes an image of this node (one per
+   * content). Checked before anything is made: both folders and volumes.
+   */
+  async partFor(req: ContainerRequest, command: readonly string[], node: string): Promise<ContainerPart> {
+    if ((req.rootfs === undefined) === (req.bundle === undefined)) throw new RoamError('INPUT_INVALID', 'container: give either a rootfs folder or a bundle, not both');
+    for (const v of req.volumes) {
+      if (!existsSync(v.source) || !statSync(v.source).isDirectory()) throw new RoamError('INPUT_INVALID', `volume: ${v.source} is not a folder on node ${node}`);
+    }
+    const { spec, rootfs } = req.bundle !== undefined
+      ? readBundle(req.bundle)
+      : { spec: parseOciSpec(await defaultSpec(), 'runc spec'), rootfs: req.rootfs! };
+    if (command.length > 0) spec.process.args = [...command];
+    if (spec.process.args[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    const image = await this.images.importFolder(rootfs);
+    return { image, spec, volumes: req.volumes.map((v) => ({ ...v })) };
   }
 
   /** Makes the folders (empty: an arrival fills them before the restore). */

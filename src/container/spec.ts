@@ -5,6 +5,8 @@
  * node (the network namespace, the volumes' host folders, the CRIU options
  * file) is filled in by each node from the same base, the one that travels.
  */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseWithSchema } from '../config/validate.js';
 import { RoamError } from '../errors/roam-error.js';
@@ -39,6 +41,25 @@ export type Volume = Static<typeof Volume>;
 
 export function parseOciSpec(input: unknown, what: string): OciSpec {
   return parseWithSchema(OciSpec, input, 'INPUT_INVALID', what);
+}
+
+/** An OCI bundle's configuration, and where its root filesystem is. */
+export function readBundle(bundle: string): { spec: OciSpec; rootfs: string } {
+  const path = join(bundle, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new RoamError('INPUT_INVALID', `bundle: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new RoamError('INPUT_INVALID', `bundle: ${path} is not JSON`);
+  }
+  const spec = parseOciSpec(parsed, `bundle ${path}`);
+  return { spec, rootfs: isAbsolute(spec.root.path) ? spec.root.path : join(bundle, spec.root.path) };
 }
 
 /** "HOST_DIR:CONTAINER_DIR", as `roam run --volume` takes it. */

@@ -19,9 +19,7 @@ import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
 import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
 import { EndpointStore, type StoredEndpoint } from './store.js';
-import { NodeContainers, type ContainerPart } from '../container/node-containers.js';
-import { defaultSpec } from '../sys/runc.js';
-import { parseOciSpec, type Volume } from '../container/spec.js';
+import { NodeContainers, type ContainerRequest } from '../container/node-containers.js';
 
 export interface CreateEndpointRequest {
   name: string;
@@ -29,7 +27,7 @@ export interface CreateEndpointRequest {
   /** the program (a container: its process args; empty to keep the bundle's) */
   command: string[];
   /** run it as an OCI container: from a root filesystem folder (with `command`) or a bundle */
-  container?: { rootfs?: string; bundle?: string; volumes: Volume[] };
+  container?: ContainerRequest;
 }
 
 export interface EndpointManagerOptions {
@@ -274,14 +272,14 @@ export class EndpointManager {
     if (!new RegExp(ENDPOINT_NAME_PATTERN).test(req.name)) {
       throw new RoamError('INPUT_INVALID', `name: ${JSON.stringify(req.name)} must be lowercase letters, digits and dashes (1-63, DNS label)`);
     }
-    const container = req.container ? await this.containerPart(req.container, req.command) : undefined;
-    const command = container ? container.spec.process.args : req.command;
-    if (command.length === 0 || command[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    if (!req.container && (req.command.length === 0 || req.command[0] === '')) throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
     const cluster = this.o.clusterEndpoints();
     const previous = cluster.find((e) => e.name === req.name);
     if (this.local.has(req.name) || previous) {
       throw new RoamError('CONFLICT', `name: endpoint ${req.name} already exists on ${previous?.node ?? this.o.node}`);
     }
+    const container = req.container ? await this.containers.partFor(req.container, req.command, this.o.node) : undefined;
+    const command = container ? container.spec.process.args : req.command;
     const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
     const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested: req.ip });
     const record: StoredEndpoint = {
@@ -320,43 +318,6 @@ export class EndpointManager {
     this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
     this.changed();
     return this.toRecord(record);
-  }
-
-  /**
-   * A container's image and base configuration: a bundle's own (its
-   * command, unless one is given), or runc's default around `command`.
-   * The root filesystem becomes an image of this node (once per content).
-   */
-  private async containerPart(c: NonNullable<CreateEndpointRequest['container']>, command: string[]): Promise<ContainerPart> {
-    if ((c.rootfs === undefined) === (c.bundle === undefined)) throw new RoamError('INPUT_INVALID', 'container: give either a rootfs folder or a bundle, not both');
-    for (const v of c.volumes) {
-      if (!existsSync(v.source) || !statSync(v.source).isDirectory()) throw new RoamError('INPUT_INVALID', `volume: ${v.source} is not a folder on node ${this.o.node}`);
-    }
-    let spec;
-    let rootfs: string;
-    if (c.bundle !== undefined) {
-      const path = join(c.bundle, 'config.json');
-      let text: string;
-      try {
-        text = readFileSync(path, 'utf8');
-      } catch (err) {
-        throw new RoamError('INPUT_INVALID', `bundle: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        throw new RoamError('INPUT_INVALID', `bundle: ${path} is not JSON`);
-      }
-      spec = parseOciSpec(parsed, `bundle ${path}`);
-      rootfs = spec.root.path.startsWith('/') ? spec.root.path : join(c.bundle, spec.root.path);
-    } else {
-      spec = parseOciSpec(await defaultSpec(), 'runc spec');
-      rootfs = c.rootfs!;
-    }
-    if (command.length > 0) spec.process.args = [...command];
-    const image = await this.containers.images.importFolder(rootfs);
-    return { image, spec, volumes: c.volumes.map((v) => ({ ...v })) };
   }
 
   private ensureNetnsDir(): void {

@@ -18,10 +18,11 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { dumpFinished, endLazyPageServer, restoreUnderShim } from '../checkpoint/executor.js';
+import { dumpFinished, endLazyPageServer, restoreUnderShim, type RestoreResult } from '../checkpoint/executor.js';
 import { restoreContainer } from '../checkpoint/container-executor.js';
 import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import type { EndpointManager } from '../endpoint/manager.js';
+import type { StoredEndpoint } from '../endpoint/store.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import { resumeService } from '../handover/resume.js';
@@ -128,9 +129,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
   try {
     const endpointDir = d.manager.dirOf(j.name);
     await waitForShimExit(endpointDir, ep.shimPid, 3000);
-    const restored = ep.container
-      ? await restoreContainer({ ...d.manager.containers.files(j.name, endpointDir), imagesDir, leaveStopped: true })
-      : await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: j.dump.pipeKeys, leaveStopped: true });
+    const restored = await restoreOnSource(d.manager, ep, imagesDir, j.dump.pipeKeys, true);
     // What clients sent while the agent was down was dropped by the lock: the kick has them send it again at once.
     await resumeService({ netns: ep.netns, ip: ep.ip, mechanism: 'kick', held: [], connections: j.dump.tcpConnections, pid: restored.pid, stopped: true });
     d.manager.resumedLocally(j.name, restored);
@@ -140,4 +139,16 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
     writeJournal(dir, { ...j, phase: 'failed' });
     return { result: 'failed', runningOn: '', reason: `restoring ${j.name} on ${d.self} failed (${describeError(err)}); images kept in ${imagesDir} ${after}` };
   }
+}
+
+/**
+ * The endpoint back on the source from its own images, after a dump whose
+ * migration failed: through runc for a container (runc knows it again), under
+ * a new shim for a process tree.
+ */
+export function restoreOnSource(manager: EndpointManager, ep: StoredEndpoint, imagesDir: string, pipeKeys: string[], leaveStopped: boolean): Promise<RestoreResult> {
+  const dir = manager.dirOf(ep.name);
+  return ep.container
+    ? restoreContainer({ ...manager.containers.files(ep.name, dir), imagesDir, leaveStopped })
+    : restoreUnderShim({ dir, netns: ep.netns, imagesDir, pipeKeys, leaveStopped });
 }

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { dumpSlot, dumpTree, restoreUnderShim, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
+import { dumpSlot, dumpTree, startLazyDump, type DumpResult, type LazyDump, type PullOutcome } from '../checkpoint/executor.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { waitForShimExit } from '../sys/launch.js';
@@ -36,9 +36,9 @@ import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type 
 import { noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, type Phase, type PullReport } from './report.js';
 import { reportPageServerRefusal, type Prepared, type PrepareRequest } from './target.js';
 import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
-import { recoverMigration, type Recovered } from './source-recovery.js';
+import { recoverMigration, restoreOnSource, type Recovered } from './source-recovery.js';
 import type { Readable } from 'node:stream';
-import { dumpContainer, restoreContainer } from '../checkpoint/container-executor.js';
+import { dumpContainer } from '../checkpoint/container-executor.js';
 import { ContainerFilesMove } from './container-files.js';
 
 /** What the source needs of the target agent (the peer protocol, or a fake). */
@@ -375,9 +375,11 @@ export class MigrationSource {
       dumped = await phase('dump', async () => {
         const onCriu = (c: { criu: ProcessRef; pipeKeys: string[]; tcpConnections: number }) => journalNow({ criu: c.criu, dump: { pipeKeys: c.pipeKeys, tcpConnections: c.tcpConnections } });
         const tls = this.underlay.pageTls ? { tls: this.underlay.pageTls } : {};
-        // runc runs CRIU: what a restarted agent needs to roll back is that a dump began (its log says whether it ended).
-        if (files) journalNow({ dump: { pipeKeys: [], tcpConnections: 0 } });
-        if (files) return dumpContainer({ ...files.executorFiles(ep.name), netns: ep.netns, imagesDir, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
+        if (files) {
+          // runc runs CRIU: a restarted agent waits for runc to end; CRIU's log then says whether the dump did.
+          const onRuntime = (runtime: ProcessRef) => journalNow({ criu: runtime, dump: { pipeKeys: [], tcpConnections: 0 } });
+          return dumpContainer({ ...files.executorFiles(ep.name), netns: ep.netns, imagesDir, slot: hostSlot, onRuntime, ...tls, ...(pageServer ? { pageServer } : {}) });
+        }
         if (status.mode !== 'post-copy') return dumpTree({ pid: ep.pid, netns: ep.netns, imagesDir, onCriu, slot: hostSlot, ...tls, ...(pageServer ? { pageServer } : {}) });
         const lazyServer = { address: this.underlay.address, port: await freePort(this.underlay.address) };
         journalNow({ lazyServer });
@@ -636,9 +638,7 @@ export class MigrationSource {
       const endpointDir = this.manager.dirOf(ep.name);
       await waitForShimExit(endpointDir, ep.shimPid, 3000);
       const stopped = u.handover !== 'off';
-      const restored = u.files
-        ? await restoreContainer({ ...u.files.executorFiles(ep.name), imagesDir, leaveStopped: stopped })
-        : await restoreUnderShim({ dir: endpointDir, netns: ep.netns, imagesDir, pipeKeys: dumped.pipeKeys, leaveStopped: stopped });
+      const restored = await restoreOnSource(this.manager, ep, imagesDir, dumped.pipeKeys, stopped);
       const counts = await this.resumeHere(u, restored.pid, dumped.tcpConnections, stopped);
       this.manager.resumedLocally(ep.name, restored);
       rmSync(u.dir, { recursive: true, force: true });

@@ -56,12 +56,15 @@ export function restoreContainer(c: Container, bundle: string, dir: string, imag
 
 /**
  * `runc checkpoint`: the container is frozen, dumped into `imagesDir` with
- * its established connections, and gone (runc forgets it) once this resolves.
+ * its established connections, and gone (runc forgets it) once this
+ * resolves. `onStart`: runc's pid, as soon as it runs.
  */
-export async function checkpointContainer(c: Container, dir: string, imagesDir: string, hookSocket: string, pageServer?: { address: string; port: number }): Promise<void> {
+export async function checkpointContainer(
+  c: Container, dir: string, imagesDir: string, hookSocket: string, pageServer?: { address: string; port: number }, onStart?: (pid: number) => void,
+): Promise<void> {
   const ps = pageServer ? ['--page-server', `${pageServer.address}:${pageServer.port}`] : [];
   await runc([...globals(c, dir), 'checkpoint', '--tcp-established', '--image-path', imagesDir, ...ps, c.id], `runc checkpoint ${c.id}`, {
-    env: { ...cleanEnv(), ROAM_CRIU_HOOK_SOCKET: hookSocket }, dir, criuLog: join(imagesDir, 'dump.log'),
+    env: { ...cleanEnv(), ROAM_CRIU_HOOK_SOCKET: hookSocket }, dir, criuLog: join(imagesDir, 'dump.log'), ...(onStart ? { onStart } : {}),
   });
 }
 
@@ -85,8 +88,9 @@ function globals(c: Container, dir: string): string[] {
   return ['--root', c.root, '--log', join(dir, 'runc.log')];
 }
 
-function runc(args: string[], what: string, o: { env?: NodeJS.ProcessEnv; dir?: string; criuLog?: string } = {}): Promise<string> {
+function runc(args: string[], what: string, o: { env?: NodeJS.ProcessEnv; dir?: string; criuLog?: string; onStart?: (pid: number) => void } = {}): Promise<string> {
   const child = spawn('runc', args, { env: o.env ?? cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid) o.onStart?.(child.pid);
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
