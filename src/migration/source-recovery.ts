@@ -29,7 +29,7 @@ import { resumeService } from '../handover/resume.js';
 import { tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { unlockNetns } from '../sys/nft.js';
-import { continueTree, isSameProcessAlive, stopProcess } from '../sys/proc.js';
+import { continueTree, isSameProcessAlive, stopProcess, waitForProcessEnd } from '../sys/proc.js';
 import { writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
 import type { MigrationResult } from './report.js';
 
@@ -61,10 +61,8 @@ export interface Recovered {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits until `p` has ended, up to `ms`; then ends it. */
-async function waitForEnd(p: ProcessRef, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (isSameProcessAlive(p.pid, p.startTime) && Date.now() < deadline) await sleep(100);
-  await stopProcess(p.pid, p.startTime, 0);
+function waitForEnd(p: ProcessRef, ms: number): Promise<void> {
+  return waitForProcessEnd(p.pid, p.startTime, ms, 100);
 }
 
 /** Asks the target to drop its half; true if it refuses because it took over. Retries until it answers. */

@@ -40,6 +40,13 @@ function catchesSignal(pid: number, signal: number): boolean {
 
 const SIGTERM = 15;
 
+/** Waits until the process has ended, up to `ms`; then ends it. */
+export async function waitForProcessEnd(pid: number, startTime: number, ms: number, pollMs = 20): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (isSameProcessAlive(pid, startTime) && Date.now() < deadline) await sleep(pollMs);
+  await stopProcess(pid, startTime, 0);
+}
+
 /**
  * Ends the process: SIGTERM if it handles it (and a grace period), SIGKILL
  * otherwise or afterwards. Killing PID 1 of the endpoint's PID namespace ends
