@@ -66,6 +66,12 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
   const phase = new Histogram({ name: 'roam_migration_phase_seconds', help: 'Duration of each phase of a migration.', labelNames: ['phase'], buckets: SECONDS_BUCKETS, registers: [registry] });
   const imageBytes = new Histogram({ name: 'roam_migration_image_bytes', help: 'Checkpoint image bytes moved per migration.', buckets: BYTES_BUCKETS, registers: [registry] });
   const connections = new Histogram({ name: 'roam_migration_tcp_connections', help: 'Established TCP connections carried per migration.', buckets: CONNECTION_BUCKETS, registers: [registry] });
+  const fileBytes = new Counter({
+    name: 'roam_migration_file_bytes_total',
+    help: "Containers' file bytes (root filesystem changes, volumes) sent by migrations from this node: while the container ran (presync), or in the freeze (frozen).",
+    labelNames: ['when'], registers: [registry],
+  });
+  for (const when of ['presync', 'frozen']) fileBytes.inc({ when }, 0);
   for (const role of ['source', 'target']) for (const result of ['success', 'rolled_back', 'failed']) migrations.inc({ role, mode: 'stop-copy', result }, 0);
   events.on('migration.finished', ({ report }) => {
     migrations.inc({ role: 'source', mode: report.mode, result: report.result });
@@ -74,6 +80,10 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
     for (const [name, ms] of Object.entries(report.phases)) phase.observe({ phase: name.replace(/_ms$/, '') }, ms / 1000);
     imageBytes.observe(report.image_bytes);
     connections.observe(report.tcp_connections);
+    if (report.files) {
+      fileBytes.inc({ when: 'presync' }, report.files.presync_bytes);
+      fileBytes.inc({ when: 'frozen' }, report.files.frozen_bytes);
+    }
   });
   events.on('migration.arrival', (e) => migrations.inc({ role: 'target', mode: e.mode, result: e.result }));
   const stall = new Histogram({

@@ -6,6 +6,7 @@
  * knows the container exactly where it runs.
  */
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,6 +59,13 @@ async function runContainer(node: string, ep: string, command: string[], volumes
 
 function sha(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** A node's roam_migration_file_bytes_total, read from its /metrics over the underlay. */
+function fileBytesSent(node: string): { presync: number; frozen: number } {
+  const text = execFileSync('nsenter', [`--net=${tb.switchNetns}`, 'curl', '-sS', '--max-time', '5', `http://${nodeOf(node).metrics}/metrics`], { encoding: 'utf8' });
+  const of = (when: string) => Number(new RegExp(`^roam_migration_file_bytes_total\\{when="${when}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { presync: of('presync'), frozen: of('frozen') };
 }
 
 /** The volume as the container sees it, through its own mount namespace. */
@@ -124,6 +132,10 @@ test.serial('without the proactive copy the whole volume goes in the freeze; wit
   t.is(moved.ip, srv.ip);
   t.is(sha(inContainer(moved.pid!, '/data/blob')), sha(join(volume, 'blob')));
   t.true(sequence(moved.pid!).contiguous);
+  // node2 sent the whole volume in a freeze once (vault, without the copy), and copied it ahead at least once (box, then vault).
+  const sent = fileBytesSent('node2');
+  t.true(sent.frozen >= BLOB_BYTES, `roam_migration_file_bytes_total{when="frozen"} ${sent.frozen}`);
+  t.true(sent.presync >= BLOB_BYTES, `roam_migration_file_bytes_total{when="presync"} ${sent.presync}`);
   t.is((await cli(['stop', '--testbed', name, 'vault'])).code, 0);
 });
 
