@@ -197,12 +197,9 @@ export class EndpointManager {
       const record: StoredEndpoint = {
         ...spec, netns: join(this.o.stateDir, 'netns', spec.name), hostVeth: hostVethName(spec.name), pid: 0, startTime: 0, shimPid: 0, incoming: migrationId,
       };
-      const dir = this.store.dirOf(spec.name);
-      // A container's volumes land in its folder here; its files arrive with the migration.
-      if (record.container) record.container = { ...record.container, volumes: this.containers.arrivingVolumes(dir, record.container.volumes) };
       this.store.save(record);
       try {
-        if (record.container) this.containers.makeFolders(dir, record.container);
+        if (record.container) this.containers.makeFolders(this.store.dirOf(spec.name), record.container);
         this.ensureNetnsDir();
         await createEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex(), locked: true });
       } catch (err) {

@@ -149,7 +149,9 @@ export class MigrationTarget {
     const imagesDir = join(dir, 'images');
     mkdirSync(imagesDir, { recursive: true });
     try {
-      const container = req.container ? { container: { image: req.container.image, spec: req.container.spec, volumes: req.container.volumes.map((v) => ({ source: '', destination: v.destination })) } } : {};
+      // A container's volumes land in its folder here; their data arrives with the migration.
+      const c = req.container;
+      const container = c ? { container: { image: c.image, spec: c.spec, volumes: this.manager.containers.arrivingVolumes(this.manager.dirOf(req.name), c.volumes) } } : {};
       const record = await this.manager.prepareIncoming(
         { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt, ...container },
         req.id,
