@@ -99,18 +99,19 @@ function runc(args: string[], what: string, o: { env?: NodeJS.ProcessEnv; dir?: 
     child.once('error', (e: NodeJS.ErrnoException) => reject(new RoamError('PRECONDITION', `${what}: cannot run runc (${e.code ?? e.message}); run 'npm run setup'`)));
     child.once('close', (code) => {
       if (code === 0) return resolve(out);
-      const said = o.dir ? runcErrors(o.dir) : [];
-      const reason = [...said, ...(o.criuLog ? errorLines(o.criuLog).slice(-2) : []), err.trim()].filter(Boolean).slice(-3).join(' | ') || `exit ${code}`;
-      reject(new RoamError('CONTAINER_FAILED', `${what}: ${reason}`, { ...(o.criuLog ? { criuLog: o.criuLog } : {}) }));
+      reject(failure(what, o.dir, o.criuLog, err.trim() || `exit ${code}`));
     });
   });
 }
 
 function failedIn(dir: string, what: string, criuLog?: string): (reason: string) => Error {
-  return (reason) => {
-    const said = [...runcErrors(dir), ...(criuLog ? errorLines(criuLog).slice(-2) : [])].slice(-3).join(' | ');
-    return new RoamError('CONTAINER_FAILED', `${what}: ${said || reason}`, { reason, ...(criuLog ? { criuLog } : {}) });
-  };
+  return (reason) => failure(what, dir, criuLog, reason);
+}
+
+/** A failed runc call, in runc's own words (its log), then CRIU's (its log), then what else was said. */
+function failure(what: string, dir: string | undefined, criuLog: string | undefined, otherwise: string): RoamError {
+  const said = [...(dir ? runcErrors(dir) : []), ...(criuLog ? errorLines(criuLog).slice(-2) : [])].slice(-3).join(' | ');
+  return new RoamError('CONTAINER_FAILED', `${what}: ${said || otherwise}`, { reason: otherwise, ...(criuLog ? { criuLog } : {}) });
 }
 
 /** The error messages runc logged (text format: time=… level=error msg="…"). */
