@@ -20,7 +20,7 @@ import { criuCall, errorLines, NetworkLock, pageServerRefusalIn, type PageServer
 import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/workers.js';
 import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
-import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess, waitForProcessEnd } from '../sys/proc.js';
+import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { criuTlsArgs, criuTlsOpts, type PageServerTls } from './page-server-tls.js';
@@ -166,9 +166,7 @@ export async function startLazyDump(spec: DumpSpec & { address: string; port: nu
     },
   });
   started(call);
-  // CRIU answers a failed dump before it has exited: the tree is the caller's only once CRIU is gone.
-  const criuGone = () => waitForProcessEnd(call.criuPid, call.criuStartTime, 30000);
-  const served = call.criu.finally(criuGone).then(
+  const served = call.criu.then(
     () => undefined,
     (err: unknown) => {
       if (!isReady) {

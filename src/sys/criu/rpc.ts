@@ -140,6 +140,9 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
         continue;
       }
       if (!m.success) {
+        // CRIU answers a failed request before it has finished letting the tree go (resuming it, taking its
+        // connections out of repair): whoever acts on the failure must find CRIU gone.
+        if (r.waitExit !== false) await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, FAILED_EXIT_MS).unref())]);
         const errmsg = m.crErrmsg && !isBenign(m.crErrmsg) ? m.crErrmsg.trim() : undefined;
         const why = [m.crErrno ? errnoNameOf(m.crErrno) : undefined, errmsg].filter(Boolean).join(': ');
         throw failure(r, `criu ${r.type.toLowerCase()} failed${why ? ` (${why})` : ''}`, m.crErrno);
@@ -152,6 +155,9 @@ export async function criuCall(r: CriuRequest): Promise<CriuResult> {
     closeSync(ours);
   }
 }
+
+/** How long a failed request waits for CRIU to exit before the failure is reported anyway. */
+const FAILED_EXIT_MS = 30000;
 
 async function exitCode(exited: Promise<number | null>): Promise<string> {
   const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 2000).unref())]);
