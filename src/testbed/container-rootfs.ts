@@ -3,11 +3,11 @@
  * the spot from Debian's busybox-static and a static echo server built from
  * src/workloads/echo_server.c.
  */
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildStaticProgram } from '../sys/cc.js';
 
 const ECHO_SOURCE = fileURLToPath(new URL('../../../src/workloads/echo_server.c', import.meta.url));
 const APPLETS = ['sh', 'cat', 'ls', 'echo', 'sleep', 'usleep', 'mkdir', 'sha256sum', 'dd', 'tail'];
@@ -19,6 +19,6 @@ export function makeRootfs(): { dir: string; rootfs: string; remove: () => void 
   for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
   copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
   for (const a of APPLETS) symlinkSync('busybox', join(rootfs, 'bin', a));
-  execFileSync('cc', ['-static', '-O2', '-o', join(rootfs, 'bin', 'echo-server'), ECHO_SOURCE]);
+  buildStaticProgram(ECHO_SOURCE, join(rootfs, 'bin', 'echo-server'));
   return { dir, rootfs, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
