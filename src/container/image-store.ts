@@ -13,8 +13,7 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RoamError } from '../errors/roam-error.js';
-import { tarCreateStream, tarExtract } from '../sys/tar.js';
-import { scanTree } from './tree-sync.js';
+import { tarCreateTreeStream, tarExtract } from '../sys/tar.js';
 
 export const IMAGE_ID_PATTERN = '^[0-9a-f]{64}$';
 
@@ -45,9 +44,8 @@ export class ImageStore {
   /** Makes an image of the folder `rootfs` (in a fixed order, so the same folder gives the same id); returns its id. */
   async importFolder(rootfs: string): Promise<string> {
     if (!existsSync(rootfs) || !statSync(rootfs).isDirectory()) throw new RoamError('INPUT_INVALID', `rootfs: ${rootfs} is not a folder`);
-    const members = [...scanTree(rootfs).keys()];
-    if (!members.some((m) => m === 'bin' || m === 'usr')) throw new RoamError('INPUT_INVALID', `rootfs: ${rootfs} has no bin or usr: not a root filesystem`);
-    const tar = tarCreateStream(rootfs, members);
+    if (!existsSync(join(rootfs, 'bin')) && !existsSync(join(rootfs, 'usr'))) throw new RoamError('INPUT_INVALID', `rootfs: ${rootfs} has no bin or usr: not a root filesystem`);
+    const tar = tarCreateTreeStream(rootfs);
     return this.store(tar.stream, undefined, tar.done);
   }
 

@@ -35,6 +35,12 @@ export function tarCreateStream(dir: string, members: readonly string[], options
   return { stream: child.stdout!, done };
 }
 
+/** The whole tree under `dir`, in name order (the same tree gives the same archive), onto a stream. */
+export function tarCreateTreeStream(dir: string): TarOut {
+  const child = spawn('tar', ['--create', '--file=-', `--directory=${dir}`, ...KEEP, '--sort=name', '.'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  return { stream: child.stdout, done: exited(child, `tar --create in ${dir}`) };
+}
+
 function startCreate(dir: string, members: readonly string[], file: string, live = false) {
   const tolerate = live ? ['--ignore-failed-read', '--warning=no-file-changed', '--warning=no-file-removed', '--warning=no-file-shrank'] : [];
   const child = spawn('tar', ['--create', `--file=${file}`, `--directory=${dir}`, ...KEEP, ...tolerate, '--no-recursion', '--null', '--files-from=-'], {
