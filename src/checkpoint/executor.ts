@@ -20,7 +20,7 @@ import { criuCall, errorLines, NetworkLock, pageServerRefusalIn, type PageServer
 import { criuWorker, criuWorkerUnderShim, lazyPagesWorker } from '../sys/criu/workers.js';
 import { dumpedMemoryBytes, lazyMemoryBytes, readTcpStreams } from '../sys/criu/images.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
-import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess } from '../sys/proc.js';
+import { isSameProcessAlive, processStartTime, stdioPipeKeys, stopProcess, stopTree } from '../sys/proc.js';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { criuTlsArgs, criuTlsOpts, type PageServerTls } from './page-server-tls.js';
@@ -143,11 +143,11 @@ export interface LazyDump {
 /**
  * Post-copy: dumps everything but the tree's anonymous memory, which a CRIU
  * page server on `address`:`port` then serves to the target's lazy-pages daemon. The
- * tree stays stopped (leave_stopped) until the caller decides its fate: CRIU
- * would kill it when the connection ends, even if the target got only part
- * of the memory, and would resume it, connections still in repair mode, if
- * serving failed. CRIU runs in its own session so that the pull survives the
- * agent.
+ * tree stays stopped until the caller decides its fate: CRIU would kill it
+ * when the connection ends, even if the target got only part of the memory
+ * (hence leave_stopped), and would let it run, connections still in repair
+ * mode, if serving failed (hence a SIGSTOP queued while CRIU holds it).
+ * CRIU runs in its own session so that the pull survives the agent.
  */
 export async function startLazyDump(spec: DumpSpec & { address: string; port: number }): Promise<LazyDump> {
   const root = { pid: spec.pid, startTime: processStartTime(spec.pid) ?? 0 };
@@ -194,7 +194,7 @@ export async function startLazyDump(spec: DumpSpec & { address: string; port: nu
  * connection that ends without asking for anything as the end of the pull,
  * and leaves the tree stopped for its owner to resume. Over TLS the
  * handshake is completed first, as an authenticated client: a failed one
- * would be a refusal, and CRIU would let the tree go, connections in repair.
+ * would be a refusal, logged and counted as a stranger's.
  */
 export function endLazyPageServer(address: string, port: number, tls: PageServerTls | undefined): Promise<void> {
   return new Promise((resolve) => {
@@ -266,6 +266,9 @@ async function startDump(spec: DumpSpec, lazy: { address: string; port: number; 
       await spec.onHook?.(name);
       // A lazy dump says it is ready once its page server listens; it then serves until the target is done.
       if (name === 'status-ready') {
+        // CRIU lets the tree run (connections still in repair mode) if serving fails, e.g. on a refused
+        // stranger; a stop queued now, while CRIU holds it and before it accepts anyone, keeps it stopped.
+        if (lazy) stopTree(spec.pid);
         unlockHost();
         lazy?.onReady([...hooks]);
       }

@@ -120,16 +120,28 @@ export function processTree(pid: number): number[] {
 
 /** Continues a tree left stopped (by a restore): SIGCONT to every process in it. */
 export function continueTree(pid: number): number {
-  let continued = 0;
+  return signalTree(pid, 'SIGCONT');
+}
+
+/**
+ * Stops every process in a tree (SIGSTOP). Sent while a tracer holds the
+ * tree, the signal waits, and takes effect the moment the tracer lets go.
+ */
+export function stopTree(pid: number): number {
+  return signalTree(pid, 'SIGSTOP');
+}
+
+function signalTree(pid: number, signal: NodeJS.Signals): number {
+  let signalled = 0;
   for (const p of processTree(pid)) {
     try {
-      process.kill(p, 'SIGCONT');
-      continued++;
+      process.kill(p, signal);
+      signalled++;
     } catch {
       // gone already
     }
   }
-  return continued;
+  return signalled;
 }
 
 const CAP_SYS_RESOURCE = 24;

@@ -178,6 +178,7 @@ test.serial('post-copy: a client whose certificate the cluster CA did not sign g
   t.is(refusals.length, 1, 'the refusal is reported once');
   t.is(refusals[0]?.from, '127.0.0.1', 'with where the stranger came from');
   t.regex(refusals[0]?.reason ?? '', /certificate|verify|handshake/i, `and why, in CRIU's words: ${refusals[0]?.reason}`);
-  // CRIU lets the tree go when serving fails, its connections still in repair mode; they come out as in any rollback.
+  // CRIU lets the tree go when serving fails, its connections still in repair mode: it must not run so.
+  t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'the tree stays stopped for its owner to resume');
   await resumesInPlace(t, m, srv, checksum);
 });
