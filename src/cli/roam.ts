@@ -17,10 +17,12 @@ import { testbedDown } from '../testbed/down.js';
 import { readTestbedState } from '../testbed/state.js';
 import type { EndpointRecordWire } from '../api/schemas.js';
 import { followMigration } from './follow-migration.js';
+import { crdsYaml } from '../kubernetes/crds.js';
 
 const USAGE = `usage: roam <command> [options]
 
-  agent --config FILE                      run a node agent
+  agent --config FILE [--node NAME] [--underlay-address IP]
+                                           run a node agent (the flags override the file's node and underlay.address)
   run --node NODE --name NAME [--ip IP] -- CMD [ARGS...]
                                            start CMD as a migratable endpoint
   run --node NODE --name NAME (--rootfs DIR -- CMD [ARGS...] | --bundle DIR [-- CMD...]) [--volume HOST_DIR:CONTAINER_DIR]...
@@ -35,6 +37,7 @@ const USAGE = `usage: roam <command> [options]
   testbed down [--name NAME]
   testbed status [--json] [--name NAME]
   demo                                     bring up a testbed and show the overlay at work
+  kubernetes crds                          print the CustomResourceDefinitions (YAML), generated from the agent's schemas
 
   Agent selection: --api SOCKET, $ROAM_API, or the testbed's agents (--testbed NAME).
   A control API on the network: --api https://HOST:PORT with --api-token-file FILE
@@ -55,6 +58,7 @@ export async function runCli(argv: string[], out: Out = (l) => process.stdout.wr
       case 'migrate': return await cmdMigrate(rest, out);
       case 'testbed': return await cmdTestbed(rest, out);
       case 'demo': return await runDemo(rest, out);
+      case 'kubernetes': return cmdKubernetes(rest, out);
       case undefined: case '-h': case '--help': case 'help':
         out(USAGE);
         return command === undefined ? 2 : 0;
@@ -191,6 +195,14 @@ async function cmdTestbed(args: string[], out: Out): Promise<number> {
     default:
       throw new RoamError('INPUT_INVALID', `roam testbed: expected up, down or status, got ${JSON.stringify(sub ?? '')}`);
   }
+}
+
+function cmdKubernetes(args: string[], out: Out): number {
+  const [sub, ...rest] = args;
+  if (sub !== 'crds') throw new RoamError('INPUT_INVALID', `roam kubernetes: expected crds, got ${JSON.stringify(sub ?? '')}`);
+  if (rest.length > 0) throw new RoamError('INPUT_INVALID', `roam kubernetes crds: unexpected argument ${JSON.stringify(rest[0])}`);
+  out(crdsYaml());
+  return 0;
 }
 
 function describeTestbed(state: NonNullable<ReturnType<typeof readTestbedState>>) {

@@ -2,6 +2,10 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HandoverCounts } from '../handover/schemas.js';
 
+/** The ways a migration can run (migration/source.ts says what each does). */
+export const MIGRATION_MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
+export type MigrationMode = (typeof MIGRATION_MODES)[number];
+
 export const PHASES = ['prepare', 'dump', 'transfer', 'restore', 'switch', 'unlock', 'cleanup', 'pull'] as const;
 export type Phase = (typeof PHASES)[number];
 

@@ -33,7 +33,7 @@ import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { replays } from '../handover/deliver.js';
 import { resumeService } from '../handover/resume.js';
 import { HANDOVER_MECHANISMS, type HandoverCounts, type HandoverMechanism, type ResumeMeasurement } from '../handover/schemas.js';
-import { noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, type Phase, type PullReport } from './report.js';
+import { MIGRATION_MODES as MODES, noPhases, type HandoverReport, type MigrationStatus, type ModeChoice, type Phase, type PullReport } from './report.js';
 import { reportPageServerRefusal, type Prepared, type PrepareRequest } from './target.js';
 import { readJournals, writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
 import { recoverMigration, restoreOnSource, type Recovered } from './source-recovery.js';
@@ -86,7 +86,6 @@ export interface MigrateRequest {
  *   measures against: freeze and dump first, then build the target, then
  *   one transfer stream; everything inside the frozen window.
  */
-const MODES = ['auto', 'stop-copy', 'streamed', 'post-copy', 'cold'] as const;
 /** The underlay rate the automatic mode plans with when none is configured: an edge link. */
 const ASSUMED_UNDERLAY_MBIT = 1000;
 /** What the source knows of the underlay for planning a move, and how its page traffic goes. */

@@ -1,0 +1,209 @@
+/**
+ * The agent's one door to the API server (@kubernetes/client-node): the
+ * calls its loops make, each failure named by operation and object, and
+ * watches that keep themselves going. Every verb here is listed in
+ * API_PERMISSIONS, which the ClusterRole in deploy/kubernetes must grant
+ * (a test holds the two together).
+ */
+import {
+  ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, type Informer, type KubernetesObject, type ObjectCache, type V1Node,
+} from '@kubernetes/client-node';
+import { API_VERSION, GROUP, type CustomResourceKind } from './resources.js';
+
+/** What the agent does with the API, as RBAC rules: [apiGroup, resource, verbs]. */
+export const API_PERMISSIONS: readonly (readonly [string, string, readonly string[]])[] = [
+  ['', 'nodes', ['get', 'list', 'watch', 'update']],
+  [GROUP, 'migrations', ['get', 'list', 'watch']],
+  [GROUP, 'migrations/status', ['get', 'update']],
+  [GROUP, 'roamendpoints', ['get', 'list', 'watch', 'create', 'update', 'delete']],
+  [GROUP, 'roamendpoints/status', ['get', 'update']],
+];
+
+/** A refused or failed call, with the HTTP status the API server gave (0: it was not reached). */
+export class KubernetesError extends Error {
+  constructor(readonly op: string, readonly target: string, readonly status: number, reason: string, options?: { cause?: unknown }) {
+    super(`kubernetes ${op} ${target}: ${status ? `${status} ` : ''}${reason}`, options);
+    this.name = 'KubernetesError';
+  }
+}
+
+export const isConflict = (err: unknown): boolean => err instanceof KubernetesError && err.status === 409;
+export const isNotFound = (err: unknown): boolean => err instanceof KubernetesError && err.status === 404;
+
+function reasonOf(err: unknown): { status: number; reason: string } {
+  if (err instanceof ApiException) {
+    const body = typeof err.body === 'string' ? safeJson(err.body) : err.body;
+    const message = body && typeof body === 'object' && 'message' in body ? String((body as { message: unknown }).message) : String(err.body).slice(0, 200);
+    return { status: err.code, reason: message };
+  }
+  const e = err as NodeJS.ErrnoException;
+  return { status: 0, reason: e.code ?? e.message ?? String(err) };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+async function call<T>(op: string, target: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    const { status, reason } = reasonOf(err);
+    throw new KubernetesError(op, target, status, reason, { cause: err });
+  }
+}
+
+/** A list-and-watch that restarts itself after an error, and says so. */
+export interface Watcher<T> {
+  list(): T[];
+  get(name: string): T | undefined;
+  /** resolves once the first list has arrived */
+  synced: Promise<void>;
+  stop(): void;
+}
+
+export interface WatchHandlers<T> {
+  /** an object arrived or changed (also for every object of each re-list) */
+  changed(obj: T): void;
+  deleted(obj: T): void;
+  /** the watch broke and will be restarted */
+  error(reason: string): void;
+  /** it is watching again after a break: writes that failed meanwhile may be done now */
+  reconnected?(): void;
+}
+
+export class KubeClient {
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+
+  constructor(private readonly kc: KubeConfig, private readonly restartMs = 1000) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  /** In-cluster (the pod's service account) unless a kubeconfig file is named. */
+  static connect(kubeconfig: string | undefined): KubeClient {
+    const kc = new KubeConfig();
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromCluster();
+    return new KubeClient(kc);
+  }
+
+  /** The API server at `server`, without credentials: for the in-process API double of the tests. */
+  static forServer(server: string, restartMs?: number): KubeClient {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      // client-node refuses plain http unless certificate checks are off; over http there are none to make.
+      clusters: [{ name: 'c', server, skipTLSVerify: server.startsWith('http:') }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    return new KubeClient(kc, restartMs);
+  }
+
+  readNode(name: string): Promise<V1Node> {
+    return call('get', `node ${name}`, () => this.core.readNode({ name }));
+  }
+
+  /** A write conditioned on the node's resourceVersion: 409 if it changed meanwhile. */
+  replaceNode(node: V1Node): Promise<V1Node> {
+    const name = node.metadata?.name ?? '';
+    return call('update', `node ${name}`, () => this.core.replaceNode({ name, body: node }));
+  }
+
+  async listNodes(): Promise<V1Node[]> {
+    return (await call('list', 'nodes', () => this.core.listNode())).items;
+  }
+
+  watchNodes(handlers: WatchHandlers<V1Node>): Watcher<V1Node> {
+    return this.watch('/api/v1/nodes', () => this.core.listNode(), handlers);
+  }
+
+  getCustom<T>(k: CustomResourceKind, name: string): Promise<T> {
+    return call('get', `${k.singular} ${name}`, () => this.custom.getClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural, name }) as Promise<T>);
+  }
+
+  createCustom<T extends KubernetesObject>(k: CustomResourceKind, body: T): Promise<T> {
+    return call('create', `${k.singular} ${body.metadata?.name ?? ''}`, () => this.custom.createClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural, body }) as Promise<T>);
+  }
+
+  /** Replaces spec and metadata (the status is the status subresource's); 409 if its resourceVersion is stale. */
+  replaceCustom<T extends KubernetesObject>(k: CustomResourceKind, body: T): Promise<T> {
+    const name = body.metadata?.name ?? '';
+    return call('update', `${k.singular} ${name}`, () => this.custom.replaceClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural, name, body }) as Promise<T>);
+  }
+
+  /** Replaces the status only; 409 if its resourceVersion is stale. */
+  replaceCustomStatus<T extends KubernetesObject>(k: CustomResourceKind, body: T): Promise<T> {
+    const name = body.metadata?.name ?? '';
+    return call('update status of', `${k.singular} ${name}`, () => this.custom.replaceClusterCustomObjectStatus({ group: GROUP, version: API_VERSION, plural: k.plural, name, body }) as Promise<T>);
+  }
+
+  /** Deletes it if it is still at `resourceVersion` (409 otherwise). */
+  deleteCustom(k: CustomResourceKind, name: string, resourceVersion: string): Promise<void> {
+    return call('delete', `${k.singular} ${name}`, async () => {
+      await this.custom.deleteClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural, name, body: { preconditions: { resourceVersion } } });
+    });
+  }
+
+  watchCustom<T extends KubernetesObject>(k: CustomResourceKind, handlers: WatchHandlers<T>): Watcher<T> {
+    const list = () => this.custom.listClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural }) as Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
+    return this.watch(`/apis/${GROUP}/${API_VERSION}/${k.plural}`, list as never, handlers);
+  }
+
+  /**
+   * client-node's informer lists, then watches from the list's
+   * resourceVersion, re-watches when the server ends a watch and re-lists
+   * on 410 Gone; any other failure (the API server unreachable, a 5xx) ends
+   * it, so it is started again here after `restartMs`.
+   */
+  private watch<T extends KubernetesObject>(path: string, list: () => Promise<{ items: T[] }>, h: WatchHandlers<T>): Watcher<T> {
+    const informer: Informer<T> & ObjectCache<T> = makeInformer(this.kc, path, list as never);
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let markSynced!: () => void;
+    const synced = new Promise<void>((resolve) => (markSynced = resolve));
+    informer.on('add', (o) => h.changed(o));
+    informer.on('update', (o) => h.changed(o));
+    informer.on('delete', (o) => h.deleted(o));
+    // The informer reports a failed list through 'error' and still resolves start(): a round is good only without one.
+    let failures = 0;
+    let broken = false;
+    const begin = () => {
+      if (stopped) return;
+      const before = failures;
+      informer.start().then(() => {
+        if (failures !== before) return;
+        markSynced();
+        if (broken) h.reconnected?.();
+        broken = false;
+      }, (err: unknown) => restart(err));
+    };
+    const restart = (err: unknown) => {
+      failures++;
+      broken = true;
+      if (stopped) return;
+      h.error(`watch ${path}: ${reasonOf(err).reason}`);
+      clearTimeout(timer);
+      timer = setTimeout(begin, this.restartMs);
+      timer.unref();
+    };
+    informer.on('error', restart);
+    begin();
+    return {
+      list: () => [...informer.list()],
+      get: (name) => informer.get(name),
+      synced,
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+        void informer.stop();
+      },
+    };
+  }
+}
