@@ -28,6 +28,7 @@ import { EventBus } from './events/bus.js';
 import { createAgentMetrics } from './metrics/agent-metrics.js';
 import { serveMetrics } from './metrics/server.js';
 import { KernelDataplane } from './overlay/kernel-dataplane.js';
+import { KubernetesMode } from './kubernetes/kube-mode.js';
 import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
 import { VERSION } from './version.js';
@@ -59,6 +60,7 @@ export class Agent {
   private metrics: Server | undefined;
   private registry: Registry | undefined;
   private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
+  private kube: KubernetesMode | undefined;
 
   constructor(readonly config: Readonly<AgentConfig>) {
     this.table = new LocationTable(config.node, config.underlay.address);
@@ -85,6 +87,13 @@ export class Agent {
       migrationsQueued: () => this.migrations?.source.queuedCount() ?? 0,
     });
     mkdirSync(c.stateDir, { recursive: true });
+    // In Kubernetes mode the peers and this node's range come from the cluster, before anything uses them.
+    let range = c.overlay.range;
+    if (c.kubernetes) {
+      this.kube = new KubernetesMode({ ...c, kubernetes: c.kubernetes }, this.table, this.events);
+      range = await this.kube.join();
+    }
+    if (!range) throw new RoamError('CONFIG_INVALID', 'overlay.range: required (only a kubernetes agent claims its range from the cluster)');
     this.session = RtnlSession.open();
     const session = this.session;
     const dataplane = new KernelDataplane(session, {
@@ -106,7 +115,7 @@ export class Agent {
     for (const e of first.errors) this.events.warn(`initial reconcile: ${e}`);
 
     const manager = new EndpointManager({
-      node: c.node, stateDir: c.stateDir, subnet: c.overlay.subnet, range: c.overlay.range, mtu: c.overlay.mtu,
+      node: c.node, stateDir: c.stateDir, subnet: c.overlay.subnet, range, mtu: c.overlay.mtu,
       session, bridgeIndex: () => reconciler.overlayDevices!.bridgeIndex,
       clusterEndpoints: () => this.table.endpoints().filter((e) => e.node !== c.node),
       events: this.events,
@@ -116,7 +125,7 @@ export class Agent {
     // CRIU reads the same files itself, from its own working directory.
     const pageTls = c.tls ? { ca: resolve(c.tls.ca), cert: resolve(c.tls.cert), key: resolve(c.tls.key) } : undefined;
     const client = new PeerClient(c.peerPort, 3000, tls);
-    const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events);
+    const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events, !c.kubernetes);
     this.sync = sync;
     manager.onChange(() => this.table.setLocal(manager.records()));
     this.table.onChange((what) => {
@@ -139,6 +148,7 @@ export class Agent {
     }, this.events, c.underlay.address, pageTls);
     await target.resumeSwitchedLeftovers();
     this.migrations = { source, target };
+    this.kube?.run(manager, source);
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
@@ -179,7 +189,7 @@ export class Agent {
     }
 
     const m = splitHostPort(c.metrics.listen);
-    this.metrics = await serveMetrics(this.registry, m.host, m.port);
+    this.metrics = await serveMetrics(this.registry, m.host, m.port, () => reconciler.ready);
 
     sync.start();
     const api = c.api.listen ? `${c.api.socket} and ${c.api.tls ? 'https' : 'http'}://${c.api.listen}` : c.api.socket;
@@ -188,6 +198,7 @@ export class Agent {
 
   /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
   async stop(): Promise<void> {
+    this.kube?.stop();
     this.sync?.stop();
     this.reconciler?.stop();
     this.manager?.stopWatching();

@@ -77,6 +77,21 @@ export class LocationTable {
     this.changed('peer');
   }
 
+  /** A peer the cluster's membership names, at `address`: added, or moved there (it keeps what it announced). */
+  setPeer(node: string, address: string): void {
+    const known = this.nodes.get(node);
+    if (node === this.self || known?.address === address) return;
+    if (!known) return this.addPeer(node, address);
+    this.nodes.set(node, { ...known, address });
+    this.changed('peer');
+  }
+
+  /** A peer that left the cluster: it and what it announced are forgotten. */
+  removePeer(node: string): void {
+    if (node === this.self || !this.nodes.delete(node)) return;
+    this.changed('peer');
+  }
+
   /** Merges a peer's announcement; returns true if it taught us anything. */
   merge(a: NodeAnnouncement): boolean {
     if (a.node === this.self) return false;

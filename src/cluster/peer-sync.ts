@@ -22,6 +22,8 @@ export class PeerSync {
     private readonly transport: PeerTransport,
     private readonly intervalMs: number,
     private readonly events: EventBus,
+    /** false where membership has another authority (Kubernetes' Node objects): peers' answers then teach no new peer */
+    private readonly learnPeers = true,
   ) {}
 
   start(): void {
@@ -86,7 +88,8 @@ export class PeerSync {
   /** Handles an announcement a peer sent us; returns our answer. */
   receive(a: NodeAnnouncement): { self: NodeAnnouncement; peers: { node: string; address: string }[] } {
     this.learnPeer(a.node, a.address);
-    this.table.merge(a);
+    // A node the membership does not (yet) name is answered, not recorded.
+    if (this.table.node(a.node)) this.table.merge(a);
     return {
       self: this.table.announcement(),
       peers: this.table.peers().filter((p) => p.node !== a.node).map((p) => ({ node: p.node, address: p.address })),
@@ -94,7 +97,7 @@ export class PeerSync {
   }
 
   private learnPeer(node: string, address: string): void {
-    if (this.table.node(node) || node === this.table.announcement().node) return;
+    if (!this.learnPeers || this.table.node(node) || node === this.table.announcement().node) return;
     this.table.addPeer(node, address);
     this.events.emit('peer.joined', { node, address });
     this.events.info(`peer ${node} (${address}) joined`);

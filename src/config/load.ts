@@ -10,7 +10,13 @@ import { AgentConfig } from './schema.js';
 import { splitHostPort } from './formats.js';
 import { parseWithSchema } from './validate.js';
 
-export function loadConfigFile(path: string): Readonly<AgentConfig> {
+/** What `roam agent` flags set over the file: the per-node values a DaemonSet takes from the downward API. */
+export interface ConfigOverrides {
+  node?: string | undefined;
+  underlayAddress?: string | undefined;
+}
+
+export function loadConfigFile(path: string, overrides: ConfigOverrides = {}): Readonly<AgentConfig> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -24,15 +30,30 @@ export function loadConfigFile(path: string): Readonly<AgentConfig> {
   } catch (err) {
     throw new RoamError('CONFIG_INVALID', `config ${path}: not valid JSON (${(err as Error).message})`, { path });
   }
-  return parseConfig(json, `config ${path}`);
+  return parseConfig(withOverrides(json, overrides), `config ${path}`);
+}
+
+function withOverrides(json: unknown, o: ConfigOverrides): unknown {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) return json;
+  const out = { ...(json as Record<string, unknown>) };
+  if (o.node !== undefined) out.node = o.node;
+  if (o.underlayAddress !== undefined) out.underlay = { ...(out.underlay as Record<string, unknown> | undefined), address: o.underlayAddress };
+  return out;
 }
 
 export function parseConfig(json: unknown, what = 'config'): Readonly<AgentConfig> {
   const config = parseWithSchema(AgentConfig, json, 'CONFIG_INVALID', what);
   const problems: string[] = [];
   const subnet = parsePrefix(config.overlay.subnet);
-  const range = parsePrefix(config.overlay.range);
-  if (!prefixWithin(range, subnet)) problems.push(`overlay.range: ${config.overlay.range} is not inside overlay.subnet ${config.overlay.subnet}`);
+  if (config.overlay.range !== undefined && !prefixWithin(parsePrefix(config.overlay.range), subnet)) {
+    problems.push(`overlay.range: ${config.overlay.range} is not inside overlay.subnet ${config.overlay.subnet}`);
+  }
+  if (config.kubernetes) {
+    if (config.peers.length > 0) problems.push('peers: with kubernetes, peers come from the cluster\'s Node objects; leave peers empty');
+    if (config.kubernetes.rangePrefixLength < subnet.length) problems.push(`kubernetes.rangePrefixLength: /${config.kubernetes.rangePrefixLength} is wider than overlay.subnet ${config.overlay.subnet}`);
+  } else if (config.overlay.range === undefined) {
+    problems.push('overlay.range: required (only a kubernetes agent claims its range from the cluster)');
+  }
   const underlayFamily = familyOf(config.underlay.address);
   const seen = new Set<string>([config.node]);
   const addresses = new Set<string>([config.underlay.address]);

@@ -38,10 +38,10 @@ export const AgentConfig = Type.Object(
     overlay: Type.Object(
       {
         subnet: Prefix,
-        range: Prefix,
+        range: Type.Optional(Prefix),
         mtu: Type.Integer({ minimum: 1280, maximum: 65000, default: 1450 }),
       },
-      { additionalProperties: false, description: "subnet: the whole overlay; range: this node's allocation range inside it" },
+      { additionalProperties: false, description: "subnet: the whole overlay; range: this node's allocation range inside it (with kubernetes, claimed from the cluster when unset)" },
     ),
     peers: Type.Array(PeerConfig, { default: [] }),
     peerPort: Type.Integer({ minimum: 1, maximum: 65535, default: 7946, description: 'agent-to-agent port on the underlay address' }),
@@ -91,6 +91,14 @@ export const AgentConfig = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    kubernetes: Type.Optional(Type.Object(
+      {
+        kubeconfig: Type.Optional(Type.String({ minLength: 1, description: "a kubeconfig file; by default the pod's service account (in-cluster)" })),
+        rangePrefixLength: Type.Integer({ minimum: 8, maximum: 30, default: 24, description: 'size of the range each node claims from overlay.subnet, as a prefix length' }),
+        resyncMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 30000, description: 'how often the Kubernetes loops re-check everything, whatever the watches said' }),
+      },
+      { additionalProperties: false, description: 'Kubernetes mode: peers from Node objects, migrations as Migration resources, endpoints recorded as RoamEndpoint resources' },
+    )),
     devices: Type.Object(
       {
         bridge: Type.String({ minLength: 1, maxLength: 15, default: 'roam0' }),

@@ -13,6 +13,9 @@ import { mountsBelow, testbedDown } from '../../src/testbed/down.js';
 import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
 import { testbedUp } from '../../src/testbed/up.js';
 import type { TestbedState } from '../../src/testbed/state.js';
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 export const workload = (file: string): string => fileURLToPath(new URL(`../../src/workloads/${file}`, import.meta.url));
 
@@ -96,15 +99,6 @@ export async function migrate(tbName: string, name: string, to: string, extra: s
   const r = await cli(['migrate', '--testbed', tbName, name, '--to', to, '--json', ...extra]);
   if (!r.out) throw new Error(`roam migrate printed nothing: ${r.err}`);
   return JSON.parse(r.out) as Report;
-}
-
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** Waits until a stream-check endpoint has verified `beyond` more bytes than now, failing on any error line. */

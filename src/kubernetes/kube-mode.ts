@@ -1,0 +1,64 @@
+/**
+ * The agent's Kubernetes mode (config `kubernetes`): the API server is the
+ * source of truth for membership (Node objects), for migration requests
+ * (Migration resources) and for the record of where endpoints live
+ * (RoamEndpoint resources). Joins in two steps because the node's overlay
+ * range, claimed from the cluster, is needed before the endpoints can be.
+ */
+import type { LocationTable } from '../cluster/locations.js';
+import type { AgentConfig } from '../config/schema.js';
+import type { EndpointManager } from '../endpoint/manager.js';
+import type { EventBus } from '../events/bus.js';
+import { VERSION } from '../version.js';
+import { KubeClient } from './client.js';
+import { EndpointRecords } from './endpoint-records.js';
+import { MigrationController, type MigrationRunner } from './migration-controller.js';
+import { NodeDiscovery } from './node-discovery.js';
+
+export class KubernetesMode {
+  private readonly client: KubeClient;
+  private readonly discovery: NodeDiscovery;
+  private records: EndpointRecords | undefined;
+  private migrations: MigrationController | undefined;
+
+  constructor(private readonly c: Readonly<AgentConfig> & { kubernetes: NonNullable<AgentConfig['kubernetes']> }, private readonly table: LocationTable, private readonly events: EventBus, client?: KubeClient) {
+    this.client = client ?? KubeClient.connect(c.kubernetes.kubeconfig);
+    this.discovery = new NodeDiscovery(this.client, table, {
+      node: c.node, vtep: c.underlay.address, subnet: c.overlay.subnet, rangePrefixLength: c.kubernetes.rangePrefixLength,
+      fixedRange: c.overlay.range, version: VERSION, events,
+    });
+  }
+
+  /** Publishes this node, learns the others; resolves with this node's overlay range. */
+  join(): Promise<string> {
+    return this.discovery.start();
+  }
+
+  /** Starts recording endpoints and running Migrations, once the node can run them. */
+  run(manager: EndpointManager, runner: MigrationRunner): void {
+    const node = this.c.node;
+    this.records = new EndpointRecords(this.client, {
+      node,
+      local: () => manager.records().map((r) => ({ ...r, container: manager.stored(r.name)?.container !== undefined })),
+      cluster: () => this.table.endpoints(),
+      resyncMs: this.c.kubernetes.resyncMs,
+      events: this.events,
+    });
+    this.records.start();
+    manager.onChange(() => void this.records?.sync());
+    this.migrations = new MigrationController(this.client, {
+      node, runner,
+      hosts: (name) => manager.has(name),
+      whereIs: (name) => this.table.endpoints().find((e) => e.name === name)?.node ?? '',
+      resyncMs: this.c.kubernetes.resyncMs,
+      events: this.events,
+    });
+    this.migrations.start();
+  }
+
+  stop(): void {
+    this.migrations?.stop();
+    this.records?.stop();
+    this.discovery.stop();
+  }
+}
