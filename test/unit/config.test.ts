@@ -75,3 +75,25 @@ test('an unreadable or non-JSON file is refused naming the file', (t) => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a kubernetes agent claims its range from the cluster, takes no static peers, and its node and address can come from flags', (t) => {
+  const { range: _claimed, ...overlay } = good.overlay;
+  const kube = { ...good, overlay, peers: [], kubernetes: {} };
+  const c = parseConfig(kube);
+  t.is(c.overlay.range, undefined);
+  t.deepEqual(c.kubernetes, { rangePrefixLength: 24, resyncMs: 30000 });
+  refused(t, { ...good, overlay }, /overlay\.range: required \(only a kubernetes agent claims its range from the cluster\)/);
+  refused(t, { ...kube, peers: good.peers }, /peers: with kubernetes, peers come from the cluster's Node objects/);
+  refused(t, { ...kube, kubernetes: { rangePrefixLength: 12 } }, /kubernetes\.rangePrefixLength: \/12 is wider than overlay\.subnet 10\.244\.0\.0\/16/);
+  refused(t, { ...kube, kubernetes: { rangePrefixLength: 31 } }, /kubernetes\.rangePrefixLength/);
+
+  const dir = mkdtempSync(join(tmpdir(), 'roam-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'agent.json');
+  writeFileSync(file, JSON.stringify({ ...kube, node: 'placeholder', underlay: { address: '0.0.0.0' } }));
+  const fromFlags = loadConfigFile(file, { node: 'edge-7', underlayAddress: '172.31.0.7' });
+  t.is(fromFlags.node, 'edge-7');
+  t.is(fromFlags.underlay.address, '172.31.0.7');
+  const err = t.throws(() => loadConfigFile(file, { node: 'Edge_7' }), { instanceOf: RoamError });
+  t.regex(err?.message ?? '', /node: expected string to match/);
+});
