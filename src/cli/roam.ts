@@ -201,7 +201,7 @@ function cmdKubernetes(args: string[], out: Out): number {
   const [sub, ...rest] = args;
   if (sub !== 'crds') throw new RoamError('INPUT_INVALID', `roam kubernetes: expected crds, got ${JSON.stringify(sub ?? '')}`);
   if (rest.length > 0) throw new RoamError('INPUT_INVALID', `roam kubernetes crds: unexpected argument ${JSON.stringify(rest[0])}`);
-  out(crdsYaml());
+  out(crdsYaml().trimEnd()); // out() ends the line
   return 0;
 }
 
