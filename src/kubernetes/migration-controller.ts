@@ -1,7 +1,7 @@
 /**
  * Runs Migration resources. Every agent watches them; the one whose node
  * runs the endpoint takes a new Migration by writing its status (Pending →
- * its first phase, conditioned on the resourceVersion it read, so a second
+ * Queued, conditioned on the resourceVersion it read, so a second
  * taker gets 409 and stands back), starts the move as `roam migrate` would,
  * and writes each phase as it begins and the report when it ends.
  *
@@ -100,7 +100,8 @@ export class MigrationController {
     try {
       const taken = await this.k.replaceCustomStatus<MigrationResource>(MIGRATION_KIND, {
         ...m,
-        status: { phase: 'Prepare', sourceNode: this.d.node, ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: [condition('Started', 'True', 'Taken', `node ${this.d.node} runs it`, generation)] },
+        // Queued: taken by this node, waiting for its turn (migration.maxConcurrent); its first phase follows.
+        status: { phase: 'Queued', sourceNode: this.d.node, ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: [condition('Started', 'True', 'Taken', `node ${this.d.node} runs it`, generation)] },
       });
       try {
         started = this.d.runner.start({ name: m.spec.endpoint, to: m.spec.targetNode, ...optional(m.spec) });
@@ -118,8 +119,7 @@ export class MigrationController {
     }
     this.running.set(name, started.id);
     this.d.events.info(`kubernetes: migration ${name} runs as ${started.id}: ${m.spec.endpoint} to ${m.spec.targetNode}`);
-    const queued = this.d.runner.status(started.id)?.phase === 'queued';
-    await this.writeStatus(name, (s) => ({ ...s, migrationId: started.id, ...(queued ? { phase: 'Queued' as const } : {}) }));
+    await this.writeStatus(name, (s) => ({ ...s, migrationId: started.id }));
     const report = await started.done.catch((err: unknown) => err);
     await this.writeStatus(name, (s) => {
       if (!report || typeof report !== 'object' || !('result' in report)) {

@@ -26,6 +26,8 @@ export interface UpOptions {
   underlayRate: string | undefined;
   /** anti-entropy period for the agents (tests and benches shorten it) */
   syncIntervalMs?: number;
+  /** agents in Kubernetes mode, against the API server this kubeconfig names (reachable from the nodes' namespaces) */
+  kubeconfig?: string;
   say: (line: string) => void;
 }
 
@@ -56,7 +58,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     // A running agent keeps the config it started with: nodes added later are found by discovery.
     // Agents talk mutual TLS under a CA of the testbed's own.
     const tls = ensureNodeCert(tlsDir, node.name, node.underlayIp);
-    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls);
+    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubeconfig);
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -161,16 +163,17 @@ function underlayMac(index: number): string {
   return `02:75:00:00:${((index >> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert): void {
+function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert, kubeconfig: string | undefined): void {
   const config: AgentConfig = {
     node: node.name,
     // The limited rate, when there is one, is what the agents plan migrations with.
     underlay: { address: node.underlayIp, interface: 'ul0', ...(rateBits ? { rateMbit: Number(rateBits) / 1e6 } : {}), pullShare: 0.8 },
     vni: layout.vni,
     vxlanPort: 4789,
-    overlay: { subnet: layout.overlaySubnet, range: node.range, mtu: 1450 },
+    // With Kubernetes, the range is claimed and the peers are the Node objects; otherwise both are static.
+    overlay: { subnet: layout.overlaySubnet, ...(kubeconfig ? {} : { range: node.range }), mtu: 1450 },
     // Static peers: every node the testbed has when this one is built. Nodes added later announce themselves.
-    peers: layout.nodes.filter((n) => n.index !== node.index).map((n) => ({ node: n.name, address: n.underlayIp })),
+    peers: kubeconfig ? [] : layout.nodes.filter((n) => n.index !== node.index).map((n) => ({ node: n.name, address: n.underlayIp })),
     peerPort: layout.peerPort,
     api: { socket: node.apiSocket, listen: node.apiListen, tls: { cert: tls.cert, key: tls.key }, tokenFile: layout.apiTokenPath },
     metrics: { listen: node.metricsListen },
@@ -179,6 +182,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     tls,
     migration: { maxConcurrent: 1 },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
+    ...(kubeconfig ? { kubernetes: { kubeconfig, rangePrefixLength: 24, resyncMs: 5000 } } : {}),
   };
   writeFileSync(node.configPath, JSON.stringify(config, null, 2));
 }

@@ -30,7 +30,6 @@ class ScriptedRunner implements MigrationRunner {
   readonly started: { name: string; to: string; mode?: string }[] = [];
   private finish: ((r: HandoverReport) => void) | undefined;
   refuse: RoamError | undefined;
-  queued = false;
 
   constructor(private readonly events: EventBus) {}
 
@@ -42,7 +41,7 @@ class ScriptedRunner implements MigrationRunner {
 
   status(id: string): MigrationStatus | undefined {
     if (id !== 'm-1' || !this.finish) return undefined;
-    return { id, name: 'web', from: 'n1', to: 'n2', mode: 'stop-copy', state: 'running', phase: this.queued ? 'queued' : 'prepare', completed: [] } as MigrationStatus;
+    return { id, name: 'web', from: 'n1', to: 'n2', mode: 'stop-copy', state: 'running', phase: 'prepare', completed: [] } as MigrationStatus;
   }
 
   phase(phase: string): void {
@@ -102,7 +101,7 @@ test('the node that runs the endpoint takes the Migration, writes each phase in 
   n1.runner.end(report('web', 'success', 'n2'));
   await waitFor('phase Succeeded', () => read(api, 'move-web').status?.phase === 'Succeeded');
 
-  t.deepEqual(phases(api, 'move-web'), ['unset', 'Prepare', 'Dump', 'Transfer', 'Restore', 'Switch', 'Unlock', 'Cleanup', 'Succeeded']);
+  t.deepEqual(phases(api, 'move-web'), ['unset', 'Queued', 'Prepare', 'Dump', 'Transfer', 'Restore', 'Switch', 'Unlock', 'Cleanup', 'Succeeded']);
   const status = read(api, 'move-web').status!;
   t.is(status.sourceNode, 'n1');
   t.is(status.observedGeneration, 1);
@@ -115,7 +114,6 @@ test('the node that runs the endpoint takes the Migration, writes each phase in 
 test('a rolled-back move ends RolledBack with the reason and where the service runs', async (t) => {
   const { api, url } = await apiServer(t);
   const n1 = controller(t, url, 'n1', ['web']);
-  n1.runner.queued = true;
   n1.c.start();
   api.put(MIGRATIONS, migration('move-web', { endpoint: 'web', targetNode: 'n2' }));
   await waitFor('queued', () => read(api, 'move-web').status?.phase === 'Queued');
