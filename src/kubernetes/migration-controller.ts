@@ -10,11 +10,12 @@
  * where the endpoint runs now: the agent's own recovery (migration journal)
  * has already put the service back where it belongs.
  */
+import { parseWithSchema } from '../config/validate.js';
 import { describeError, RoamError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import type { HandoverReport, MigrationStatus } from '../migration/report.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
-import { MIGRATION_KIND, TERMINAL_PHASES, type Condition, type MigrationPhase, type MigrationResource, type MigrationResourceStatus } from './resources.js';
+import { MIGRATION_KIND, MigrationSpec, TERMINAL_PHASES, type Condition, type MigrationPhase, type MigrationResource, type MigrationResourceStatus } from './resources.js';
 
 /** What runs a migration here (MigrationSource). */
 export interface MigrationRunner {
@@ -87,8 +88,28 @@ export class MigrationController {
       if (m.status?.sourceNode === this.d.node && !(m.status.migrationId && this.d.runner.status(m.status.migrationId))) await this.orphaned(m);
       return;
     }
+    // The API server checks the CRD's schema, but what is read is checked again: a CRD of another version may let more through.
+    try {
+      parseWithSchema(MigrationSpec, m.spec, 'INPUT_INVALID', `migration ${name}: spec`);
+    } catch (err) {
+      await this.refuseSpec(m, err);
+      return;
+    }
     if (!this.d.hosts(m.spec.endpoint)) return;
     await this.take(m);
+  }
+
+  /** Ends a Migration whose spec no agent can run. Every agent may try; the write is conditioned, so one wins. */
+  private async refuseSpec(m: MigrationResource, err: unknown): Promise<void> {
+    const generation = m.metadata?.generation;
+    try {
+      await this.k.replaceCustomStatus<MigrationResource>(MIGRATION_KIND, {
+        ...m,
+        status: { phase: 'Failed', ...(generation !== undefined ? { observedGeneration: generation } : {}), conditions: [condition('Complete', 'True', 'InvalidSpec', describeError(err), generation)] },
+      });
+    } catch (e) {
+      if (!isConflict(e) && !isNotFound(e)) this.d.events.warn(`kubernetes: migration ${m.metadata?.name ?? ''}: ${describeError(e)}`);
+    }
   }
 
   /** Takes it by writing its status from what was read: a 409 means someone else did (or it changed), and the watch brings the news. */

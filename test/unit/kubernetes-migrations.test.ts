@@ -181,3 +181,21 @@ test('a Migration this node was running when its agent restarted is ended as fai
   t.is(n1.runner.started.length, 0, 'it is not started again');
   t.is(read(api, 'theirs').status?.phase, 'Transfer', 'another node\'s migration is left to it');
 });
+
+test('a Migration whose spec the agent cannot run ends Failed naming the field, whoever reads it first', async (t) => {
+  const { api, url } = await apiServer(t);
+  const n1 = controller(t, url, 'n1', ['web']);
+  const n2 = controller(t, url, 'n2', []);
+  n1.c.start();
+  n2.c.start();
+  // What the API server would refuse by the CRD's schema; a double, or another CRD version, lets it through.
+  api.put(MIGRATIONS, migration('bad', { endpoint: 'web', targetNode: 'Node_2', mode: 'teleport' } as unknown as MigrationResource['spec']));
+  await waitFor('Failed', () => read(api, 'bad').status?.phase === 'Failed');
+  const done = read(api, 'bad').status!.conditions.at(-1)!;
+  t.is(done.reason, 'InvalidSpec');
+  t.regex(done.message, /targetNode/);
+  t.regex(done.message, /mode/);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.is(n1.runner.started.length, 0);
+  t.is(read(api, 'bad').status!.conditions.length, 1, 'ended once');
+});
