@@ -14,10 +14,12 @@ import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import type { EndpointRecord } from '../cluster/locations.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
+import { Rounds } from './rounds.js';
 import { API_VERSION, ENDPOINT_KIND, GROUP, type RoamEndpointResource, type RoamEndpointSpec, type RoamEndpointStatus } from './resources.js';
 
 export interface LocalEndpoint extends EndpointRecord {
   container: boolean;
+  pod?: { namespace: string; name: string } | undefined;
 }
 
 export interface EndpointRecordsDeps {
@@ -33,8 +35,7 @@ export interface EndpointRecordsDeps {
 export class EndpointRecords {
   private watcher: Watcher<RoamEndpointResource> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private round: Promise<void> | undefined;
-  private again = false;
+  private readonly rounds = new Rounds(() => this.once());
 
   constructor(private readonly k: KubeClient, private readonly d: EndpointRecordsDeps) {}
 
@@ -62,21 +63,7 @@ export class EndpointRecords {
 
   /** One round now; calls during a round coalesce into one more after it. Resolves when the records match what ran here when it was called. */
   sync(): Promise<void> {
-    if (this.round) {
-      this.again = true;
-      return this.round;
-    }
-    this.round = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.once();
-        } while (this.again);
-      } finally {
-        this.round = undefined;
-      }
-    })();
-    return this.round;
+    return this.rounds.run();
   }
 
   private async once(): Promise<void> {
@@ -95,7 +82,10 @@ export class EndpointRecords {
 
   private async write(ep: LocalEndpoint, current: RoamEndpointResource | undefined): Promise<void> {
     const spec: RoamEndpointSpec = { ip: ep.ip, mac: ep.mac };
-    const status: RoamEndpointStatus = { node: this.d.node, generation: ep.generation, state: ep.state, container: ep.container };
+    const status: RoamEndpointStatus = {
+      node: this.d.node, generation: ep.generation, state: ep.state, container: ep.container,
+      ...(ep.pod ? { pod: { namespace: ep.pod.namespace, name: ep.pod.name } } : {}),
+    };
     let obj = current;
     if (!obj) {
       obj = await this.k.createCustom<RoamEndpointResource>(ENDPOINT_KIND, { apiVersion: `${GROUP}/${API_VERSION}`, kind: 'RoamEndpoint', metadata: { name: ep.name }, spec });

@@ -10,9 +10,14 @@
  *    AlreadyExists); spec changes bump metadata.generation; with a status
  *    subresource, the main resource ignores status and /status ignores
  *    everything else; deletes honour preconditions.resourceVersion;
+ *  - namespaced collections (pods, EndpointSlices) under
+ *    /namespaces/NS/, listed and watched across namespaces too, with the
+ *    equality field selectors the agent uses (spec.nodeName,
+ *    metadata.name, metadata.namespace) and equality label selectors;
  *  - faults on demand: every watch dropped, history compacted, a
  *    concurrent writer racing the next update, the server away for a while.
- * Cluster-scoped resources only (all roam uses).
+ * The test-facing methods name a collection by its path across namespaces
+ * (`/api/v1/pods`) and a namespaced object as `namespace/name`.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -22,27 +27,52 @@ import { inNetns } from '../../src/sys/netns/netns.js';
 export interface StoredObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; resourceVersion?: string; generation?: number; uid?: string; creationTimestamp?: string; annotations?: Record<string, string>; [k: string]: unknown };
+  metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number; uid?: string; creationTimestamp?: string; annotations?: Record<string, string>; labels?: Record<string, string>; [k: string]: unknown };
   spec?: unknown;
   status?: unknown;
   [k: string]: unknown;
 }
 
 interface Collection {
+  /** the group-version's root, e.g. /api/v1 */
+  base: string;
+  plural: string;
+  /** base/plural: the collection across namespaces */
   path: string;
+  namespaced: boolean;
   apiVersion: string;
   kind: string;
   statusSubresource: boolean;
+  /** by name, or by namespace/name */
   objects: Map<string, StoredObject>;
 }
 
 interface WatchEvent { rv: number; collection: string; type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: StoredObject }
 
-const COLLECTIONS: Omit<Collection, 'objects'>[] = [
-  { path: '/api/v1/nodes', apiVersion: 'v1', kind: 'Node', statusSubresource: true },
-  { path: '/apis/roam.dev/v1alpha1/migrations', apiVersion: 'roam.dev/v1alpha1', kind: 'Migration', statusSubresource: true },
-  { path: '/apis/roam.dev/v1alpha1/roamendpoints', apiVersion: 'roam.dev/v1alpha1', kind: 'RoamEndpoint', statusSubresource: true },
+const COLLECTIONS: Omit<Collection, 'objects' | 'path'>[] = [
+  { base: '/api/v1', plural: 'nodes', namespaced: false, apiVersion: 'v1', kind: 'Node', statusSubresource: true },
+  { base: '/api/v1', plural: 'pods', namespaced: true, apiVersion: 'v1', kind: 'Pod', statusSubresource: true },
+  { base: '/apis/discovery.k8s.io/v1', plural: 'endpointslices', namespaced: true, apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', statusSubresource: false },
+  { base: '/apis/roam.dev/v1alpha1', plural: 'migrations', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'Migration', statusSubresource: true },
+  { base: '/apis/roam.dev/v1alpha1', plural: 'roamendpoints', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'RoamEndpoint', statusSubresource: true },
 ];
+
+const keyOf = (o: StoredObject): string => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+
+/** Which objects a list or watch asked for: its namespace (from the path) and its selectors. */
+type Filter = (o: StoredObject) => boolean;
+
+function selectorFilter(namespace: string | undefined, url: URL): Filter {
+  const fields = (url.searchParams.get('fieldSelector') ?? '').split(',').filter(Boolean).map((f) => f.split('='));
+  const labels = (url.searchParams.get('labelSelector') ?? '').split(',').filter(Boolean).map((l) => l.split('='));
+  for (const [k, v] of [...fields, ...labels]) {
+    if (v === undefined || k!.endsWith('!')) throw new Error(`the API double takes only equality selectors, not ${k}`);
+  }
+  const field = (o: StoredObject, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o);
+  return (o) => (namespace === undefined || o.metadata.namespace === namespace)
+    && fields.every(([k, v]) => String(field(o, k!) ?? '') === v)
+    && labels.every(([k, v]) => o.metadata.labels?.[k!] === v);
+}
 
 export class KubeApiDouble {
   private readonly collections = new Map<string, Collection>();
@@ -50,7 +80,7 @@ export class KubeApiDouble {
   private history: WatchEvent[] = [];
   /** watches from before this resourceVersion get 410 Gone */
   private oldestRv = 100;
-  private readonly watches = new Set<{ collection: string; res: ServerResponse; from: number }>();
+  private readonly watches = new Set<{ collection: string; res: ServerResponse; from: number; filter: Filter }>();
   private server: Server | undefined;
   private port = 0;
   private netns: string | undefined;
@@ -61,7 +91,7 @@ export class KubeApiDouble {
   goneSent = 0;
 
   constructor() {
-    for (const c of COLLECTIONS) this.collections.set(c.path, { ...c, objects: new Map() });
+    for (const c of COLLECTIONS) this.collections.set(`${c.base}/${c.plural}`, { ...c, path: `${c.base}/${c.plural}`, objects: new Map() });
   }
 
   /** Listens on every address of the calling namespace, or of `netns` (where the agents under test are). */
@@ -115,7 +145,8 @@ export class KubeApiDouble {
   /** Puts an object as an outside writer would (kubectl, the kubelet). */
   put(path: string, obj: StoredObject): StoredObject {
     const c = this.collection(path);
-    const old = c.objects.get(obj.metadata.name);
+    if (c.namespaced !== Boolean(obj.metadata.namespace)) throw new Error(`${c.kind} ${obj.metadata.name}: ${c.namespaced ? 'needs' : 'takes no'} metadata.namespace`);
+    const old = c.objects.get(keyOf(obj));
     const stored = this.store(c, { ...structuredClone(obj), apiVersion: c.apiVersion, kind: c.kind }, old);
     return structuredClone(stored);
   }
@@ -131,7 +162,7 @@ export class KubeApiDouble {
 
   /** Every version of `path`'s object `name` the server stored, oldest first (since the last compact()). */
   versions(path: string, name: string): StoredObject[] {
-    return this.history.filter((e) => e.collection === path && e.object.metadata.name === name && e.type !== 'DELETED').map((e) => structuredClone(e.object));
+    return this.history.filter((e) => e.collection === path && keyOf(e.object) === name && e.type !== 'DELETED').map((e) => structuredClone(e.object));
   }
 
   remove(path: string, name: string): void {
@@ -157,7 +188,7 @@ export class KubeApiDouble {
       generation: (old?.metadata.generation ?? 0) + (specChanged ? 1 : 0),
       resourceVersion: String(++this.rv),
     };
-    c.objects.set(obj.metadata.name, obj);
+    c.objects.set(keyOf(obj), obj);
     this.emit(c, old ? 'MODIFIED' : 'ADDED', obj);
     return obj;
   }
@@ -165,7 +196,7 @@ export class KubeApiDouble {
   private emit(c: Collection, type: WatchEvent['type'], object: StoredObject): void {
     const ev: WatchEvent = { rv: Number(object.metadata.resourceVersion), collection: c.path, type, object: structuredClone(object) };
     this.history.push(ev);
-    for (const w of this.watches) if (w.collection === c.path && ev.rv > w.from) w.res.write(`${JSON.stringify({ type, object: ev.object })}\n`);
+    for (const w of this.watches) if (w.collection === c.path && ev.rv > w.from && w.filter(object)) w.res.write(`${JSON.stringify({ type, object: ev.object })}\n`);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -177,38 +208,40 @@ export class KubeApiDouble {
     const status = (code: number, reason: string, message: string) => answer(code, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, message, code });
     try {
       const body = await readBody(req);
-      const { collection, name, sub } = this.route(url.pathname);
-      if (!collection) return status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
-      const c = collection;
-      if (req.method === 'GET' && !name && url.searchParams.get('watch') === 'true') return this.watch(c, url, req, res);
+      const { collection: c, namespace, name, sub } = this.route(url.pathname);
+      if (!c) return status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
+      if (req.method === 'GET' && !name && url.searchParams.get('watch') === 'true') return this.watch(c, selectorFilter(namespace, url), url, req, res);
       if (req.method === 'GET' && !name) {
-        return answer(200, { apiVersion: c.apiVersion, kind: `${c.kind}List`, metadata: { resourceVersion: String(this.rv) }, items: [...c.objects.values()] });
+        const wanted = selectorFilter(namespace, url);
+        return answer(200, { apiVersion: c.apiVersion, kind: `${c.kind}List`, metadata: { resourceVersion: String(this.rv) }, items: [...c.objects.values()].filter(wanted) });
       }
-      const current = name ? c.objects.get(name) : undefined;
+      const key = name && namespace ? `${namespace}/${name}` : name;
+      const current = key ? c.objects.get(key) : undefined;
       if (req.method === 'GET') return current ? answer(200, current) : status(404, 'NotFound', `${c.kind} "${name}" not found`);
       if (req.method === 'POST' && !name) {
         const obj = body as StoredObject;
         if (!obj?.metadata?.name) return status(422, 'Invalid', 'metadata.name: Required value');
-        if (c.objects.has(obj.metadata.name)) return status(409, 'AlreadyExists', `${c.kind} "${obj.metadata.name}" already exists`);
-        const fresh: StoredObject = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata } };
+        if (c.namespaced && !namespace) return status(405, 'MethodNotAllowed', `create a ${c.kind} in a namespace`);
+        const fresh: StoredObject = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata, ...(namespace ? { namespace } : {}) } };
+        if (c.objects.has(keyOf(fresh))) return status(409, 'AlreadyExists', `${c.kind} "${obj.metadata.name}" already exists`);
         if (c.statusSubresource) delete fresh.status;
         return answer(201, this.store(c, fresh, undefined));
       }
-      if (req.method === 'PUT' && name) {
+      if (req.method === 'PUT' && key) {
         if (!current) return status(404, 'NotFound', `${c.kind} "${name}" not found`);
-        this.runRacer(c, name);
-        const latest = c.objects.get(name)!;
+        this.runRacer(c, key);
+        const latest = c.objects.get(key)!;
         const obj = body as StoredObject;
         const rv = obj?.metadata?.resourceVersion;
         if (!rv && c.path !== '/api/v1/nodes') return status(422, 'Invalid', 'metadata.resourceVersion: Invalid value: 0x0: must be specified for an update');
         if (rv && rv !== latest.metadata.resourceVersion) {
-          return status(409, 'Conflict', `Operation cannot be fulfilled on ${c.kind.toLowerCase()}s "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+          return status(409, 'Conflict', `Operation cannot be fulfilled on ${c.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
         }
         let next: StoredObject;
         if (sub === 'status') {
           next = { ...latest, status: obj.status };
         } else {
-          next = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata, name } };
+          next = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata, name: name!, ...(namespace ? { namespace } : {}) } };
           if (c.statusSubresource) {
             if (latest.status !== undefined) next.status = latest.status;
             else delete next.status;
@@ -216,14 +249,14 @@ export class KubeApiDouble {
         }
         return answer(200, this.store(c, next, latest));
       }
-      if (req.method === 'DELETE' && name) {
+      if (req.method === 'DELETE' && key) {
         if (!current) return status(404, 'NotFound', `${c.kind} "${name}" not found`);
         const pre = (body as { preconditions?: { resourceVersion?: string } } | undefined)?.preconditions?.resourceVersion;
         if (pre && pre !== current.metadata.resourceVersion) {
-          return status(409, 'Conflict', `Operation cannot be fulfilled on ${c.kind.toLowerCase()}s "${name}": Precondition failed: ResourceVersion in precondition: ${pre}, ResourceVersion in object meta: ${current.metadata.resourceVersion}`);
+          return status(409, 'Conflict', `Operation cannot be fulfilled on ${c.plural} "${name}": Precondition failed: ResourceVersion in precondition: ${pre}, ResourceVersion in object meta: ${current.metadata.resourceVersion}`);
         }
-        this.remove(c.path, name);
-        return answer(200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: c.kind.toLowerCase() } });
+        this.remove(c.path, key);
+        return answer(200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: c.plural } });
       }
       return status(405, 'MethodNotAllowed', `${req.method} is not supported here`);
     } catch (err) {
@@ -231,27 +264,39 @@ export class KubeApiDouble {
     }
   }
 
-  private runRacer(c: Collection, name: string): void {
-    const key = `${c.path}/${name}`;
-    const left = this.racers.get(key) ?? 0;
+  private runRacer(c: Collection, key: string): void {
+    const racer = `${c.path}/${key}`;
+    const left = this.racers.get(racer) ?? 0;
     if (left <= 0) return;
-    this.racers.set(key, left - 1);
-    const obj = c.objects.get(name)!;
+    this.racers.set(racer, left - 1);
+    const obj = c.objects.get(key)!;
     this.store(c, { ...structuredClone(obj), metadata: { ...obj.metadata, annotations: { ...obj.metadata.annotations, 'double/racer': String(this.rv) } } }, obj);
   }
 
-  private route(path: string): { collection: Collection | undefined; name?: string; sub?: string } {
+  /** base/plural[/name[/sub]], or for a namespaced kind base/namespaces/NS/plural[/name[/sub]] (and base/plural across namespaces). */
+  private route(path: string): { collection: Collection | undefined; namespace?: string; name?: string; sub?: string } {
     for (const c of this.collections.values()) {
       if (path === c.path) return { collection: c };
-      if (path.startsWith(`${c.path}/`)) {
-        const [name, sub] = path.slice(c.path.length + 1).split('/');
-        return { collection: c, name: decodeURIComponent(name!), ...(sub ? { sub } : {}) };
+      let rest: string | undefined;
+      let namespace: string | undefined;
+      if (c.namespaced) {
+        const m = new RegExp(`^${c.base}/namespaces/([^/]+)/${c.plural}(/.*)?$`).exec(path);
+        if (!m) continue;
+        namespace = decodeURIComponent(m[1]!);
+        rest = m[2];
+      } else if (path.startsWith(`${c.path}/`)) {
+        rest = path.slice(c.path.length);
+      } else {
+        continue;
       }
+      if (!rest) return { collection: c, ...(namespace ? { namespace } : {}) };
+      const [name, sub] = rest.slice(1).split('/');
+      return { collection: c, ...(namespace ? { namespace } : {}), name: decodeURIComponent(name!), ...(sub ? { sub } : {}) };
     }
     return { collection: undefined };
   }
 
-  private watch(c: Collection, url: URL, req: IncomingMessage, res: ServerResponse): void {
+  private watch(c: Collection, filter: Filter, url: URL, req: IncomingMessage, res: ServerResponse): void {
     const asked = url.searchParams.get('resourceVersion') ?? '';
     this.requests.push({ method: 'GET', url: req.url ?? '', status: 200 });
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
@@ -260,16 +305,16 @@ export class KubeApiDouble {
     const line = (type: string, object: unknown) => res.write(`${JSON.stringify({ type, object })}\n`);
     if (asked === '' || asked === '0') {
       // "any version": the current state as ADDED events, then the changes.
-      for (const o of c.objects.values()) line('ADDED', o);
+      for (const o of c.objects.values()) if (filter(o)) line('ADDED', o);
     } else if (Number(asked) < this.oldestRv) {
       this.goneSent++;
       line('ERROR', { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: `too old resource version: ${asked} (${this.oldestRv})` });
       res.end();
       return;
     } else {
-      for (const ev of this.history) if (ev.collection === c.path && ev.rv > Number(asked)) line(ev.type, ev.object);
+      for (const ev of this.history) if (ev.collection === c.path && ev.rv > Number(asked) && filter(ev.object)) line(ev.type, ev.object);
     }
-    const w = { collection: c.path, res, from: asked === '' || asked === '0' ? this.rv : Number(asked) };
+    const w = { collection: c.path, res, from: asked === '' || asked === '0' ? this.rv : Number(asked), filter };
     this.watches.add(w);
     req.on('close', () => this.watches.delete(w));
   }
