@@ -96,6 +96,10 @@ export const AgentConfig = Type.Object(
         kubeconfig: Type.Optional(Type.String({ minLength: 1, description: "a kubeconfig file; by default the pod's service account (in-cluster)" })),
         rangePrefixLength: Type.Integer({ minimum: 8, maximum: 30, default: 24, description: 'size of the range each node claims from overlay.subnet, as a prefix length' }),
         resyncMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 30000, description: 'how often the Kubernetes loops re-check everything, whatever the watches said' }),
+        runtimeRoot: Type.String({
+          minLength: 1, default: '/run/containerd/runc/k8s.io',
+          description: "runc's state directory for the pods' containers (containerd's runc shim, CRI namespace k8s.io): where the agent finds an opted-in pod's network namespace",
+        }),
       },
       { additionalProperties: false, description: 'Kubernetes mode: peers from Node objects, migrations as Migration resources, endpoints recorded as RoamEndpoint resources' },
     )),

@@ -15,10 +15,10 @@ import type { RtnlSession } from '../sys/netlink/session.js';
 import { isNetns } from '../sys/netns/netns.js';
 import { allocateIp } from './allocator.js';
 import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
-import { createEndpointNetwork, removeEndpointNetwork } from './network.js';
+import { attachEndpointNetwork, createEndpointNetwork, detachEndpointNetwork, removeEndpointNetwork } from './network.js';
 import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
-import { EndpointStore, type StoredEndpoint } from './store.js';
+import { EndpointStore, type PodRef, type StoredEndpoint } from './store.js';
 import { NodeContainers, type ContainerRequest } from '../container/node-containers.js';
 
 export interface CreateEndpointRequest {
@@ -28,6 +28,17 @@ export interface CreateEndpointRequest {
   command: string[];
   /** run it as an OCI container: from a root filesystem folder (with `command`) or a bundle */
   container?: ContainerRequest;
+}
+
+/** A pod to give an overlay interface: found by the Kubernetes mode in the runtime's state. */
+export interface AttachPodRequest {
+  name: string;
+  pod: PodRef;
+  /** the pod's network namespace (its sandbox's) */
+  netns: string;
+  /** a process of the pod, for the record */
+  pid: number;
+  startTime: number;
 }
 
 export interface EndpointManagerOptions {
@@ -83,6 +94,12 @@ export class EndpointManager {
     return this.serialized(async () => {
       for (const name of this.store.names()) {
         const record = this.store.load(name);
+        if (record?.pod) {
+          // Not ours to stop: a pod whose namespace is gone went with it; one still there is adopted as it is.
+          if (isNetns(record.netns)) this.local.set(name, record);
+          else this.store.remove(name);
+          continue;
+        }
         if (!record || !isNetns(record.netns) || record.incoming) {
           this.o.events.warn(`endpoint ${name}: incomplete leftovers found at start, removing them`);
           if (record) {
@@ -113,7 +130,8 @@ export class EndpointManager {
   private checkExits(): void {
     let any = false;
     for (const [name, r] of this.local) {
-      if (this.exited.has(name) || this.outgoing.has(name) || isSameProcessAlive(r.pid, r.startTime)) continue;
+      // A pod's life is the kubelet's: the Kubernetes mode detaches it when the pod goes.
+      if (r.pod || this.exited.has(name) || this.outgoing.has(name) || isSameProcessAlive(r.pid, r.startTime)) continue;
       const status = exitStatus(this.store.dirOf(name)) ?? 'gone';
       this.exited.set(name, status);
       this.o.events.emit('endpoint.exited', { name, status });
@@ -317,6 +335,38 @@ export class EndpointManager {
     return this.toRecord(record);
   }
 
+  /** Gives a pod an overlay interface with an address of this node's range: an endpoint whose namespace and process are the pod's. */
+  attachPod(req: AttachPodRequest): Promise<EndpointRecord> {
+    return this.serialized(async () => {
+      const cluster = this.o.clusterEndpoints();
+      const previous = cluster.find((e) => e.name === req.name);
+      if (this.local.has(req.name) || previous) throw new RoamError('CONFLICT', `name: endpoint ${req.name} already exists on ${previous?.node ?? this.o.node}`);
+      const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
+      const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested: undefined });
+      const record: StoredEndpoint = {
+        name: req.name, ip, prefixLength: parsePrefix(this.o.subnet).length, mac: macForIp(ip), generation: 1,
+        netns: req.netns, hostVeth: hostVethName(req.name), command: [], pid: req.pid, startTime: req.startTime, shimPid: 0,
+        createdAt: new Date().toISOString(), pod: req.pod,
+      };
+      this.store.save(record);
+      try {
+        await attachEndpointNetwork(this.o.session, { ...record, mtu: this.o.mtu, bridgeIndex: this.o.bridgeIndex() });
+      } catch (err) {
+        this.store.remove(req.name);
+        throw err;
+      }
+      this.local.set(record.name, record);
+      this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
+      this.changed();
+      return this.toRecord(record);
+    });
+  }
+
+  /** The pods given an overlay interface here. */
+  pods(): (EndpointRecord & { pod: PodRef })[] {
+    return [...this.local.values()].flatMap((r) => (r.pod ? [{ ...this.toRecord(r), pod: r.pod }] : []));
+  }
+
   private ensureNetnsDir(): void {
     mkdirSync(join(this.o.stateDir, 'netns'), { recursive: true });
   }
@@ -325,6 +375,12 @@ export class EndpointManager {
     return this.serialized(async () => {
       const r = this.local.get(name);
       if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+      if (r.pod) {
+        // Only the interface is roam's; the pod goes on without it.
+        await detachEndpointNetwork(this.o.session, r);
+        this.forget(name);
+        return;
+      }
       await stopProcess(r.pid, r.startTime, this.o.stopGraceMs ?? 2000);
       await waitForShimExit(this.store.dirOf(name), r.shimPid, 2000);
       if (r.container) await this.containers.remove(name, this.store.dirOf(name));
@@ -334,12 +390,16 @@ export class EndpointManager {
         this.o.events.error(`endpoint ${name}: network removal failed: ${describeError(err)}`);
         throw err;
       }
-      this.store.remove(name);
-      this.local.delete(name);
-      this.exited.delete(name);
-      this.o.events.emit('endpoint.stopped', { name });
-      this.changed();
+      this.forget(name);
     });
+  }
+
+  private forget(name: string): void {
+    this.store.remove(name);
+    this.local.delete(name);
+    this.exited.delete(name);
+    this.o.events.emit('endpoint.stopped', { name });
+    this.changed();
   }
 
   /** Stops every local endpoint (testbed teardown, node drain before migration exists). */

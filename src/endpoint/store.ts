@@ -27,6 +27,14 @@ export interface StoredEndpoint {
   arrivedWith?: string;
   /** a container run by runc (its image, configuration and volumes); a plain process tree without */
   container?: ContainerPart;
+  /** a Kubernetes pod given an overlay interface: its namespace, its process and its life are the kubelet's, only the veth is roam's */
+  pod?: PodRef;
+}
+
+export interface PodRef {
+  namespace: string;
+  name: string;
+  uid: string;
 }
 
 export class EndpointStore {

@@ -6,13 +6,15 @@
  * (a test holds the two together).
  */
 import {
-  ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, type Informer, type KubernetesObject, type ObjectCache, type V1Node,
+  ApiException, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, Watch, type KubernetesObject, type V1EndpointSlice, type V1Node, type V1Pod,
 } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, type CustomResourceKind } from './resources.js';
 
 /** What the agent does with the API, as RBAC rules: [apiGroup, resource, verbs]. */
 export const API_PERMISSIONS: readonly (readonly [string, string, readonly string[]])[] = [
   ['', 'nodes', ['get', 'list', 'watch', 'update']],
+  ['', 'pods', ['get', 'list', 'watch']],
+  ['discovery.k8s.io', 'endpointslices', ['get', 'list', 'watch', 'create', 'update', 'delete']],
   [GROUP, 'migrations', ['get', 'list', 'watch']],
   [GROUP, 'migrations/status', ['get', 'update']],
   [GROUP, 'roamendpoints', ['get', 'list', 'watch', 'create', 'update', 'delete']],
@@ -60,7 +62,7 @@ async function call<T>(op: string, target: string, work: () => Promise<T>): Prom
 /** A list-and-watch that restarts itself after an error, and says so. */
 export interface Watcher<T> {
   list(): T[];
-  get(name: string): T | undefined;
+  get(name: string, namespace?: string): T | undefined;
   /** resolves once the first list has arrived */
   synced: Promise<void>;
   stop(): void;
@@ -79,10 +81,12 @@ export interface WatchHandlers<T> {
 export class KubeClient {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
+  private readonly discovery: DiscoveryV1Api;
 
   constructor(private readonly kc: KubeConfig, private readonly restartMs = 1000) {
     this.core = kc.makeApiClient(CoreV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.discovery = kc.makeApiClient(DiscoveryV1Api);
   }
 
   /** In-cluster (the pod's service account) unless a kubeconfig file is named. */
@@ -124,6 +128,35 @@ export class KubeClient {
     return this.watch('/api/v1/nodes', () => this.core.listNode(), handlers);
   }
 
+  /** The pods the kubelet of `node` runs, all namespaces. */
+  watchPods(node: string, handlers: WatchHandlers<V1Pod>): Watcher<V1Pod> {
+    const fieldSelector = `spec.nodeName=${node}`;
+    return this.watch('/api/v1/pods', () => this.core.listPodForAllNamespaces({ fieldSelector }), handlers, { fieldSelector });
+  }
+
+  /** The EndpointSlices with these labels (`k=v,...`), all namespaces. */
+  watchEndpointSlices(labelSelector: string, handlers: WatchHandlers<V1EndpointSlice>): Watcher<V1EndpointSlice> {
+    return this.watch('/apis/discovery.k8s.io/v1/endpointslices', () => this.discovery.listEndpointSliceForAllNamespaces({ labelSelector }), handlers, { labelSelector });
+  }
+
+  createEndpointSlice(slice: V1EndpointSlice): Promise<V1EndpointSlice> {
+    const namespace = slice.metadata?.namespace ?? '';
+    return call('create', `endpointslice ${namespace}/${slice.metadata?.name ?? ''}`, () => this.discovery.createNamespacedEndpointSlice({ namespace, body: slice }));
+  }
+
+  /** 409 if its resourceVersion is stale. */
+  replaceEndpointSlice(slice: V1EndpointSlice): Promise<V1EndpointSlice> {
+    const namespace = slice.metadata?.namespace ?? '';
+    const name = slice.metadata?.name ?? '';
+    return call('update', `endpointslice ${namespace}/${name}`, () => this.discovery.replaceNamespacedEndpointSlice({ namespace, name, body: slice }));
+  }
+
+  deleteEndpointSlice(namespace: string, name: string): Promise<void> {
+    return call('delete', `endpointslice ${namespace}/${name}`, async () => {
+      await this.discovery.deleteNamespacedEndpointSlice({ namespace, name });
+    });
+  }
+
   getCustom<T>(k: CustomResourceKind, name: string): Promise<T> {
     return call('get', `${k.singular} ${name}`, () => this.custom.getClusterCustomObject({ group: GROUP, version: API_VERSION, plural: k.plural, name }) as Promise<T>);
   }
@@ -162,8 +195,9 @@ export class KubeClient {
    * on 410 Gone; any other failure (the API server unreachable, a 5xx) ends
    * it, so it is started again here after `restartMs`.
    */
-  private watch<T extends KubernetesObject>(path: string, list: () => Promise<{ items: T[] }>, h: WatchHandlers<T>): Watcher<T> {
-    const informer: Informer<T> & ObjectCache<T> = makeInformer(this.kc, path, list as never);
+  private watch<T extends KubernetesObject>(path: string, list: () => Promise<{ items: T[] }>, h: WatchHandlers<T>, selectors: { labelSelector?: string; fieldSelector?: string } = {}): Watcher<T> {
+    // The watch must ask for what the list asked for; makeInformer passes no field selector, so the ListWatch is made here.
+    const informer = new ListWatch<T>(path, new Watch(this.kc), list as never, false, selectors.labelSelector, selectors.fieldSelector);
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let markSynced!: () => void;
@@ -197,7 +231,7 @@ export class KubeClient {
     begin();
     return {
       list: () => [...informer.list()],
-      get: (name) => informer.get(name),
+      get: (name, namespace) => informer.get(name, namespace),
       synced,
       stop: () => {
         stopped = true;

@@ -1,7 +1,8 @@
 /**
  * The agent's Kubernetes mode (config `kubernetes`): the API server is the
  * source of truth for membership (Node objects), for migration requests
- * (Migration resources) and for the record of where endpoints live
+ * (Migration resources), for which pods get a mobile IP (Pod annotations,
+ * named by EndpointSlices) and for the record of where endpoints live
  * (RoamEndpoint resources). Joins in two steps because the node's overlay
  * range, claimed from the cluster, is needed before the endpoints can be.
  */
@@ -14,12 +15,14 @@ import { KubeClient } from './client.js';
 import { EndpointRecords } from './endpoint-records.js';
 import { MigrationController, type MigrationRunner } from './migration-controller.js';
 import { NodeDiscovery } from './node-discovery.js';
+import { PodEndpoints } from './pod-endpoints.js';
 
 export class KubernetesMode {
   private readonly client: KubeClient;
   private readonly discovery: NodeDiscovery;
   private records: EndpointRecords | undefined;
   private migrations: MigrationController | undefined;
+  private pods: PodEndpoints | undefined;
 
   constructor(private readonly c: Readonly<AgentConfig> & { kubernetes: NonNullable<AgentConfig['kubernetes']> }, private readonly table: LocationTable, private readonly events: EventBus, client?: KubeClient) {
     this.client = client ?? KubeClient.connect(c.kubernetes.kubeconfig);
@@ -39,7 +42,10 @@ export class KubernetesMode {
     const node = this.c.node;
     this.records = new EndpointRecords(this.client, {
       node,
-      local: () => manager.records().map((r) => ({ ...r, container: manager.stored(r.name)?.container !== undefined })),
+      local: () => manager.records().map((r) => {
+        const stored = manager.stored(r.name);
+        return { ...r, container: stored?.container !== undefined, pod: stored?.pod };
+      }),
       cluster: () => this.table.endpoints(),
       resyncMs: this.c.kubernetes.resyncMs,
       events: this.events,
@@ -54,9 +60,14 @@ export class KubernetesMode {
       events: this.events,
     });
     this.migrations.start();
+    this.pods = new PodEndpoints(this.client, {
+      node, runtimeRoot: this.c.kubernetes.runtimeRoot, host: manager, resyncMs: this.c.kubernetes.resyncMs, events: this.events,
+    });
+    this.pods.start();
   }
 
   stop(): void {
+    this.pods?.stop();
     this.migrations?.stop();
     this.records?.stop();
     this.discovery.stop();

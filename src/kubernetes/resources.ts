@@ -26,6 +26,17 @@ export const ANNOTATIONS = {
   version: `${GROUP}/agent-version`,
 } as const;
 
+/** Pod annotations: how a pod opts in (pod-endpoints.ts). */
+export const POD_ANNOTATIONS = {
+  /** "true": give the pod an overlay interface with a mobile IP */
+  mobileIp: `${GROUP}/mobile-ip`,
+  /** the Service whose EndpointSlice names that IP (default: the pod's name) */
+  service: `${GROUP}/service`,
+} as const;
+
+/** The managed-by label value of the EndpointSlices roam writes (the EndpointSlice controller leaves those alone). */
+export const SLICE_MANAGER = `roam-agent.${GROUP}`;
+
 export const MigrationSpec = Type.Object(
   {
     endpoint: EndpointName,
@@ -86,6 +97,10 @@ export const RoamEndpointStatus = Type.Object(
     generation: Type.Integer({ minimum: 1 }),
     state: Type.Union([Type.Literal('running'), Type.Literal('exited')]),
     container: Type.Boolean({ description: 'an OCI container run by runc, rather than a process' }),
+    pod: Type.Optional(Type.Object(
+      { namespace: Type.String({ minLength: 1, maxLength: 63 }), name: Type.String({ minLength: 1, maxLength: 253 }) },
+      { additionalProperties: false, description: 'the pod that has this address on its roam0 interface' },
+    )),
   },
   { additionalProperties: false },
 );

@@ -258,6 +258,8 @@ export class MigrationSource {
     const busy = this.moving.get(req.name);
     if (busy) throw new RoamError('CONFLICT', `endpoint ${req.name} is already moving (migration ${busy})`);
     if (!this.manager.has(req.name)) throw new RoamError('NOT_FOUND', `endpoint ${req.name} is not on node ${this.self}`);
+    const pod = this.manager.stored(req.name)?.pod;
+    if (pod) throw new RoamError('INPUT_INVALID', `endpoint ${req.name} is pod ${pod.namespace}/${pod.name}, which the kubelet runs: moving a pod is not built yet (docs/KUBERNETES.md)`);
     if (mode === 'post-copy' && this.manager.stored(req.name)?.container) {
       throw new RoamError('INPUT_INVALID', `mode: post-copy is not available for containers (${req.name} is one); use stop-copy, streamed or auto`);
     }

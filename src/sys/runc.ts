@@ -78,6 +78,49 @@ export async function deleteContainer(c: Container, dir: string): Promise<void> 
   }
 }
 
+/** What runc's state records about a running container that roam needs to reach its network. */
+export interface RuntimeState {
+  /** the container's first process */
+  pid: number;
+  /** its /proc/PID/stat starttime */
+  startTime: number;
+  /** the network namespace it joined (a pod's sandbox), or its own */
+  netns: string;
+}
+
+/** Reads `<root>/<id>/state.json`, the state runc keeps per container (what `runc state` prints is a part of it). */
+export function readRuntimeState(root: string, id: string): RuntimeState {
+  const path = join(root, id, 'state.json');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new RoamError(e.code === 'ENOENT' ? 'NOT_FOUND' : 'CONTAINER_FAILED', `runtime state of container ${id}: cannot read ${path} (${e.code ?? e.message})`, { path });
+  }
+  return parseRuntimeState(text, path);
+}
+
+/** Pure: runc's state.json to what roam needs; a file without those fields is an error naming the file. */
+export function parseRuntimeState(text: string, path: string): RuntimeState {
+  let state: { init_process_pid?: unknown; init_process_start?: unknown; config?: { namespaces?: { type?: unknown; path?: unknown }[] }; namespace_paths?: Record<string, unknown> };
+  try {
+    state = JSON.parse(text) as typeof state;
+  } catch (err) {
+    throw new RoamError('CONTAINER_FAILED', `runtime state ${path}: not JSON (${(err as Error).message})`, { path });
+  }
+  const pid = state.init_process_pid;
+  const startTime = state.init_process_start;
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || typeof startTime !== 'number') {
+    throw new RoamError('CONTAINER_FAILED', `runtime state ${path}: no init_process_pid and init_process_start`, { path });
+  }
+  // A pod's containers join the sandbox's namespace by path; a container that made its own has none there.
+  const joined = state.config?.namespaces?.find((n) => n.type === 'NEWNET' || n.type === 'network')?.path;
+  const own = state.namespace_paths?.NEWNET;
+  const netns = typeof joined === 'string' && joined ? joined : typeof own === 'string' && own ? own : `/proc/${pid}/ns/net`;
+  return { pid, startTime, netns };
+}
+
 /** The containers runc knows on this node (`runc list`). */
 export async function listContainers(root: string): Promise<{ id: string; pid: number; status: string }[]> {
   const out = await runc(['--root', root, 'list', '--format', 'json'], 'runc list');

@@ -26,8 +26,12 @@ export interface UpOptions {
   underlayRate: string | undefined;
   /** anti-entropy period for the agents (tests and benches shorten it) */
   syncIntervalMs?: number;
-  /** agents in Kubernetes mode, against the API server this kubeconfig names (reachable from the nodes' namespaces) */
-  kubeconfig?: string;
+  /**
+   * agents in Kubernetes mode, against the API server the kubeconfig names
+   * (reachable from the nodes' namespaces), finding pods' containers in runc's
+   * state under runtimeRoot (containerd's, on a real node)
+   */
+  kubernetes?: { kubeconfig: string; runtimeRoot: string };
   say: (line: string) => void;
 }
 
@@ -58,7 +62,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     // A running agent keeps the config it started with: nodes added later are found by discovery.
     // Agents talk mutual TLS under a CA of the testbed's own.
     const tls = ensureNodeCert(tlsDir, node.name, node.underlayIp);
-    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubeconfig);
+    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubernetes);
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -163,7 +167,7 @@ function underlayMac(index: number): string {
   return `02:75:00:00:${((index >> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert, kubeconfig: string | undefined): void {
+function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert, kubernetes: UpOptions['kubernetes']): void {
   const config: AgentConfig = {
     node: node.name,
     // The limited rate, when there is one, is what the agents plan migrations with.
@@ -171,9 +175,9 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     vni: layout.vni,
     vxlanPort: 4789,
     // With Kubernetes, the range is claimed and the peers are the Node objects; otherwise both are static.
-    overlay: { subnet: layout.overlaySubnet, ...(kubeconfig ? {} : { range: node.range }), mtu: 1450 },
+    overlay: { subnet: layout.overlaySubnet, ...(kubernetes ? {} : { range: node.range }), mtu: 1450 },
     // Static peers: every node the testbed has when this one is built. Nodes added later announce themselves.
-    peers: kubeconfig ? [] : layout.nodes.filter((n) => n.index !== node.index).map((n) => ({ node: n.name, address: n.underlayIp })),
+    peers: kubernetes ? [] : layout.nodes.filter((n) => n.index !== node.index).map((n) => ({ node: n.name, address: n.underlayIp })),
     peerPort: layout.peerPort,
     api: { socket: node.apiSocket, listen: node.apiListen, tls: { cert: tls.cert, key: tls.key }, tokenFile: layout.apiTokenPath },
     metrics: { listen: node.metricsListen },
@@ -182,7 +186,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     tls,
     migration: { maxConcurrent: 1 },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
-    ...(kubeconfig ? { kubernetes: { kubeconfig, rangePrefixLength: 24, resyncMs: 5000 } } : {}),
+    ...(kubernetes ? { kubernetes: { ...kubernetes, rangePrefixLength: 24, resyncMs: 5000 } } : {}),
   };
   writeFileSync(node.configPath, JSON.stringify(config, null, 2));
 }

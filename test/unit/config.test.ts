@@ -81,7 +81,7 @@ test('a kubernetes agent claims its range from the cluster, takes no static peer
   const kube = { ...good, overlay, peers: [], kubernetes: {} };
   const c = parseConfig(kube);
   t.is(c.overlay.range, undefined);
-  t.deepEqual(c.kubernetes, { rangePrefixLength: 24, resyncMs: 30000 });
+  t.deepEqual(c.kubernetes, { rangePrefixLength: 24, resyncMs: 30000, runtimeRoot: '/run/containerd/runc/k8s.io' });
   refused(t, { ...good, overlay }, /overlay\.range: required \(only a kubernetes agent claims its range from the cluster\)/);
   refused(t, { ...kube, peers: good.peers }, /peers: with kubernetes, peers come from the cluster's Node objects/);
   refused(t, { ...kube, kubernetes: { rangePrefixLength: 12 } }, /kubernetes\.rangePrefixLength: \/12 is wider than overlay\.subnet 10\.244\.0\.0\/16/);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
 import { parse, parseAllDocuments } from 'yaml';
-import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ConfigMap, Namespace, Pod, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1';
@@ -21,7 +21,7 @@ import { PrometheusRule, ServiceMonitor } from '@kubernetes-models/prometheus-op
 import { parseConfig } from '../../src/config/load.js';
 import { API_PERMISSIONS } from '../../src/kubernetes/client.js';
 import { crdsYaml } from '../../src/kubernetes/crds.js';
-import { CUSTOM_KINDS, GROUP, MigrationSpec } from '../../src/kubernetes/resources.js';
+import { CUSTOM_KINDS, GROUP, MigrationSpec, POD_ANNOTATIONS } from '../../src/kubernetes/resources.js';
 
 const DEPLOY = fileURLToPath(new URL('../../../deploy/', import.meta.url));
 const KUBE = join(DEPLOY, 'kubernetes');
@@ -35,6 +35,7 @@ const MODELS: Record<string, new (data: never) => Validatable> = {
   'v1/ServiceAccount': ServiceAccount,
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
+  'v1/Pod': Pod,
   'apps/v1/DaemonSet': DaemonSet,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
@@ -85,7 +86,7 @@ test('the validation would catch a broken manifest', (t) => {
   const ds = structuredClone(one('DaemonSet', 'roam-agent')) as Manifest & { spec: { template: { spec: { containers: unknown; hostPID: unknown } } } };
   ds.spec.template.spec.hostPID = 'yes';
   t.throws(() => validate(ds, 'a DaemonSet with hostPID "yes"'), { message: /hostPID/ });
-  t.throws(() => validate({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' } }, 'a Pod'), { message: /no API schema known for v1 Pod/ });
+  t.throws(() => validate({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'x' } }, 'a Widget'), { message: /no API schema known for example\.com\/v1 Widget/ });
 });
 
 test('deploy/kubernetes/crds.yaml is what the agent generates', (t) => {
@@ -219,6 +220,16 @@ test('the kustomizations name every manifest, and everything they name exists', 
   };
   walk(DEPLOY);
   t.deepEqual(clusterManifests().filter((f) => !named.has(f)).map((f) => relative(DEPLOY, f)), []);
+});
+
+test('the example pod with a mobile IP validates, and asks the way the agent reads it', (t) => {
+  const docs = manifests(join(KUBE, 'examples/mobile-pod.yaml'));
+  for (const m of docs) t.notThrows(() => validate(m, `examples: ${m.kind} ${m.metadata.name}`));
+  const pod = docs.find((m) => m.kind === 'Pod') as unknown as { metadata: { annotations: Record<string, string> } };
+  const service = docs.find((m) => m.kind === 'Service')!;
+  t.is(pod.metadata.annotations[POD_ANNOTATIONS.mobileIp], 'true');
+  t.is(pod.metadata.annotations[POD_ANNOTATIONS.service], service.metadata.name);
+  t.false('selector' in (service as unknown as { spec: object }).spec, 'a selector would make the cluster write the Service\'s slices itself');
 });
 
 test('the example Migration is one the agent accepts', (t) => {
