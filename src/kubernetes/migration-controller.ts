@@ -84,15 +84,15 @@ export class MigrationController {
     const name = m.metadata?.name ?? '';
     const phase = m.status?.phase;
     if ((phase && TERMINAL_PHASES.includes(phase)) || this.running.has(name)) return;
-    if (phase && phase !== 'Pending') {
-      if (m.status?.sourceNode === this.d.node && !(m.status.migrationId && this.d.runner.status(m.status.migrationId))) await this.orphaned(m);
-      return;
-    }
     // The API server checks the CRD's schema, but what is read is checked again: a CRD of another version may let more through.
     try {
       parseWithSchema(MigrationSpec, m.spec, 'INPUT_INVALID', `migration ${name}: spec`);
     } catch (err) {
       await this.refuseSpec(m, err);
+      return;
+    }
+    if (phase && phase !== 'Pending') {
+      if (m.status?.sourceNode === this.d.node && !(m.status.migrationId && this.d.runner.status(m.status.migrationId))) await this.orphaned(m);
       return;
     }
     if (!this.d.hosts(m.spec.endpoint)) return;
@@ -183,8 +183,10 @@ export class MigrationController {
     for (let attempt = 0; attempt < 8; attempt++) {
       try {
         current ??= await this.k.getCustom<MigrationResource>(MIGRATION_KIND, name);
-        const before: MigrationResourceStatus = current.status ?? { phase: 'Pending', conditions: [] };
-        await this.k.replaceCustomStatus(MIGRATION_KIND, { ...current, status: change({ ...before, conditions: before.conditions ?? [] }) });
+        // A status someone else mangled is started afresh rather than carried on.
+        const read = current.status;
+        const before: MigrationResourceStatus = read && typeof read === 'object' ? read : { phase: 'Pending', conditions: [] };
+        await this.k.replaceCustomStatus(MIGRATION_KIND, { ...current, status: change({ ...before, conditions: Array.isArray(before.conditions) ? before.conditions : [] }) });
         return;
       } catch (err) {
         current = undefined;
