@@ -147,7 +147,8 @@ export class KubeApiDouble {
     const c = this.collection(path);
     if (c.namespaced !== Boolean(obj.metadata.namespace)) throw new Error(`${c.kind} ${obj.metadata.name}: ${c.namespaced ? 'needs' : 'takes no'} metadata.namespace`);
     const old = c.objects.get(keyOf(obj));
-    const stored = this.store(c, { ...structuredClone(obj), apiVersion: c.apiVersion, kind: c.kind }, old);
+    // Stored as JSON, as the API server does: what the test reads back is what a client gets (no undefined-valued keys).
+    const stored = this.store(c, { ...(JSON.parse(JSON.stringify(obj)) as StoredObject), apiVersion: c.apiVersion, kind: c.kind }, old);
     return structuredClone(stored);
   }
 
