@@ -7,6 +7,7 @@
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import type { LocationTable, NodeAnnouncement } from './locations.js';
+import { Rounds } from './rounds.js';
 
 export interface PeerTransport {
   announce(address: string, mine: NodeAnnouncement): Promise<{ self: NodeAnnouncement; peers: { node: string; address: string }[] }>;
@@ -14,8 +15,7 @@ export interface PeerTransport {
 
 export class PeerSync {
   private timer: NodeJS.Timeout | undefined;
-  private round: Promise<void> | undefined;
-  private pushAgain = false;
+  private readonly rounds = new Rounds(() => this.pushRound());
 
   constructor(
     private readonly table: LocationTable,
@@ -42,21 +42,11 @@ export class PeerSync {
    * resolves, what the caller changed has been offered to every peer.
    */
   pushAll(): Promise<void> {
-    if (this.round) {
-      this.pushAgain = true;
-      return this.round;
-    }
-    this.round = (async () => {
-      try {
-        do {
-          this.pushAgain = false;
-          await Promise.all(this.table.peers().map((p) => this.exchange(p.node, p.address)));
-        } while (this.pushAgain);
-      } finally {
-        this.round = undefined;
-      }
-    })();
-    return this.round;
+    return this.rounds.run();
+  }
+
+  private async pushRound(): Promise<void> {
+    await Promise.all(this.table.peers().map((p) => this.exchange(p.node, p.address)));
   }
 
   /** pushAll, but waits at most `ms`: answers to clients must not hang on a dead peer. */

@@ -24,7 +24,7 @@ import type { EventBus } from '../events/bus.js';
 import { readRuntimeState, type RuntimeState } from '../sys/runc.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
 import { GROUP, POD_ANNOTATIONS, SLICE_MANAGER } from './resources.js';
-import { Rounds } from './rounds.js';
+import { Rounds } from '../cluster/rounds.js';
 
 /** What the node's endpoint manager offers for pods. */
 export interface PodHost {
