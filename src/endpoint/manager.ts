@@ -288,28 +288,16 @@ export class EndpointManager {
       throw new RoamError('INPUT_INVALID', `name: ${JSON.stringify(req.name)} must be lowercase letters, digits and dashes (1-63, DNS label)`);
     }
     if (!req.container && (req.command.length === 0 || req.command[0] === '')) throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
-    const cluster = this.o.clusterEndpoints();
-    const previous = cluster.find((e) => e.name === req.name);
-    if (this.local.has(req.name) || previous) {
-      throw new RoamError('CONFLICT', `name: endpoint ${req.name} already exists on ${previous?.node ?? this.o.node}`);
-    }
+    const identity = this.newIdentity(req.name, req.ip);
     const container = req.container ? await this.containers.partFor(req.container, req.command, this.o.node) : undefined;
     const command = container ? container.spec.process.args : req.command;
-    const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
-    const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested: req.ip });
     const record: StoredEndpoint = {
-      name: req.name,
-      ip,
-      prefixLength: parsePrefix(this.o.subnet).length,
-      mac: macForIp(ip),
-      generation: 1,
+      ...identity,
       netns: join(this.o.stateDir, 'netns', req.name),
-      hostVeth: hostVethName(req.name),
       command,
       pid: 0,
       startTime: 0,
       shimPid: 0,
-      createdAt: new Date().toISOString(),
       ...(container ? { container } : {}),
     };
     const dir = this.store.dirOf(req.name);
@@ -329,24 +317,15 @@ export class EndpointManager {
       this.store.remove(req.name);
       throw err;
     }
-    this.local.set(record.name, record);
-    this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
-    this.changed();
-    return this.toRecord(record);
+    return this.admit(record);
   }
 
   /** Gives a pod an overlay interface with an address of this node's range: an endpoint whose namespace and process are the pod's. */
   attachPod(req: AttachPodRequest): Promise<EndpointRecord> {
     return this.serialized(async () => {
-      const cluster = this.o.clusterEndpoints();
-      const previous = cluster.find((e) => e.name === req.name);
-      if (this.local.has(req.name) || previous) throw new RoamError('CONFLICT', `name: endpoint ${req.name} already exists on ${previous?.node ?? this.o.node}`);
-      const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
-      const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested: undefined });
       const record: StoredEndpoint = {
-        name: req.name, ip, prefixLength: parsePrefix(this.o.subnet).length, mac: macForIp(ip), generation: 1,
-        netns: req.netns, hostVeth: hostVethName(req.name), command: [], pid: req.pid, startTime: req.startTime, shimPid: 0,
-        createdAt: new Date().toISOString(), pod: req.pod,
+        ...this.newIdentity(req.name, undefined),
+        netns: req.netns, command: [], pid: req.pid, startTime: req.startTime, shimPid: 0, pod: req.pod,
       };
       this.store.save(record);
       try {
@@ -355,11 +334,26 @@ export class EndpointManager {
         this.store.remove(req.name);
         throw err;
       }
-      this.local.set(record.name, record);
-      this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
-      this.changed();
-      return this.toRecord(record);
+      return this.admit(record);
     });
+  }
+
+  /** A new endpoint's identity here: a name no node has, an address of this node's range and the MAC that goes with it. */
+  private newIdentity(name: string, requested: string | undefined): Pick<StoredEndpoint, 'name' | 'ip' | 'prefixLength' | 'mac' | 'generation' | 'hostVeth' | 'createdAt'> {
+    const cluster = this.o.clusterEndpoints();
+    const previous = cluster.find((e) => e.name === name);
+    if (this.local.has(name) || previous) throw new RoamError('CONFLICT', `name: endpoint ${name} already exists on ${previous?.node ?? this.o.node}`);
+    const taken = new Set([...cluster.map((e) => e.ip), ...[...this.local.values()].map((e) => e.ip)]);
+    const ip = allocateIp({ subnet: this.o.subnet, range: this.o.range, taken, requested });
+    return { name, ip, prefixLength: parsePrefix(this.o.subnet).length, mac: macForIp(ip), generation: 1, hostVeth: hostVethName(name), createdAt: new Date().toISOString() };
+  }
+
+  /** An endpoint set up here becomes this node's, and is said to be. */
+  private admit(record: StoredEndpoint): EndpointRecord {
+    this.local.set(record.name, record);
+    this.o.events.emit('endpoint.started', { name: record.name, ip: record.ip });
+    this.changed();
+    return this.toRecord(record);
   }
 
   /** The pods given an overlay interface here. */
