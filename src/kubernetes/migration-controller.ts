@@ -15,7 +15,7 @@ import { describeError, RoamError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import type { HandoverReport, MigrationStatus } from '../migration/report.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
-import { MIGRATION_KIND, MigrationSpec, TERMINAL_PHASES, type Condition, type MigrationPhase, type MigrationResource, type MigrationResourceStatus } from './resources.js';
+import { MIGRATION_KIND, MIGRATION_PHASES, MigrationSpec, TERMINAL_PHASES, type Condition, type MigrationPhase, type MigrationResource, type MigrationResourceStatus } from './resources.js';
 
 /** What runs a migration here (MigrationSource). */
 export interface MigrationRunner {
@@ -37,7 +37,7 @@ export interface MigrationControllerDeps {
 /** The status phase for one of the runner's phases ('prepare' → 'Prepare'). */
 export function resourcePhase(runnerPhase: string): MigrationPhase | undefined {
   const p = `${runnerPhase.charAt(0).toUpperCase()}${runnerPhase.slice(1)}`;
-  return (['Queued', 'Prepare', 'Dump', 'Transfer', 'Restore', 'Switch', 'Unlock', 'Cleanup', 'Pull'] as const).find((x) => x === p);
+  return MIGRATION_PHASES.find((x) => x === p && x !== 'Pending' && !TERMINAL_PHASES.includes(x));
 }
 
 const FINAL_PHASE: Record<HandoverReport['result'], MigrationPhase> = { success: 'Succeeded', rolled_back: 'RolledBack', failed: 'Failed' };

@@ -84,8 +84,8 @@ export class NodeDiscovery {
   }
 
   /** The ranges Nodes record, read now from the API server (the watch's view may lag behind a claim just made). */
-  private async holders(): Promise<{ node: string; range: string }[]> {
-    return (await this.k.listNodes()).flatMap((n) => {
+  private async holders(nodes?: V1Node[]): Promise<{ node: string; range: string }[]> {
+    return (nodes ?? await this.k.listNodes()).flatMap((n) => {
       const range = n.metadata?.annotations?.[ANNOTATIONS.range];
       return range && n.metadata?.name ? [{ node: n.metadata.name, range }] : [];
     });
@@ -94,9 +94,11 @@ export class NodeDiscovery {
   /** Writes this node's annotations, conditioned on its resourceVersion (a 409 re-reads and tries again). */
   private async publish(): Promise<string> {
     for (;;) {
-      const own = await this.k.readNode(this.o.node);
+      // One read gives this Node (with the resourceVersion to write against) and every other's claim.
+      const nodes = await this.k.listNodes();
+      const own = nodes.find((n) => n.metadata?.name === this.o.node) ?? await this.k.readNode(this.o.node);
       const annotations = own.metadata?.annotations ?? {};
-      const holders = (await this.holders()).filter((h) => h.node !== this.o.node);
+      const holders = (await this.holders(nodes)).filter((h) => h.node !== this.o.node);
       const kept = annotations[ANNOTATIONS.range];
       const range = this.o.fixedRange
         ?? (mayKeepRange(kept, this.o.node, this.o.subnet, this.o.rangePrefixLength, holders) ? kept : undefined)
