@@ -1,7 +1,7 @@
 /**
  * A fastify instance configured the roam way: TypeBox validates every body,
  * parameter and query (unknown fields and wrong types are refused, never
- * coerced or dropped), and every error leaves as {error: {code, message}}
+ * coerced or dropped; missing fields with a default get it), and every error leaves as {error: {code, message}}
  * with the status from the error registry.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -17,7 +17,9 @@ export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requ
   const app = (https ? Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, https }) : Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 })) as unknown as FastifyInstance;
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const part = httpPart ?? 'body';
-    return (data: unknown) => {
+    return (input: unknown) => {
+      // Fields left out take their schema's default (a policy's thresholds); nothing else is changed.
+      const data = Value.Default(schema as TSchema, structuredClone(input));
       if (Value.Check(schema as TSchema, data)) return { value: data };
       const first = [...Value.Errors(schema as TSchema, data)][0];
       const message = first ? `${part === 'params' ? '' : `${part}.`}${describeValueError(first)}`.replace(/^body\.\(top level\)/, 'body') : `${part}: invalid`;

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { EndpointRouter } from '../cluster/endpoint-router.js';
 import type { LocationTable } from '../cluster/locations.js';
-import { CreateEndpointBody, LogsQuery, NameParams, type NodeStatus } from './schemas.js';
+import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody, type NodeStatus } from './schemas.js';
 
 export interface ControlDeps {
   node: string;
@@ -29,8 +29,13 @@ export function registerControlRoutes(app: FastifyInstance, d: ControlDeps): voi
 
   app.post<{ Body: CreateEndpointBody }>('/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
     const b = req.body;
-    const record = await d.router.create({ name: b.name, node: b.node, ip: b.ip, command: b.command, ...(b.container ? { container: b.container } : {}) });
+    const record = await d.router.create({ name: b.name, node: b.node, ip: b.ip, command: b.command, ...(b.container ? { container: b.container } : {}), ...(b.policy ? { policy: b.policy } : {}) });
     return reply.status(201).send(record);
+  });
+
+  app.put<{ Params: NameParams; Body: PolicyBody }>('/v1/endpoints/:name/policy', { schema: { params: NameParams, body: PolicyBody } }, async (req) => {
+    await d.router.setPolicy(req.params.name, req.body.policy);
+    return { name: req.params.name, policy: req.body.policy ?? null };
   });
 
   app.delete<{ Params: NameParams }>('/v1/endpoints/:name', { schema: { params: NameParams } }, async (req) => {

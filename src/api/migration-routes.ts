@@ -124,6 +124,12 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationDe
 
   app.get<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/stall', { schema: { params: MigrationParams } }, async (req) => d.target.stallOf(req.params.id));
 
+  // A target prepared ahead of a predicted move is kept while the source still expects to use it.
+  app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/keep', { schema: { params: MigrationParams } }, async (req) => {
+    d.target.keep(req.params.id);
+    return { kept: req.params.id };
+  });
+
   app.post<{ Params: MigrationParamsT }>('/peer/v1/migrations/:id/abort', { schema: { params: MigrationParams } }, async (req) => {
     await d.target.abort(req.params.id);
     return { aborted: req.params.id };

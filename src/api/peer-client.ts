@@ -2,6 +2,7 @@
  * The agent-to-agent protocol, client side. Every answer is checked against
  * the wire schema before anything is believed.
  */
+import type { EndpointPolicy } from '../policy/schema.js';
 import type { Readable } from 'node:stream';
 import { parseWithSchema } from '../config/validate.js';
 import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
@@ -34,6 +35,10 @@ export class PeerClient implements TargetAgent {
   async createEndpoint(address: string, body: CreateEndpointBody): Promise<EndpointRecord> {
     const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/endpoints', body, { timeoutMs: 30000 });
     return parseWithSchema(EndpointRecordSchema, answer, 'PEER_PROTOCOL', `create answer from ${address}`);
+  }
+
+  async setPolicy(address: string, name: string, policy: EndpointPolicy | undefined): Promise<void> {
+    await callRaw(this.target(address), 'PUT', `/peer/v1/endpoints/${encodeURIComponent(name)}/policy`, policy ? { policy } : {}, { timeoutMs: 15000 });
   }
 
   async stopEndpoint(address: string, name: string): Promise<void> {
@@ -93,6 +98,10 @@ export class PeerClient implements TargetAgent {
   async pullResult(address: string, id: string): Promise<PullOutcome> {
     const answer = await callJson<unknown>(this.target(address), 'GET', `/peer/v1/migrations/${id}/pull`, undefined, { timeoutMs: 30000 });
     return parseWithSchema(PullAnswer, answer, 'PEER_PROTOCOL', `pull answer from ${address}`);
+  }
+
+  async keep(address: string, id: string): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/keep`, {}, { timeoutMs: 5000 });
   }
 
   async abort(address: string, id: string): Promise<void> {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { NodeAnnouncement as Announcement } from '../cluster/locations.js';
 import type { PeerSync } from '../cluster/peer-sync.js';
-import { CreateEndpointBody, LogsQuery, NameParams, NodeAnnouncement } from './schemas.js';
+import { CreateEndpointBody, LogsQuery, NameParams, NodeAnnouncement, PolicyBody } from './schemas.js';
 
 export interface PeerDeps {
   manager: EndpointManager;
@@ -14,8 +14,14 @@ export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
   app.post<{ Body: Announcement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
 
   app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
-    const record = await d.manager.create({ name: req.body.name, ip: req.body.ip, command: req.body.command, ...(req.body.container ? { container: req.body.container } : {}) });
+    const b = req.body;
+    const record = await d.manager.create({ name: b.name, ip: b.ip, command: b.command, ...(b.container ? { container: b.container } : {}), ...(b.policy ? { policy: b.policy } : {}) });
     return reply.status(201).send(record);
+  });
+
+  app.put<{ Params: NameParams; Body: PolicyBody }>('/peer/v1/endpoints/:name/policy', { schema: { params: NameParams, body: PolicyBody } }, async (req) => {
+    await d.manager.setPolicy(req.params.name, req.body.policy);
+    return { name: req.params.name, policy: req.body.policy ?? null };
   });
 
   app.delete<{ Params: NameParams }>('/peer/v1/endpoints/:name', { schema: { params: NameParams } }, async (req) => {

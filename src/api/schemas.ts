@@ -10,6 +10,7 @@ import { IpAddress, NodeName } from '../config/schema.js';
 import { ENDPOINT_NAME_PATTERN } from '../endpoint/naming.js';
 import { HandoverMechanismSchema } from '../handover/schemas.js';
 import '../config/formats.js';
+import { EndpointPolicy } from '../policy/schema.js';
 
 export const EndpointName = Type.String({ pattern: ENDPOINT_NAME_PATTERN, description: 'endpoint name: lowercase letters, digits and dashes (DNS label)' });
 
@@ -63,9 +64,14 @@ export const CreateEndpointBody = Type.Object(
     ip: Type.Optional(IpAddress),
     command: Type.Array(Type.String({ minLength: 1 }), { maxItems: 4096, description: "program and its arguments (a container from a bundle: empty keeps the bundle's)" }),
     container: Type.Optional(ContainerRequest),
+    policy: Type.Optional(EndpointPolicy),
   },
   { additionalProperties: false },
 );
+
+/** A policy for one endpoint; without one it gets back the agents' default. */
+export const PolicyBody = Type.Object({ policy: Type.Optional(EndpointPolicy) }, { additionalProperties: false });
+export type PolicyBody = Static<typeof PolicyBody>;
 
 export const NameParams = Type.Object({ name: EndpointName }, { additionalProperties: false });
 
@@ -134,6 +140,7 @@ export const PrepareBody = Type.Object(
       },
       { additionalProperties: false, description: 'a container: its image (sent beforehand), base configuration and volumes' },
     )),
+    policy: Type.Optional(EndpointPolicy),
   },
   { additionalProperties: false },
 );

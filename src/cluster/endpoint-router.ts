@@ -4,6 +4,7 @@
  * agent over the peer protocol. Any agent can therefore serve the CLI.
  */
 import type { ContainerRequest } from '../api/schemas.js';
+import type { EndpointPolicy } from '../policy/schema.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { EndpointRecord, LocationTable } from './locations.js';
 
@@ -13,18 +14,21 @@ export interface CreateRequest {
   ip: string | undefined;
   command: string[];
   container?: ContainerRequest | undefined;
+  policy?: EndpointPolicy | undefined;
 }
 
 /** What the router needs of this node's endpoint manager. */
 export interface LocalEndpoints {
   has(name: string): boolean;
-  create(req: { name: string; ip: string | undefined; command: string[]; container?: ContainerRequest }): Promise<EndpointRecord>;
+  create(req: { name: string; ip: string | undefined; command: string[]; container?: ContainerRequest; policy?: EndpointPolicy }): Promise<EndpointRecord>;
+  setPolicy(name: string, policy: EndpointPolicy | undefined): Promise<void>;
   stop(name: string): Promise<void>;
   logs(name: string, maxBytes: number): string;
 }
 
 export interface RemoteEndpoints {
-  createEndpoint(address: string, body: { name: string; ip?: string; command: string[]; container?: ContainerRequest }): Promise<EndpointRecord>;
+  createEndpoint(address: string, body: { name: string; ip?: string; command: string[]; container?: ContainerRequest; policy?: EndpointPolicy }): Promise<EndpointRecord>;
+  setPolicy(address: string, name: string, policy: EndpointPolicy | undefined): Promise<void>;
   stopEndpoint(address: string, name: string): Promise<void>;
   logs(address: string, name: string, maxBytes: number): Promise<string>;
 }
@@ -61,13 +65,15 @@ export class EndpointRouter {
   async create(req: CreateRequest): Promise<EndpointRecord> {
     const node = req.node ?? this.self;
     if (node === this.self) {
-      const record = await this.manager.create({ name: req.name, ip: req.ip, command: req.command, ...(req.container ? { container: req.container } : {}) });
+      const record = await this.manager.create({ name: req.name, ip: req.ip, command: req.command, ...(req.container ? { container: req.container } : {}), ...(req.policy ? { policy: req.policy } : {}) });
       await this.propagation.publish();
       return record;
     }
     const peer = this.table.node(node);
     if (!peer) throw new RoamError('NOT_FOUND', `node: unknown node ${node} (known: ${this.table.nodeViews().map((n) => n.node).join(', ')})`);
-    const record = await this.remote.createEndpoint(peer.address, { name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command, ...(req.container ? { container: req.container } : {}) });
+    const record = await this.remote.createEndpoint(peer.address, {
+      name: req.name, ...(req.ip ? { ip: req.ip } : {}), command: req.command, ...(req.container ? { container: req.container } : {}), ...(req.policy ? { policy: req.policy } : {}),
+    });
     await this.propagation.refresh(node);
     return record;
   }
@@ -81,6 +87,12 @@ export class EndpointRouter {
     const owner = this.get(name).node;
     await this.remote.stopEndpoint(this.ownerAddress(name), name);
     await this.propagation.refresh(owner);
+  }
+
+  /** Sets the endpoint's policy where it runs (undefined: back to the agents' default). */
+  async setPolicy(name: string, policy: EndpointPolicy | undefined): Promise<void> {
+    if (this.manager.has(name)) return this.manager.setPolicy(name, policy);
+    await this.remote.setPolicy(this.ownerAddress(name), name, policy);
   }
 
   async logs(name: string, maxBytes: number): Promise<string> {

@@ -4,6 +4,7 @@
  * restart, and watch for exits. One operation at a time, so two creates can
  * never pick the same address. A failed create leaves nothing behind.
  */
+import type { EndpointPolicy } from '../policy/schema.js';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError, describeError } from '../errors/roam-error.js';
@@ -28,6 +29,7 @@ export interface CreateEndpointRequest {
   command: string[];
   /** run it as an OCI container: from a root filesystem folder (with `command`) or a bundle */
   container?: ContainerRequest;
+  policy?: EndpointPolicy;
 }
 
 /** A pod to give an overlay interface: found by the Kubernetes mode in the runtime's state. */
@@ -299,6 +301,7 @@ export class EndpointManager {
       startTime: 0,
       shimPid: 0,
       ...(container ? { container } : {}),
+      ...(req.policy ? { policy: req.policy } : {}),
     };
     const dir = this.store.dirOf(req.name);
     this.store.save(record);
@@ -318,6 +321,17 @@ export class EndpointManager {
       throw err;
     }
     return this.admit(record);
+  }
+
+  /** Sets (or, with undefined, clears) the policy of a local endpoint; it travels with the endpoint from now on. */
+  setPolicy(name: string, policy: EndpointPolicy | undefined): Promise<void> {
+    return this.serialized(async () => {
+      const r = this.local.get(name);
+      if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+      if (policy) r.policy = policy;
+      else delete r.policy;
+      this.store.save(r);
+    });
   }
 
   /** Gives a pod an overlay interface with an address of this node's range: an endpoint whose namespace and process are the pod's. */

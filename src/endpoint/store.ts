@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ContainerPart } from '../container/node-containers.js';
+import type { EndpointPolicy } from '../policy/schema.js';
 
 export interface StoredEndpoint {
   name: string;
@@ -29,6 +30,8 @@ export interface StoredEndpoint {
   container?: ContainerPart;
   /** a Kubernetes pod given an overlay interface: its namespace, its process and its life are the kubelet's, only the veth is roam's */
   pod?: PodRef;
+  /** when to move on its own (policy/); the agent's default without one */
+  policy?: EndpointPolicy;
 }
 
 export interface PodRef {

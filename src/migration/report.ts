@@ -102,6 +102,8 @@ export const HandoverReport = Type.Object({
     frozen_changed: Type.Integer({ minimum: 0 }),
     frozen_deleted: Type.Integer({ minimum: 0 }),
   })),
+  /** the target was prepared ahead of the move (a policy predicted it): this long before the move began */
+  prepared_ahead_ms: Type.Optional(Type.Number({ minimum: 0 })),
   /** how long it waited for a slot behind this node's other migrations (migration.maxConcurrent) */
   queued_ms: Type.Optional(Type.Number()),
   started_at: Type.String(),

@@ -55,6 +55,8 @@ export interface TargetAgent {
   /** post-copy: how the target's pull ended (waits for its end) */
   pullResult(address: string, id: string): Promise<PullOutcome>;
   abort(address: string, id: string): Promise<void>;
+  /** an arrival prepared ahead is still wanted (else the target gives it up when idle) */
+  keep(address: string, id: string): Promise<void>;
   /** container images: whether the target has one, and sending it one */
   hasImage(address: string, image: string): Promise<boolean>;
   sendImage(address: string, image: string, archive: Readable): Promise<void>;
@@ -153,9 +155,35 @@ interface Unwind {
   files: ContainerFilesMove | undefined;
 }
 
+/** A target made ready before the move was decided: what its prepare phase produced. */
+interface PreparedTarget {
+  prepared: Prepared;
+  mode: string;
+  modeChoice: ModeChoice | undefined;
+}
+
+/** A predicted move's preparation, waiting for the move (or its withdrawal). */
+interface Ahead {
+  id: string;
+  to: string;
+  address: string;
+  files: ContainerFilesMove | undefined;
+  ready: Promise<PreparedTarget>;
+  keepAlive: NodeJS.Timeout;
+  at: number;
+}
+
+/** How often a prepared-ahead arrival is said to be still wanted (the target gives up idle ones after a minute). */
+const KEEP_AHEAD_MS = 20000;
+
+function newMigrationId(): string {
+  return `m-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
 export class MigrationSource {
   private readonly statuses = new Map<string, MigrationStatus>();
   private readonly moving = new Map<string, string>();
+  private readonly ahead = new Map<string, Ahead>();
 
   constructor(
     private readonly self: string,
@@ -249,6 +277,87 @@ export class MigrationSource {
 
   /** Checks the request, then runs the migration in the background; returns its id at once. */
   start(req: MigrateRequest): { id: string; done: Promise<HandoverReport> } {
+    const { mode, handover, address } = this.checkMove(req);
+    const ahead = this.takeAhead(req.name, req.to, mode, handover, req.presync ?? true);
+    const record = this.manager.beginOutgoing(req.name);
+    const id = ahead?.id ?? newMigrationId();
+    this.moving.set(req.name, id);
+    const status: MigrationStatus = { id, name: req.name, from: this.self, to: req.to, mode, state: 'running', phase: 'prepare', completed: [] };
+    this.statuses.set(id, status);
+    while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
+    const done = this.queued(status).then(async (slot) => {
+      try {
+        return await this.run(status, address, record, handover, slot, req.presync ?? true, ahead);
+      } finally {
+        slot.free();
+      }
+    }).finally(() => this.moving.delete(req.name));
+    return { id, done };
+  }
+
+  /**
+   * Prepares `to` for a move of `name` that a policy predicts, while the
+   * service runs: the target's locked namespace and interface, a container's
+   * image and files, the mode choice. A move there started later uses it and
+   * pays only the rest; a move elsewhere, or withdrawAhead, gives it up.
+   */
+  prepareAhead(name: string, to: string): { id: string; ready: Promise<void> } {
+    const { address } = this.checkMove({ name, to, mode: undefined });
+    const existing = this.ahead.get(name);
+    if (existing?.to === to) return { id: existing.id, ready: existing.ready.then(() => undefined) };
+    if (existing) this.withdrawAhead(name);
+    const ep = this.manager.stored(name)!;
+    const id = newMigrationId();
+    const files = ep.container ? new ContainerFilesMove(this.manager.containers, this.manager.dirOf(name), ep.container) : undefined;
+    const ready = this.prepareTarget({ id, mode: 'auto', handover: 'full', ep, address, files, presync: true });
+    const keepAlive = setInterval(() => {
+      this.target.keep(address, id).catch((err: unknown) => this.events.warn(`prepared move ${id} of ${name} to ${to}: ${describeError(err)}`));
+    }, KEEP_AHEAD_MS);
+    keepAlive.unref();
+    const entry: Ahead = { id, to, address, files, ready, keepAlive, at: performance.now() };
+    this.ahead.set(name, entry);
+    ready.catch((err: unknown) => {
+      if (this.ahead.get(name) !== entry) return;
+      this.events.warn(`preparing ${to} ahead for ${name} failed: ${describeError(err)}`);
+      this.withdrawAhead(name);
+    });
+    return { id, ready: ready.then(() => undefined) };
+  }
+
+  /** Gives up a preparation made ahead (the prediction faded): the target drops its half. */
+  withdrawAhead(name: string): void {
+    const a = this.ahead.get(name);
+    if (!a) return;
+    this.ahead.delete(name);
+    clearInterval(a.keepAlive);
+    const status = { id: a.id, to: a.to } as MigrationStatus;
+    void a.ready.catch(() => undefined).then(() => this.target.abort(a.address, a.id)).catch(() => this.abortLater(a.address, status));
+  }
+
+  /** Endpoints with a target prepared ahead, and where. */
+  preparedAhead(): { name: string; to: string; id: string }[] {
+    return [...this.ahead].map(([name, a]) => ({ name, to: a.to, id: a.id }));
+  }
+
+  isMoving(name: string): boolean {
+    return this.moving.has(name);
+  }
+
+  /** A preparation made ahead that this move can use, taken out of the waiting list; any other is given up. */
+  private takeAhead(name: string, to: string, mode: string, handover: HandoverMechanism, presync: boolean): Ahead | undefined {
+    const a = this.ahead.get(name);
+    if (!a) return undefined;
+    if (a.to !== to || mode !== 'auto' || handover !== 'full' || !presync) {
+      this.withdrawAhead(name);
+      return undefined;
+    }
+    this.ahead.delete(name);
+    clearInterval(a.keepAlive);
+    return a;
+  }
+
+  /** The checks every move (or its preparation) passes first; the target's peer address. */
+  private checkMove(req: Pick<MigrateRequest, 'name' | 'to' | 'mode' | 'handover'>): { mode: string; handover: HandoverMechanism; address: string } {
     const mode = req.mode ?? 'auto';
     if (!(MODES as readonly string[]).includes(mode)) throw new RoamError('INPUT_INVALID', `mode: ${JSON.stringify(mode)} is not one of ${MODES.join(', ')}`);
     const handover = req.handover ?? 'full';
@@ -267,26 +376,35 @@ export class MigrationSource {
     const peer = this.table.node(req.to);
     if (!peer) throw new RoamError('NOT_FOUND', `to: unknown node ${req.to}`);
     if (!peer.reachable) throw new RoamError('PEER_UNREACHABLE', `to: node ${req.to} is not reachable right now`);
-    const record = this.manager.beginOutgoing(req.name);
-    const id = `m-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    this.moving.set(req.name, id);
-    const status: MigrationStatus = { id, name: req.name, from: this.self, to: req.to, mode, state: 'running', phase: 'prepare', completed: [] };
-    this.statuses.set(id, status);
-    while (this.statuses.size > KEEP_STATUSES) this.statuses.delete(this.statuses.keys().next().value!);
-    const done = this.queued(status).then(async (slot) => {
-      try {
-        return await this.run(status, peer.address, record, handover, slot, req.presync ?? true);
-      } finally {
-        slot.free();
-      }
-    }).finally(() => this.moving.delete(req.name));
-    return { id, done };
+    return { mode, handover: handover as HandoverMechanism, address: peer.address };
+  }
+
+  /** The prepare phase's work: everything of the target that can be made ready while the service runs. */
+  private async prepareTarget(a: {
+    id: string; mode: string; handover: HandoverMechanism; ep: ReturnType<EndpointManager['beginOutgoing']>; address: string; files: ContainerFilesMove | undefined; presync: boolean;
+  }): Promise<PreparedTarget> {
+    const { ep, files, address } = a;
+    let modeChoice: ModeChoice | undefined;
+    let mode = a.mode;
+    if (mode === 'auto') {
+      modeChoice = await this.chooseMode(ep.pid, files !== undefined);
+      mode = modeChoice.chosen;
+    }
+    if (files) await files.sendImageTo(this.target, address);
+    const prepared = await this.target.prepare(address, {
+      id: a.id, mode, handover: a.handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
+      generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt, ...(files ? { container: files.wire() } : {}),
+      ...(ep.policy ? { policy: ep.policy } : {}),
+    });
+    // Outside the freeze: the files as they are now; the freeze then sends only what changes from here.
+    if (files && a.presync) await files.presync(this.target, address, a.id);
+    return { prepared, mode, modeChoice };
   }
 
   /** `slot.free`: gives up this migration's slot (also done by the caller when it ends); the passive observation after the move needs none. */
   private async run(
     status: MigrationStatus, address: string, ep: ReturnType<EndpointManager['beginOutgoing']>, handover: HandoverMechanism, slot: { free: () => void; queuedMs?: number },
-    presync: boolean,
+    presync: boolean, ahead: Ahead | undefined,
   ): Promise<HandoverReport> {
     const startedAt = new Date().toISOString();
     const dir = join(this.stateDir, 'migrations', status.id);
@@ -314,7 +432,7 @@ export class MigrationSource {
     let hold: PacketHold | undefined;
     let handoverCounts: HandoverCounts | undefined;
     let clientStall: HandoverReport['client_stall'];
-    const files = ep.container ? new ContainerFilesMove(this.manager.containers, this.manager.dirOf(ep.name), ep.container) : undefined;
+    const files = ahead ? ahead.files : ep.container ? new ContainerFilesMove(this.manager.containers, this.manager.dirOf(ep.name), ep.container) : undefined;
 
     const phase = async <T>(name: Phase, work: () => Promise<T>): Promise<T> => {
       status.phase = name;
@@ -339,7 +457,8 @@ export class MigrationSource {
         ...(handoverCounts ? { handover: handoverCounts } : {}), ...(clientStall ? { client_stall: clientStall } : {}),
         ...(pull ? { pull } : {}), ...(modeChoice ? { mode_choice: modeChoice } : {}),
         ...(files ? { files: files.report() } : {}),
-        ...(slot.queuedMs !== undefined ? { queued_ms: slot.queuedMs } : {}), started_at: startedAt,
+        ...(slot.queuedMs !== undefined ? { queued_ms: slot.queuedMs } : {}),
+        ...(ahead ? { prepared_ahead_ms: round(performance.now() - ahead.at) } : {}), started_at: startedAt,
       };
       status.state = result;
       status.report = report;
@@ -350,18 +469,11 @@ export class MigrationSource {
     let releaseSlot: (() => void) | undefined;
     let prepared: Prepared = {};
     const prepare = async () => (prepared = await phase('prepare', async () => {
-      if (status.mode === 'auto') {
-        modeChoice = await this.chooseMode(ep.pid, files !== undefined);
-        status.mode = modeChoice.chosen;
-      }
-      if (files) await files.sendImageTo(this.target, address);
-      const answer = await this.target.prepare(address, {
-        id: status.id, mode: status.mode, handover, name: ep.name, ip: ep.ip, prefixLength: ep.prefixLength, mac: ep.mac,
-        generation: ep.generation + 1, command: ep.command, createdAt: ep.createdAt, ...(files ? { container: files.wire() } : {}),
-      });
-      // Outside the freeze: the files as they are now; the freeze then sends only what changes from here.
-      if (files && presync) await files.presync(this.target, address, status.id);
-      return answer;
+      // Prepared ahead: only what is left of it (if anything) is waited for here.
+      const t = await (ahead?.ready ?? this.prepareTarget({ id: status.id, mode: status.mode, handover, ep, address, files, presync }));
+      modeChoice = t.modeChoice;
+      status.mode = t.mode;
+      return t.prepared;
     }));
     const cold = status.mode === 'cold';
     try {

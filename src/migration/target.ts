@@ -5,6 +5,7 @@
  * the point of no return), lift the lock. Until the switch, abort removes
  * every trace; after it, abort is refused.
  */
+import type { EndpointPolicy } from '../policy/schema.js';
 import type { IncomingMessage } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,6 +55,8 @@ export interface PrepareRequest {
   createdAt: string;
   /** a container: its image (already sent: hasImage/receiveImage), base configuration and volumes */
   container?: { image: string; spec: OciSpec; volumes: { destination: string }[] };
+  /** the endpoint's own policy, which moves with it */
+  policy?: EndpointPolicy;
 }
 
 interface Arrival {
@@ -153,7 +156,10 @@ export class MigrationTarget {
       const c = req.container;
       const container = c ? { container: { image: c.image, spec: c.spec, volumes: this.manager.containers.arrivingVolumes(this.manager.dirOf(req.name), c.volumes) } } : {};
       const record = await this.manager.prepareIncoming(
-        { name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt, ...container },
+        {
+          name: req.name, ip: req.ip, prefixLength: req.prefixLength, mac: req.mac, generation: req.generation, command: req.command, createdAt: req.createdAt,
+          ...container, ...(req.policy ? { policy: req.policy } : {}),
+        },
         req.id,
       );
       const handover = req.handover ?? 'full';
@@ -175,6 +181,11 @@ export class MigrationTarget {
       rmSync(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** The source still means to use this arrival (prepared ahead of a predicted move): it is not idle. */
+  keep(id: string): void {
+    this.arrival(id);
   }
 
   /** What the source's lock kept (roam-hold's format), delivered at the unlock. */

@@ -27,11 +27,18 @@ async function build() {
       table.setLocal([...local.values()]);
     },
     logs: (name) => `log of ${name}\n`,
+    async setPolicy(name, policy) {
+      if (!local.has(name)) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node node1`);
+      remoteCalls.push(`policy here ${name} ${JSON.stringify(policy ?? null)}`);
+    },
   };
   const remote: RemoteEndpoints = {
     async createEndpoint(address, body) {
       remoteCalls.push(`create ${address} ${body.name}`);
       return { name: body.name, ip: '10.244.2.1', mac: '02:72:0a:f4:02:01', node: 'node2', generation: 1, pid: 9, netns: '/y', state: 'running' };
+    },
+    async setPolicy(address, name, policy) {
+      remoteCalls.push(`policy ${address} ${name} ${JSON.stringify(policy) ?? 'undefined'}`);
     },
     async stopEndpoint(address, name) {
       remoteCalls.push(`stop ${address} ${name}`);
@@ -85,6 +92,20 @@ test('a create for another node is forwarded to that node', async (t) => {
   t.deepEqual(remoteCalls, ['create 172.31.0.2 web']);
 });
 
+test('a policy is set where the endpoint runs, with its defaults filled in, and checked first', async (t) => {
+  const { app, remoteCalls, table } = await build();
+  t.is((await app.inject({ method: 'POST', url: '/v1/endpoints', payload: body })).statusCode, 201);
+  const res = await app.inject({ method: 'PUT', url: '/v1/endpoints/web/policy', payload: { policy: { followClient: { sustainMs: 1000 } } } });
+  t.is(res.statusCode, 200, res.body);
+  t.like(res.json(), { policy: { followClient: { sustainMs: 1000, share: 0.7, windowMs: 5000 }, drain: true, minDwellMs: 30000, prepare: true } });
+  table.merge({ node: 'node2', address: '172.31.0.2', seq: 1, endpoints: [{ name: 'db', ip: '10.244.2.1', mac: '02:72:0a:f4:02:01', node: 'node2', generation: 1, pid: 9, netns: '/y', state: 'running' }] });
+  t.is((await app.inject({ method: 'PUT', url: '/v1/endpoints/db/policy', payload: {} })).statusCode, 200);
+  t.deepEqual(remoteCalls, [`policy here web ${JSON.stringify(res.json().policy)}`, 'policy 172.31.0.2 db undefined']);
+  await expectError(t, await app.inject({ method: 'PUT', url: '/v1/endpoints/web/policy', payload: { policy: { followClient: { share: 0.5 } } } }), 400, 'INPUT_INVALID', /share/);
+  await expectError(t, await app.inject({ method: 'PUT', url: '/v1/endpoints/web/policy', payload: { policy: { follow: {} } } }), 400, 'INPUT_INVALID', /follow: unknown field/);
+  await expectError(t, await app.inject({ method: 'PUT', url: '/v1/endpoints/ghost/policy', payload: {} }), 404, 'NOT_FOUND', /ghost/);
+});
+
 async function expectError(t: import('ava').ExecutionContext, res: { statusCode: number; json: () => unknown }, status: number, code: string, message: RegExp) {
   t.is(res.statusCode, status);
   const e = (res.json() as { error: { code: string; message: string } }).error;
@@ -131,10 +152,10 @@ test('the OpenAPI document describes every control route, from the same schemas'
   const routes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)).sort();
   t.deepEqual(routes, [
     'DELETE /v1/endpoints/{name}', 'GET /v1/endpoints', 'GET /v1/endpoints/{name}', 'GET /v1/endpoints/{name}/logs', 'GET /v1/health',
-    'GET /v1/migrations/{id}', 'GET /v1/nodes', 'GET /v1/ready', 'POST /v1/endpoints', 'POST /v1/migrations',
+    'GET /v1/migrations/{id}', 'GET /v1/nodes', 'GET /v1/ready', 'POST /v1/endpoints', 'POST /v1/migrations', 'PUT /v1/endpoints/{name}/policy',
   ]);
   const create = doc.paths['/v1/endpoints']!.post!.requestBody!.content['application/json'].schema;
-  t.deepEqual(Object.keys(create.properties).sort(), ['command', 'container', 'ip', 'name', 'node']);
+  t.deepEqual(Object.keys(create.properties).sort(), ['command', 'container', 'ip', 'name', 'node', 'policy']);
   t.false(create.additionalProperties);
 });
 

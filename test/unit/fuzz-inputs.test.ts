@@ -47,11 +47,13 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     create: async (req) => record(req.name),
     stop: async (name) => notFound(`endpoint ${name}`),
     logs: (name) => notFound(`endpoint ${name}`),
+    setPolicy: async (name) => notFound(`endpoint ${name}`),
   };
   const remote: RemoteEndpoints = {
     createEndpoint: async (_a, body) => record(body.name),
     stopEndpoint: async () => undefined,
     logs: async () => '',
+    setPolicy: async () => undefined,
   };
   const source = {
     status: () => undefined,

@@ -33,6 +33,8 @@ export interface TcpConnection {
   lastDataRecvMs: number;
   lastDataSentMs: number;
   rtoMs: number;
+  /** tcpi_rtt: the smoothed round-trip time */
+  rttMs: number;
   retransmits: number;
   totalRetrans: number;
   /** tcpi_options: negotiated timestamps and SACK */
@@ -81,6 +83,7 @@ function parse(msg: NetlinkMessage): TcpConnection | undefined {
     remote: endpoint(family, id, 2, 20),
     retransmits: info.readUInt8(2),
     rtoMs: info.readUInt32LE(8) / 1000,
+    rttMs: info.readUInt32LE(68) / 1000,
     lastDataSentMs: info.readUInt32LE(44),
     lastDataRecvMs: info.readUInt32LE(52),
     totalRetrans: info.readUInt32LE(100),
