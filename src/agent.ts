@@ -31,6 +31,11 @@ import { KernelDataplane } from './overlay/kernel-dataplane.js';
 import { KubernetesMode } from './kubernetes/kube-mode.js';
 import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
+import { registerPolicyMetrics } from './metrics/policy-metrics.js';
+import { TrafficObserver } from './policy/observer.js';
+import { PolicyPlanner } from './policy/planner.js';
+import { registerPolicyControlRoutes, registerPolicyPeerRoutes } from './api/policy-routes.js';
+import { DrainFlag } from './policy/drain-flag.js';
 import { VERSION } from './version.js';
 
 /** A PEM file of the config, read once at start; an unreadable one is a config error naming its field. */
@@ -61,6 +66,8 @@ export class Agent {
   private registry: Registry | undefined;
   private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
   private kube: KubernetesMode | undefined;
+  private planner: PolicyPlanner | undefined;
+  private observer: TrafficObserver | undefined;
 
   constructor(readonly config: Readonly<AgentConfig>) {
     this.table = new LocationTable(config.node, config.underlay.address);
@@ -86,7 +93,19 @@ export class Agent {
       migrationsInFlight: () => ({ source: this.migrations?.source.inFlight() ?? 0, target: this.migrations?.target.inFlight() ?? 0 }),
       migrationsQueued: () => this.migrations?.source.queuedCount() ?? 0,
     });
+    registerPolicyMetrics(this.registry, this.events, () => this.observer && {
+      ingress: this.observer.window.endpoints().flatMap((endpoint) => [...this.observer!.window.totalsOf(endpoint)].map(([via, bytes]) => ({ endpoint, via, bytes }))),
+      rttMs: (this.manager?.records() ?? []).flatMap((r) => {
+        const ms = this.observer!.rttMs(r.name);
+        return ms === undefined ? [] : [{ endpoint: r.name, ms }];
+      }),
+      draining: this.table.node(c.node)?.draining === true,
+      preparedAhead: this.migrations?.source.preparedAhead().length ?? 0,
+    });
     mkdirSync(c.stateDir, { recursive: true });
+    // A node marked for maintenance stays marked across agent restarts, until it is lifted.
+    const drain = new DrainFlag(c.stateDir);
+    this.table.setDraining(drain.isSet());
     // In Kubernetes mode the peers and this node's range come from the cluster, before anything uses them.
     let range = c.overlay.range;
     if (c.kubernetes) {
@@ -149,6 +168,18 @@ export class Agent {
     await target.resumeSwitchedLeftovers();
     this.migrations = { source, target };
     this.kube?.run(manager, source);
+    this.observer = new TrafficObserver('/proc/self/ns/net', { vxlanPort: c.vxlanPort, vxlanDevice: c.devices.vxlan }, (m) => this.events.warn(m));
+    this.planner = new PolicyPlanner({
+      self: c.node, intervalMs: c.policy.intervalMs, defaultPolicy: c.policy.default, table: this.table, manager, source, observer: this.observer, events: this.events,
+      draining: () => this.table.node(c.node)?.draining === true,
+    });
+    const setDraining = async (draining: boolean) => {
+      drain.set(draining);
+      this.table.setDraining(draining);
+      this.events.info(`node ${c.node} ${draining ? 'is draining: its endpoints leave it' : 'is no longer draining'}`);
+      await sync.publish(2000);
+    };
+    this.drainSetter = setDraining;
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
@@ -161,6 +192,8 @@ export class Agent {
     });
     registerPeerRoutes(this.peer, { manager, sync });
     registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, table: this.table, peers: client });
+    const planner = this.planner;
+    registerPolicyPeerRoutes(this.peer, { node: c.node, decisions: () => planner.decisions() });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
 
     const controlApp = async (https?: { cert: Buffer; key: Buffer }) => {
@@ -168,6 +201,9 @@ export class Agent {
       await addOpenApi(app, `roam agent ${c.node}: control API`, VERSION);
       registerControlRoutes(app, { node: c.node, router, table: this.table, ready: () => reconciler.ready });
       registerMigrationControlRoutes(app, { node: c.node, source, table: this.table, peers: client });
+      registerPolicyControlRoutes(app, {
+        node: c.node, table: this.table, decisions: () => planner.decisions(), setDraining, peerDecisions: (address) => client.decisions(address), events: this.events,
+      });
       return app;
     };
     this.control = await controlApp();
@@ -192,12 +228,22 @@ export class Agent {
     this.metrics = await serveMetrics(this.registry, m.host, m.port, () => reconciler.ready);
 
     sync.start();
+    planner.start();
     const api = c.api.listen ? `${c.api.socket} and ${c.api.tls ? 'https' : 'http'}://${c.api.listen}` : c.api.socket;
     this.events.info(`agent ${c.node} up: underlay ${c.underlay.address}, api ${api}, metrics ${c.metrics.listen}`);
   }
 
   /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
+  /** Marks this node for maintenance (Kubernetes: when it is cordoned), or lifts the mark. */
+  async setDraining(draining: boolean): Promise<void> {
+    if (!this.drainSetter) throw new RoamError('CONFLICT', `agent ${this.config.node} is not started`);
+    await this.drainSetter(draining);
+  }
+
+  private drainSetter: ((draining: boolean) => Promise<void>) | undefined;
+
   async stop(): Promise<void> {
+    await this.planner?.stop();
     this.kube?.stop();
     this.sync?.stop();
     this.reconciler?.stop();

@@ -20,7 +20,7 @@ export function registerControlRoutes(app: FastifyInstance, d: ControlDeps): voi
   });
 
   app.get('/v1/nodes', async (): Promise<NodeStatus[]> =>
-    d.table.nodeViews().map((n) => ({ node: n.node, address: n.address, reachable: n.reachable, endpoints: n.endpoints.length, lastHeardMs: n.lastHeardMs ?? null })),
+    d.table.nodeViews().map((n) => ({ node: n.node, address: n.address, reachable: n.reachable, endpoints: n.endpoints.length, lastHeardMs: n.lastHeardMs ?? null, draining: n.draining === true })),
   );
 
   app.get('/v1/endpoints', async () => d.router.list());

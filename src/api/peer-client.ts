@@ -12,7 +12,8 @@ import type { Prepared, PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
 import type { MigrationStatus } from '../migration/report.js';
 import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
-import { AnnounceResponse, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody } from './schemas.js';
+import { AnnounceResponse, DecisionWire, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody } from './schemas.js';
+import { Type } from '@sinclair/typebox';
 import type { PullOutcome } from '../checkpoint/executor.js';
 
 export interface AnnounceResult {
@@ -39,6 +40,11 @@ export class PeerClient implements TargetAgent {
 
   async setPolicy(address: string, name: string, policy: EndpointPolicy | undefined): Promise<void> {
     await callRaw(this.target(address), 'PUT', `/peer/v1/endpoints/${encodeURIComponent(name)}/policy`, policy ? { policy } : {}, { timeoutMs: 15000 });
+  }
+
+  async decisions(address: string): Promise<DecisionWire[]> {
+    const answer = await callJson<unknown>(this.target(address), 'GET', '/peer/v1/decisions', undefined, { timeoutMs: 5000 });
+    return parseWithSchema(Type.Array(DecisionWire), answer, 'PEER_PROTOCOL', `decisions from ${address}`);
   }
 
   async stopEndpoint(address: string, name: string): Promise<void> {

@@ -34,6 +34,7 @@ export const NodeAnnouncement = Type.Object(
     address: IpAddress,
     seq: Type.Integer({ minimum: 0 }),
     endpoints: Type.Array(EndpointRecord, { maxItems: 100000 }),
+    draining: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -90,7 +91,26 @@ export const NodeStatus = Type.Object({
   reachable: Type.Boolean(),
   endpoints: Type.Integer(),
   lastHeardMs: Type.Union([Type.Number(), Type.Null()]),
+  draining: Type.Boolean(),
 });
+
+export const DrainBody = Type.Object({ draining: Type.Boolean() }, { additionalProperties: false });
+export const NodeParams = Type.Object({ node: NodeName }, { additionalProperties: false });
+export type DrainBody = Static<typeof DrainBody>;
+export type NodeParams = Static<typeof NodeParams>;
+
+/** A policy's decision, as the control API gives it. */
+export const DecisionWire = Type.Object({
+  at: Type.String({ description: 'ISO time' }),
+  node: NodeName,
+  endpoint: EndpointName,
+  policy: Type.String(),
+  outcome: Type.String({ description: 'moved, prepared, withdrawn or declined' }),
+  to: Type.Optional(NodeName),
+  code: Type.String({ description: 'why, in one word' }),
+  reason: Type.String(),
+}, { additionalProperties: false });
+export type DecisionWire = Static<typeof DecisionWire>;
 
 export type EndpointRecordWire = Static<typeof EndpointRecord>;
 export type NodeAnnouncementWire = Static<typeof NodeAnnouncement>;

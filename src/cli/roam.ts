@@ -15,7 +15,7 @@ import { formatTable } from './table.js';
 import { testbedUp } from '../testbed/up.js';
 import { testbedDown } from '../testbed/down.js';
 import { readTestbedState } from '../testbed/state.js';
-import type { EndpointRecordWire } from '../api/schemas.js';
+import type { DecisionWire, EndpointRecordWire } from '../api/schemas.js';
 import { followMigration } from './follow-migration.js';
 import { crdsYaml } from '../kubernetes/crds.js';
 
@@ -33,6 +33,11 @@ const USAGE = `usage: roam <command> [options]
                                            move a running endpoint, its IP and its TCP connections
                                            (a container's files: copied while it runs, only changes in the freeze; off: all in the freeze)
   stop NAME                                stop an endpoint and remove every trace of it
+  policy NAME (POLICY_JSON | --clear)      set when an endpoint moves on its own, e.g.
+                                           '{"followClient": {}, "latency": {"targetMs": 20}, "minDwellMs": 30000}'
+                                           (--clear: back to the agents' default; also: roam run ... --policy POLICY_JSON)
+  drain NODE [--off]                       mark a node for maintenance: its endpoints move off it (--off lifts it)
+  decisions [--json]                       what the policies decided across the cluster, and why
   testbed up [--nodes N] [--underlay-rate RATE] [--json] [--name NAME]
   testbed down [--name NAME]
   testbed status [--json] [--name NAME]
@@ -56,6 +61,9 @@ export async function runCli(argv: string[], out: Out = (l) => process.stdout.wr
       case 'logs': return await cmdLogs(rest, out);
       case 'stop': return await cmdStop(rest, out);
       case 'migrate': return await cmdMigrate(rest, out);
+      case 'policy': return await cmdPolicy(rest, out);
+      case 'drain': return await cmdDrain(rest, out);
+      case 'decisions': return await cmdDecisions(rest, out);
       case 'testbed': return await cmdTestbed(rest, out);
       case 'demo': return await runDemo(rest, out);
       case 'kubernetes': return cmdKubernetes(rest, out);
@@ -97,7 +105,7 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
   const command = dash >= 0 ? args.slice(dash + 1) : [];
   const { values, positionals } = parseFlags(dash >= 0 ? args.slice(0, dash) : args, {
     ...apiOptions, node: { type: 'string' }, name: { type: 'string' }, ip: { type: 'string' }, json: { type: 'boolean' },
-    rootfs: { type: 'string' }, bundle: { type: 'string' }, volume: { type: 'string', multiple: true },
+    rootfs: { type: 'string' }, bundle: { type: 'string' }, volume: { type: 'string', multiple: true }, policy: { type: 'string' },
   }, 'roam run');
   if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam run: unexpected argument ${JSON.stringify(positionals[0])}; put the command after --`);
   if (!values.node) throw new RoamError('INPUT_INVALID', 'roam run: --node is required');
@@ -112,7 +120,8 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
     }
     : undefined;
   const api = resolveApi(apiOf(values, values.node));
-  const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}), ...(container ? { container } : {}) };
+  const policy = values.policy === undefined ? undefined : parsePolicyJson(values.policy, 'roam run: --policy');
+  const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}), ...(container ? { container } : {}), ...(policy ? { policy } : {}) };
   const record = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
   if (values.json) out(JSON.stringify(record));
   else out(`${record.name} running on ${record.node}: ip ${record.ip}, mac ${record.mac}, pid ${record.pid ?? '-'}`);
@@ -165,6 +174,48 @@ async function cmdMigrate(args: string[], out: Out): Promise<number> {
   const report = await followMigration(api, started, values.json ? () => undefined : out);
   if (values.json) out(JSON.stringify(report));
   return report.result === 'success' ? 0 : 1;
+}
+
+/** A policy as JSON text; the agent checks it against the schema and names the field that is wrong. */
+function parsePolicyJson(text: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new RoamError('INPUT_INVALID', `${what}: not JSON (${(e as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new RoamError('INPUT_INVALID', `${what}: expected a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+async function cmdPolicy(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...apiOptions, clear: { type: 'boolean' } }, 'roam policy');
+  const [name, text, extra] = positionals;
+  if (!name || extra !== undefined) throw new RoamError('INPUT_INVALID', 'roam policy: give an endpoint name and a policy (or --clear)');
+  if (values.clear === (text !== undefined)) throw new RoamError('INPUT_INVALID', 'roam policy: give either a policy or --clear');
+  const body = text === undefined ? {} : { policy: parsePolicyJson(text, 'roam policy') };
+  const answer = await callJson<{ policy: unknown }>(resolveApi(apiOf(values)), 'PUT', `/v1/endpoints/${encodeURIComponent(name)}/policy`, body, { unreachable: 'PRECONDITION' });
+  out(answer.policy === null ? `${name}: back to the agents' default policy` : `${name}: ${JSON.stringify(answer.policy)}`);
+  return 0;
+}
+
+async function cmdDrain(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...apiOptions, off: { type: 'boolean' } }, 'roam drain');
+  if (positionals.length !== 1) throw new RoamError('INPUT_INVALID', 'roam drain: give exactly one node name');
+  const node = positionals[0]!;
+  const draining = !values.off;
+  await callJson(resolveApi(apiOf(values, node)), 'PUT', `/v1/nodes/${encodeURIComponent(node)}/drain`, { draining }, { unreachable: 'PRECONDITION' });
+  out(draining ? `${node} is draining: its endpoints move off it (roam decisions says where)` : `${node} is no longer draining`);
+  return 0;
+}
+
+async function cmdDecisions(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...apiOptions, json: { type: 'boolean' } }, 'roam decisions');
+  if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam decisions: unexpected argument ${JSON.stringify(positionals[0])}`);
+  const list = await callJson<DecisionWire[]>(resolveApi(apiOf(values)), 'GET', '/v1/decisions', undefined, { unreachable: 'PRECONDITION' });
+  if (values.json) out(JSON.stringify(list));
+  else out(formatTable(['TIME', 'NODE', 'ENDPOINT', 'POLICY', 'OUTCOME', 'TO', 'WHY'], list.map((d) => [d.at.slice(11, 23), d.node, d.endpoint, d.policy, d.outcome, d.to ?? '-', d.reason])));
+  return 0;
 }
 
 async function cmdTestbed(args: string[], out: Out): Promise<number> {

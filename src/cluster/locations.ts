@@ -24,6 +24,8 @@ export interface NodeAnnouncement {
   address: string;
   seq: number;
   endpoints: EndpointRecord[];
+  /** marked for maintenance: its endpoints leave, and no policy sends one there (absent: not draining) */
+  draining?: boolean;
 }
 
 /**
@@ -67,6 +69,15 @@ export class LocationTable {
     const sorted = [...endpoints].sort((a, b) => a.name.localeCompare(b.name));
     if (JSON.stringify(sorted) === JSON.stringify(me.endpoints)) return;
     this.nodes.set(this.self, { ...me, endpoints: sorted, seq: this.nextSeq(), lastHeardMs: this.now() });
+    this.changed('local');
+  }
+
+  /** Marks this node as draining (or not) and says so with the next announcement. */
+  setDraining(draining: boolean): void {
+    const me = this.nodes.get(this.self)!;
+    if ((me.draining === true) === draining) return;
+    const { draining: _was, ...rest } = me;
+    this.nodes.set(this.self, { ...rest, ...(draining ? { draining: true } : {}), seq: this.nextSeq(), lastHeardMs: this.now() });
     this.changed('local');
   }
 
@@ -114,7 +125,7 @@ export class LocationTable {
 
   announcement(): NodeAnnouncement {
     const me = this.nodes.get(this.self)!;
-    return { node: me.node, address: me.address, seq: me.seq, endpoints: me.endpoints };
+    return { node: me.node, address: me.address, seq: me.seq, endpoints: me.endpoints, ...(me.draining ? { draining: true } : {}) };
   }
 
   nodeViews(): NodeView[] {

@@ -3,6 +3,7 @@
  * parsed once at the edge (config/load.ts), then frozen.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { EndpointPolicy } from '../policy/schema.js';
 
 export const NodeName = Type.String({
   pattern: '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$',
@@ -87,6 +88,16 @@ export const AgentConfig = Type.Object(
         maxConcurrent: Type.Integer({
           minimum: 1, maximum: 16, default: 1,
           description: 'migrations this node drives at once (as their source); more are queued in order and say so in their status',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    policy: Type.Object(
+      {
+        intervalMs: Type.Integer({ minimum: 100, maximum: 60000, default: 1000, description: 'how often the policies observe this node\'s endpoints and decide' }),
+        default: Type.Object(EndpointPolicy.properties, {
+          additionalProperties: false, default: {},
+          description: 'the policy of endpoints that have none of their own (by default: leave a draining node, nothing else)',
         }),
       },
       { additionalProperties: false, default: {} },

@@ -27,6 +27,8 @@ export interface AgentEvents {
   /** post-copy: progress of the target's pull, and its end */
   'migration.pull': { id: string; name: string; state: 'progress' | 'complete' | 'incomplete'; lazyBytes: number; pulledBytes: number; durationMs: number };
   'migration.stall': { id: string; name: string; stallsMs: number[]; idle: number };
+  /** a policy decided something about an endpoint here: a move, a preparation, a withdrawal, or why not */
+  'policy.decision': { decision: import('../policy/engine.js').Decision };
   log: { level: 'info' | 'warn' | 'error'; message: string };
 }
 

@@ -39,7 +39,8 @@ export class TrafficWindow {
       const before = this.last.get(key);
       this.last.set(key, s.bytes);
       if (!this.firstAt.has(s.endpoint)) this.firstAt.set(s.endpoint, now);
-      const delta = before === undefined ? 0 : s.bytes >= before ? s.bytes - before : s.bytes;
+      // Every counter starts at zero when its rule is written: one not read before counts in full.
+      const delta = before === undefined ? s.bytes : s.bytes >= before ? s.bytes - before : s.bytes;
       const perVia = this.deltas.get(s.endpoint) ?? new Map<string, Delta[]>();
       this.deltas.set(s.endpoint, perVia);
       const list = perVia.get(s.via) ?? [];
@@ -56,6 +57,11 @@ export class TrafficWindow {
       this.firstAt.delete(name);
       for (const key of [...this.last.keys()]) if (key.startsWith(`${name} `)) this.last.delete(key);
     }
+  }
+
+  /** The counters were rewritten and start again from zero: the next reading is all new. */
+  rebase(): void {
+    for (const key of this.last.keys()) this.last.set(key, 0);
   }
 
   /** Rates over the last `windowMs` (or since the endpoint was first seen, if that is shorter). */

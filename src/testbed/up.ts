@@ -185,6 +185,7 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     syncIntervalMs: syncIntervalMs ?? 2000,
     tls,
     migration: { maxConcurrent: 1 },
+    policy: { intervalMs: 1000, default: { drain: true, minDwellMs: 30000, prepare: true } },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
     ...(kubernetes ? { kubernetes: { ...kubernetes, rangePrefixLength: 24, resyncMs: 5000 } } : {}),
   };
