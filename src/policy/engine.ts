@@ -138,7 +138,8 @@ export class PolicyEngine {
     if (follow) {
       const r = input.rates(ep.name, follow.windowMs);
       const top = r.top !== undefined && r.top !== LOCAL_VIA && r.top !== input.self ? r.top : undefined;
-      const thick = r.total >= follow.minBytesPerSecond;
+      // A window not yet full (the endpoint is new here, or the agent is) says too little to act on.
+      const thick = r.total >= follow.minBytesPerSecond && r.spanMs >= follow.windowMs;
       const pct = (share: number) => `${Math.round(share * 100)}%`;
       // Prediction: the target is prepared while the share grows, withdrawn when it fades.
       if (st.prepared && (!thick || top !== st.prepared || r.topShare < follow.prepareShare - 0.1)) {

@@ -16,6 +16,8 @@ export interface EntryRates {
   /** the node most traffic enters at, and its share of the total (0 without traffic) */
   top: string | undefined;
   topShare: number;
+  /** how much time the rates cover: less than the window asked for while the endpoint is new here */
+  spanMs: number;
 }
 
 interface Delta {
@@ -86,7 +88,7 @@ export class TrafficWindow {
         top = via;
       }
     }
-    return { byVia, total, top, topShare: total > 0 ? best / total : 0 };
+    return { byVia, total, top, topShare: total > 0 ? best / total : 0, spanMs: now - since };
   }
 
   totalsOf(endpoint: string): Map<string, number> {

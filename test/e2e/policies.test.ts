@@ -1,0 +1,113 @@
+/**
+ * Policies on the testbed, with real agents, real counters and real moves:
+ * a service follows its client when the client moves, and does not move
+ * under clients spread evenly; a drained node empties with every client
+ * stream intact; a decision the policy declines is recorded with its reason.
+ */
+import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { callJson } from '../../src/api/http-client.js';
+import type { DecisionWire, NodeStatus } from '../../src/api/schemas.js';
+import type { TestbedState } from '../../src/testbed/state.js';
+import { inNs } from '../helpers/netns.js';
+import { requireRoot } from '../helpers/root.js';
+import { cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+
+const name = uniqueTestbedName();
+let tb: TestbedState;
+const node = process.execPath;
+
+test.before(async () => {
+  requireRoot();
+  tb = await upTestbed(name, 3);
+});
+
+test.after.always(() => downClean(name));
+
+const api = () => ({ socketPath: tb.nodes[0]!.apiSocket });
+const decisions = (endpoint: string) => callJson<DecisionWire[]>(api(), 'GET', '/v1/decisions').then((all) => all.filter((d) => d.endpoint === endpoint));
+const whereIs = async (endpoint: string) => (await endpoints(tb)).find((e) => e.name === endpoint)?.node;
+const policy = async (endpoint: string, p: object) => {
+  const r = await cli(['policy', '--testbed', name, endpoint, JSON.stringify(p)]);
+  if (r.code !== 0) throw new Error(r.err);
+};
+const FOLLOW = { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0 };
+
+test.serial('follow-the-client: the client moves from node3 to node1, the service follows exactly once with every stream intact; moved back at once, it is declined for its dwell time', async (t) => {
+  const svc = await run(tb, 'node3', 'svc', [node, workload('echo-server.js'), '--port', '7101']);
+  await policy('svc', FOLLOW);
+  await run(tb, 'node3', 'cli', [node, workload('stream-check.js'), svc.ip, '7101', '--connections', '20', '--rate', '4000']);
+  await streamAdvances(tb, 'node3', 'cli', 50000);
+  await sleep(4000);
+  t.is(await whereIs('svc'), 'node3', 'the clients are here: nothing moves');
+  t.deepEqual((await decisions('svc')).filter((d) => d.outcome === 'moved'), []);
+
+  const moved = await migrate(name, 'cli', 'node1');
+  t.is(moved.result, 'success', moved.reason);
+  await waitFor('svc to follow its client to node1', async () => (await whereIs('svc')) === 'node1', 40000);
+  await streamAdvances(tb, 'node1', 'cli', 100000, 15000);
+  await sleep(5000);
+  const ds = await decisions('svc');
+  const moves = ds.filter((d) => d.outcome === 'moved');
+  t.is(moves.length, 1, JSON.stringify(ds));
+  t.like(moves[0], { node: 'node3', policy: 'follow-client', to: 'node1', code: 'client-moved' });
+  t.true(ds.some((d) => d.outcome === 'prepared' && d.to === 'node1'), 'node1 was prepared before the move');
+  t.is(await whereIs('svc'), 'node1');
+
+  // The client goes back; the service has just arrived and must stay a while.
+  await policy('svc', { ...FOLLOW, minDwellMs: 600000 });
+  t.is((await migrate(name, 'cli', 'node3')).result, 'success');
+  await waitFor('the dwell decline', async () => (await decisions('svc')).some((d) => d.outcome === 'declined'), 30000);
+  const declined = (await decisions('svc')).filter((d) => d.outcome === 'declined');
+  t.like(declined[0], { node: 'node1', policy: 'follow-client', code: 'dwell', to: 'node3' });
+  t.regex(declined[0]!.reason, /of its traffic has entered at node3 .* but it arrived \d+ s ago \(minDwellMs 600000\)/);
+  // The agents' metrics listen on their underlay address, inside the node's namespace.
+  const metrics = inNs(tb.nodes[0]!.netns, [node, '-e', "fetch(process.argv[1]).then((r) => r.text()).then((x) => process.stdout.write(x))", `http://${tb.nodes[0]!.metrics}/metrics`]);
+  t.regex(metrics, /roam_policy_decisions_total\{policy="follow-client",outcome="declined",code="dwell"\} 1/);
+  t.regex(metrics, /roam_endpoint_ingress_bytes\{endpoint="svc",via="node3"\} [1-9]/);
+  t.regex(metrics, /roam_endpoint_client_rtt_seconds\{endpoint="svc"\} [0-9.e-]+/);
+  await streamAdvances(tb, 'node3', 'cli', 50000, 15000);
+  t.is(await whereIs('svc'), 'node1');
+  for (const e of ['cli', 'svc']) await cli(['stop', '--testbed', name, e]);
+});
+
+test.serial('follow-the-client does not move a service whose clients are spread evenly over two nodes', async (t) => {
+  const svc = await run(tb, 'node3', 'even', [node, workload('echo-server.js'), '--port', '7102']);
+  await policy('even', FOLLOW);
+  await run(tb, 'node1', 'even-a', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
+  await run(tb, 'node2', 'even-b', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
+  await streamAdvances(tb, 'node1', 'even-a', 50000);
+  await sleep(12000);
+  t.is(await whereIs('even'), 'node3');
+  t.deepEqual((await decisions('even')).filter((d) => d.outcome === 'moved'), []);
+  for (const e of ['even-a', 'even-b', 'even']) await cli(['stop', '--testbed', name, e]);
+});
+
+test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; nothing moves back to it', async (t) => {
+  const a = await run(tb, 'node2', 'da', [node, workload('echo-server.js'), '--port', '7103']);
+  const b = await run(tb, 'node2', 'db', [node, workload('echo-server.js'), '--port', '7104']);
+  await run(tb, 'node1', 'da-cli', [node, workload('stream-check.js'), a.ip, '7103', '--connections', '10', '--rate', '4000']);
+  await run(tb, 'node3', 'db-cli', [node, workload('stream-check.js'), b.ip, '7104', '--connections', '10', '--rate', '4000']);
+  await streamAdvances(tb, 'node1', 'da-cli', 30000, 20000);
+  await streamAdvances(tb, 'node3', 'db-cli', 30000, 20000).catch((err: unknown) => {
+    throw new Error(`${String(err)}; its log: ${endpointLog(tb, 'node3', 'db-cli').slice(-600)}`);
+  });
+  await sleep(6000); // a full window of traffic, so the drain knows where the clients are
+  const drained = await cli(['drain', '--testbed', name, 'node2']);
+  t.is(drained.code, 0, drained.err);
+  await waitFor('node2 to empty', async () => (await endpoints(tb)).every((e) => e.node !== 'node2'), 60000);
+  t.is(await whereIs('da'), 'node1');
+  t.is(await whereIs('db'), 'node3');
+  await streamAdvances(tb, 'node1', 'da-cli', 50000, 15000);
+  await streamAdvances(tb, 'node3', 'db-cli', 50000, 15000);
+  const nodes = await callJson<NodeStatus[]>(api(), 'GET', '/v1/nodes');
+  t.true(nodes.find((n) => n.node === 'node2')!.draining, 'the other agents know node2 is draining');
+  t.like((await decisions('da'))[0], { node: 'node2', policy: 'drain', outcome: 'moved', code: 'node-draining', to: 'node1' });
+  const wrong = await cli(['drain', '--api', tb.nodes[0]!.apiSocket, 'node2']);
+  t.is(wrong.code, 1);
+  t.regex(wrong.err, /this agent is node1; ask node2's own agent/);
+  t.is((await cli(['drain', '--testbed', name, 'node2', '--off'])).code, 0);
+  const after = await callJson<NodeStatus[]>(api(), 'GET', '/v1/nodes');
+  t.false(after.find((n) => n.node === 'node2')!.draining);
+  for (const e of ['da-cli', 'db-cli', 'da', 'db']) await cli(['stop', '--testbed', name, e]);
+});
