@@ -40,7 +40,7 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
   }
 }
 
-async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
+export async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover, ...more });
   for (;;) {

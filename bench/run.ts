@@ -11,6 +11,7 @@ import { handoverBench } from './handover.js';
 import { memoryBench } from './memory.js';
 import { soakBench } from './soak.js';
 import { containerBench } from './container.js';
+import { policyBench } from './policy.js';
 import { writePlots } from './plots.js';
 
 const quick = process.argv.includes('--quick');
@@ -24,6 +25,7 @@ const scenarios = [
   only && only !== 'memory' ? { scenario: 'memory', skipped: true } : await memoryBench(quick ? 1 : 2, quick ? [16, 128] : [16, 128, 512, 1024]),
   only && only !== 'soak' ? { scenario: 'soak', skipped: true } : await soakBench(quick ? 110 : 510),
   only && only !== 'container' ? { scenario: 'container', skipped: true } : await containerBench(quick ? 1 : 3),
+  only && only !== 'policy' ? { scenario: 'policy_follow_client', skipped: true } : await policyBench(quick ? 1 : 3),
 ];
 const report = { started, finished: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, scenarios };
 const text = JSON.stringify(report, null, 2);

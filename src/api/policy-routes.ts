@@ -22,7 +22,7 @@ export interface PolicyRouteDeps {
 }
 
 export function decisionWire(node: string, d: Decision): DecisionWire {
-  return { at: new Date(d.at).toISOString(), node, endpoint: d.endpoint, policy: d.policy, outcome: d.outcome, ...(d.to ? { to: d.to } : {}), code: d.code, reason: d.reason };
+  return { at: new Date(d.at).toISOString(), node, endpoint: d.endpoint, policy: d.policy, outcome: d.outcome, ...(d.to ? { to: d.to } : {}), code: d.code, reason: d.reason, ...(d.migration ? { migration: d.migration } : {}) };
 }
 
 export function registerPolicyControlRoutes(app: FastifyInstance, d: PolicyRouteDeps): void {

@@ -109,6 +109,7 @@ export const DecisionWire = Type.Object({
   to: Type.Optional(NodeName),
   code: Type.String({ description: 'why, in one word' }),
   reason: Type.String(),
+  migration: Type.Optional(Type.String({ description: 'a move: the migration it started' })),
 }, { additionalProperties: false });
 export type DecisionWire = Static<typeof DecisionWire>;
 

@@ -57,6 +57,8 @@ export interface Decision {
   to?: string;
   code: DecisionCode;
   reason: string;
+  /** a move: the migration it started */
+  migration?: string;
 }
 
 export type Action =

@@ -99,11 +99,17 @@ export class PolicyPlanner {
   }
 
   private act(a: Action): void {
-    this.record(a.decision);
+    if (a.kind !== 'move') this.record(a.decision);
     try {
       switch (a.kind) {
         case 'move': {
-          const started = this.d.source.start({ name: a.endpoint, to: a.to, mode: undefined, handover: 'full', presync: true });
+          let started: ReturnType<PlannerDeps['source']['start']>;
+          try {
+            started = this.d.source.start({ name: a.endpoint, to: a.to, mode: undefined, handover: 'full', presync: true });
+            a.decision.migration = started.id;
+          } finally {
+            this.record(a.decision);
+          }
           void started.done.then(
             (r) => this.d.events.info(`policy move of ${a.endpoint} to ${a.to} (${started.id}): ${r.result}${r.reason ? `, ${r.reason}` : ''}`),
             (err: unknown) => this.d.events.warn(`policy move of ${a.endpoint} to ${a.to}: ${describeError(err)}`),
