@@ -106,10 +106,18 @@ export class Agent {
     // A node marked for maintenance stays marked across agent restarts, until it is lifted.
     const drain = new DrainFlag(c.stateDir);
     this.table.setDraining(drain.isSet());
+    // The table's change is announced to the peers by the next push (or at once, from setDraining below).
+    const markDraining = (draining: boolean) => {
+      if ((this.table.node(c.node)?.draining === true) === draining) return;
+      drain.set(draining);
+      this.table.setDraining(draining);
+      this.events.info(`node ${c.node} ${draining ? 'is draining: its endpoints leave it' : 'is no longer draining'}`);
+    };
     // In Kubernetes mode the peers and this node's range come from the cluster, before anything uses them.
     let range = c.overlay.range;
     if (c.kubernetes) {
-      this.kube = new KubernetesMode({ ...c, kubernetes: c.kubernetes }, this.table, this.events);
+      // A cordoned node is one marked for maintenance: the drain policy moves its endpoints off it.
+      this.kube = new KubernetesMode({ ...c, kubernetes: c.kubernetes }, this.table, this.events, undefined, (cordoned) => markDraining(cordoned));
       range = await this.kube.join();
     }
     if (!range) throw new RoamError('CONFIG_INVALID', 'overlay.range: required (only a kubernetes agent claims its range from the cluster)');
@@ -174,9 +182,7 @@ export class Agent {
       draining: () => this.table.node(c.node)?.draining === true,
     });
     const setDraining = async (draining: boolean) => {
-      drain.set(draining);
-      this.table.setDraining(draining);
-      this.events.info(`node ${c.node} ${draining ? 'is draining: its endpoints leave it' : 'is no longer draining'}`);
+      markDraining(draining);
       await sync.publish(2000);
     };
     this.drainSetter = setDraining;

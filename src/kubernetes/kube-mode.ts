@@ -24,11 +24,15 @@ export class KubernetesMode {
   private migrations: MigrationController | undefined;
   private pods: PodEndpoints | undefined;
 
-  constructor(private readonly c: Readonly<AgentConfig> & { kubernetes: NonNullable<AgentConfig['kubernetes']> }, private readonly table: LocationTable, private readonly events: EventBus, client?: KubeClient) {
+  constructor(
+    private readonly c: Readonly<AgentConfig> & { kubernetes: NonNullable<AgentConfig['kubernetes']> }, private readonly table: LocationTable, private readonly events: EventBus, client?: KubeClient,
+    /** the node was cordoned or uncordoned */
+    onCordon?: (cordoned: boolean) => void,
+  ) {
     this.client = client ?? KubeClient.connect(c.kubernetes.kubeconfig);
     this.discovery = new NodeDiscovery(this.client, table, {
       node: c.node, vtep: c.underlay.address, subnet: c.overlay.subnet, rangePrefixLength: c.kubernetes.rangePrefixLength,
-      fixedRange: c.overlay.range, version: VERSION, events,
+      fixedRange: c.overlay.range, version: VERSION, events, ...(onCordon ? { onCordon } : {}),
     });
   }
 

@@ -52,6 +52,8 @@ export interface DiscoveryOptions {
   fixedRange: string | undefined;
   version: string;
   events: EventBus;
+  /** this node's Node was cordoned (spec.unschedulable) or uncordoned: the drain policy follows it */
+  onCordon?: (cordoned: boolean) => void;
 }
 
 export class NodeDiscovery {
@@ -117,6 +119,7 @@ export class NodeDiscovery {
 
   private apply(n: V1Node): void {
     const name = n.metadata?.name;
+    if (name === this.o.node) this.o.onCordon?.(n.spec?.unschedulable === true);
     if (!name || name === this.o.node) return;
     const vtep = n.metadata?.annotations?.[ANNOTATIONS.vtep];
     if (vtep && isIpAddress(vtep)) {

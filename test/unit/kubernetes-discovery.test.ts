@@ -173,3 +173,29 @@ test('the watch outlives dropped watches, an expired resourceVersion and an API 
   t.true(api.requests.some((r) => r.url.includes('watch=true') && r.status === 200), 'and watch from the new list');
   t.is(`http://127.0.0.1:${port}`, url);
 });
+
+test('cordoning the own Node (kubectl cordon, kubectl drain) is said to the agent, and so is uncordoning; other Nodes\' are not', async (t) => {
+  const { api, url } = await apiServer(t);
+  for (const n of ['n1', 'n2']) registerNode(api, n);
+  const said: boolean[] = [];
+  const table = new LocationTable('n1', '172.31.0.1');
+  const discovery = new NodeDiscovery(KubeClient.forServer(url, 50), table, {
+    node: 'n1', vtep: '172.31.0.1', subnet: SUBNET, rangePrefixLength: 24, fixedRange: undefined, version: '0.1.0-test', events: new EventBus(),
+    onCordon: (cordoned) => said.push(cordoned),
+  });
+  t.teardown(() => discovery.stop());
+  await discovery.start();
+  await waitFor('the first view of n1', () => said.length > 0);
+  t.false(said.at(-1));
+  const cordon = (name: string, unschedulable: boolean) => {
+    const n = api.get(NODES, name)!;
+    api.put(NODES, { ...n, spec: { ...(n.spec as object), unschedulable } });
+  };
+  cordon('n2', true);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.false(said.includes(true), "n2's cordon is not n1's");
+  cordon('n1', true);
+  await waitFor('n1 cordoned', () => said.at(-1) === true);
+  cordon('n1', false);
+  await waitFor('n1 uncordoned', () => said.at(-1) === false);
+});
