@@ -44,6 +44,7 @@ export async function policyBench(runs: number): Promise<Record<string, unknown>
       await until(() => logOf(b.tb, 'node1', 'box').includes('listening 7001'), 10000, 'the container to listen');
       await callJson(b.api, 'POST', '/v1/endpoints', { name: 'roamer', node: 'node1', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', '20', '--rate', '10000'] });
       let where = 'node1';
+      const seen = new Set<string>();
       for (let run = 0; run < runs; run++) {
         for (const prepare of [true, false]) {
           await callJson(b.api, 'PUT', '/v1/endpoints/box/policy', { policy: { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0, prepare } });
@@ -56,8 +57,10 @@ export async function policyBench(runs: number): Promise<Record<string, unknown>
           while (!decision) {
             if (performance.now() - clientArrived > 60000) throw new Error('bench: the container did not follow its client within 60 s');
             await sleep(50);
-            decision = (await callJson<DecisionWire[]>(b.api, 'GET', '/v1/decisions')).find((d) => d.endpoint === 'box' && d.outcome === 'moved' && d.to === to && d.node === where);
+            decision = (await callJson<DecisionWire[]>(b.api, 'GET', '/v1/decisions'))
+              .find((d) => d.endpoint === 'box' && d.outcome === 'moved' && d.to === to && d.migration !== undefined && !seen.has(d.migration));
           }
+          seen.add(decision.migration!);
           const decidedMs = performance.now() - clientArrived;
           let status: MigrationStatus | undefined;
           while (status?.report === undefined || status.state === 'running') {
