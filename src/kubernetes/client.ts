@@ -6,7 +6,7 @@
  * (a test holds the two together).
  */
 import {
-  ApiException, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, Watch, type KubernetesObject, type V1EndpointSlice, type V1Node, type V1Pod,
+  ApiException, CoreV1Api, CoreV1Event, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, Watch, type KubernetesObject, type V1EndpointSlice, type V1Node, type V1Pod,
 } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, type CustomResourceKind } from './resources.js';
 
@@ -14,6 +14,7 @@ import { API_VERSION, GROUP, type CustomResourceKind } from './resources.js';
 export const API_PERMISSIONS: readonly (readonly [string, string, readonly string[]])[] = [
   ['', 'nodes', ['get', 'list', 'watch', 'update']],
   ['', 'pods', ['get', 'list', 'watch']],
+  ['', 'events', ['create']],
   ['discovery.k8s.io', 'endpointslices', ['get', 'list', 'watch', 'create', 'update', 'delete']],
   [GROUP, 'migrations', ['get', 'list', 'watch']],
   [GROUP, 'migrations/status', ['get', 'update']],
@@ -155,6 +156,11 @@ export class KubeClient {
     return call('delete', `endpointslice ${namespace}/${name}`, async () => {
       await this.discovery.deleteNamespacedEndpointSlice({ namespace, name });
     });
+  }
+
+  createEvent(event: CoreV1Event): Promise<CoreV1Event> {
+    const namespace = event.metadata.namespace ?? '';
+    return call('create', `event ${namespace}/${event.metadata.name ?? ''}`, () => this.core.createNamespacedEvent({ namespace, body: event }));
   }
 
   getCustom<T>(k: CustomResourceKind, name: string): Promise<T> {

@@ -6,6 +6,7 @@
  * (RoamEndpoint resources). Joins in two steps because the node's overlay
  * range, claimed from the cluster, is needed before the endpoints can be.
  */
+import { DecisionEvents } from './decision-events.js';
 import type { LocationTable } from '../cluster/locations.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { EndpointManager } from '../endpoint/manager.js';
@@ -23,6 +24,7 @@ export class KubernetesMode {
   private records: EndpointRecords | undefined;
   private migrations: MigrationController | undefined;
   private pods: PodEndpoints | undefined;
+  private decisions: DecisionEvents | undefined;
 
   constructor(
     private readonly c: Readonly<AgentConfig> & { kubernetes: NonNullable<AgentConfig['kubernetes']> }, private readonly table: LocationTable, private readonly events: EventBus, client?: KubeClient,
@@ -68,9 +70,12 @@ export class KubernetesMode {
       node, runtimeRoot: this.c.kubernetes.runtimeRoot, host: manager, resyncMs: this.c.kubernetes.resyncMs, events: this.events,
     });
     this.pods.start();
+    this.decisions = new DecisionEvents(this.client, node, this.events);
+    this.decisions.start();
   }
 
   stop(): void {
+    this.decisions?.stop();
     this.pods?.stop();
     this.migrations?.stop();
     this.records?.stop();

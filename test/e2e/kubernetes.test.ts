@@ -189,3 +189,22 @@ test.serial('a pod that opts in gets an overlay address beside its own network, 
   t.notRegex(execFileSync('ip', ['-n', podNetns.split('/').pop()!, 'link'], { encoding: 'utf8' }), /roam0/);
   t.regex(execFileSync('runc', ['--root', runtimeRoot, 'state', podContainer], { encoding: 'utf8' }), /"status": "running"/);
 });
+
+test.serial('cordoning a Node drains it: its service moves to where its clients are, with their streams, an Event says why; uncordoning lifts it', async (t) => {
+  t.is(record('echo')?.status?.node, 'node1');
+  const node1 = api.get(NODES, 'node1')!;
+  api.put(NODES, { ...node1, spec: { ...(node1.spec as object), unschedulable: true } });
+  await waitFor('echo to leave node1', () => record('echo')?.status?.node === 'node3', 60000);
+  const after = await streamAdvances(tb, 'node3', 'clients', 50000, 15000);
+  t.is(after.open, 20, 'every client connection survived the drain');
+  const events = () => api.list('/api/v1/events').filter((e) => (e.involvedObject as { name?: string } | undefined)?.name === 'echo');
+  await waitFor('the Event', () => events().some((e) => e.reason === 'DrainMoved'));
+  t.like(events().find((e) => e.reason === 'DrainMoved'), { metadata: { namespace: 'default' }, involvedObject: { kind: 'RoamEndpoint' }, source: { host: 'node1' } });
+  t.regex(String(events().find((e) => e.reason === 'DrainMoved')!.message), /^moved node3 \(node-draining\): node1 is draining; migration m-/);
+  const lifted = api.get(NODES, 'node1')!;
+  api.put(NODES, { ...lifted, spec: { ...(lifted.spec as object), unschedulable: false } });
+  await waitFor('node1 no longer draining', async () => {
+    const nodes = await callJson<NodeStatus[]>({ socketPath: tb.nodes[2]!.apiSocket }, 'GET', '/v1/nodes');
+    return nodes.find((n) => n.node === 'node1')?.draining === false;
+  }, 20000);
+});

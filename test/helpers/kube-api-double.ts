@@ -10,7 +10,7 @@
  *    AlreadyExists); spec changes bump metadata.generation; with a status
  *    subresource, the main resource ignores status and /status ignores
  *    everything else; deletes honour preconditions.resourceVersion;
- *  - namespaced collections (pods, EndpointSlices) under
+ *  - namespaced collections (pods, events, EndpointSlices) under
  *    /namespaces/NS/, listed and watched across namespaces too, with the
  *    equality field selectors the agent uses (spec.nodeName,
  *    metadata.name, metadata.namespace) and equality label selectors;
@@ -52,6 +52,7 @@ interface WatchEvent { rv: number; collection: string; type: 'ADDED' | 'MODIFIED
 const COLLECTIONS: Omit<Collection, 'objects' | 'path'>[] = [
   { base: '/api/v1', plural: 'nodes', namespaced: false, apiVersion: 'v1', kind: 'Node', statusSubresource: true },
   { base: '/api/v1', plural: 'pods', namespaced: true, apiVersion: 'v1', kind: 'Pod', statusSubresource: true },
+  { base: '/api/v1', plural: 'events', namespaced: true, apiVersion: 'v1', kind: 'Event', statusSubresource: false },
   { base: '/apis/discovery.k8s.io/v1', plural: 'endpointslices', namespaced: true, apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', statusSubresource: false },
   { base: '/apis/roam.dev/v1alpha1', plural: 'migrations', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'Migration', statusSubresource: true },
   { base: '/apis/roam.dev/v1alpha1', plural: 'roamendpoints', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'RoamEndpoint', statusSubresource: true },
