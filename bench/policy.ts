@@ -25,6 +25,11 @@ interface Sample {
   prepare_phase_ms: number;
   prepared_ahead_ms: number;
   total_ms: number;
+  /** the frozen window's parts */
+  dump_ms: number;
+  transfer_ms: number;
+  restore_ms: number;
+  frozen_file_bytes: number;
 }
 
 const VOLUME_MIB = 100;
@@ -73,6 +78,7 @@ export async function policyBench(runs: number): Promise<Record<string, unknown>
           samples.push({
             prepare, arrival_ms: r1(performance.now() - clientArrived), decided_ms: r1(decidedMs), frozen_ms: report.frozen_ms, prepare_phase_ms: report.phases.prepare_ms,
             prepared_ahead_ms: report.prepared_ahead_ms ?? 0, total_ms: r1(Object.values(report.phases).reduce((x, y) => x + y, 0) - report.phases.pull_ms),
+            dump_ms: report.phases.dump_ms, transfer_ms: report.phases.transfer_ms, restore_ms: report.phases.restore_ms, frozen_file_bytes: report.files?.frozen_bytes ?? 0,
           });
           where = to;
         }
@@ -87,6 +93,7 @@ export async function policyBench(runs: number): Promise<Record<string, unknown>
     return {
       arrival_ms: m((s) => s.arrival_ms), decided_ms: m((s) => s.decided_ms), frozen_ms: m((s) => s.frozen_ms),
       prepare_phase_ms: m((s) => s.prepare_phase_ms), prepared_ahead_ms: m((s) => s.prepared_ahead_ms), migration_ms: m((s) => s.total_ms),
+      dump_ms: m((s) => s.dump_ms), transfer_ms: m((s) => s.transfer_ms), restore_ms: m((s) => s.restore_ms), frozen_file_bytes: m((s) => s.frozen_file_bytes),
     };
   };
   const on = sum(true);

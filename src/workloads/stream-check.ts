@@ -6,13 +6,20 @@
  * 250 ms: {"sent","verified","maxGapMs","open"}, where maxGapMs is the
  * longest time any connection went without an echoed byte while it had data
  * outstanding. Exit 2 on a wrong byte, 3 when a connection is lost.
- * Usage: node stream-check.js HOST PORT [--rate BYTES_PER_SEC_PER_CONNECTION] [--connections N]
+ * With --burst-ms N it sends only in every other N ms of the wall clock
+ * (--phase 0: the even ones, 1: the odd ones), so that two clients with
+ * opposite phases take turns: the alternating traffic the policies must
+ * not take for a move.
+ * Usage: node stream-check.js HOST PORT [--rate BYTES_PER_SEC_PER_CONNECTION] [--connections N] [--burst-ms N --phase 0|1]
  */
 import { connect, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 
 const { values, positionals } = parseArgs({
-  options: { rate: { type: 'string', default: '200000' }, connections: { type: 'string', default: '1' } },
+  options: {
+    rate: { type: 'string', default: '200000' }, connections: { type: 'string', default: '1' },
+    'burst-ms': { type: 'string', default: '0' }, phase: { type: 'string', default: '0' },
+  },
   allowPositionals: true,
 });
 const [host, port] = positionals;
@@ -37,6 +44,10 @@ interface Stream {
 const rate = Number(values.rate);
 const count = Number(values.connections);
 const tickMs = 10;
+const burstMs = Number(values['burst-ms']);
+const phase = Number(values.phase);
+/** Whether this is one of this client's turns (always, without --burst-ms). */
+const myTurn = () => burstMs <= 0 || Math.floor(Date.now() / burstMs) % 2 === phase;
 let maxGapMs = 0;
 const streams: Stream[] = [];
 let open = 0;
@@ -74,6 +85,7 @@ for (let c = 0; c < count; c++) {
 }
 
 setInterval(() => {
+  if (!myTurn()) return;
   const n = Math.max(1, Math.round((rate * tickMs) / 1000));
   for (const [c, s] of streams.entries()) {
     if (!s.connected) continue;

@@ -31,6 +31,11 @@ const policy = async (endpoint: string, p: object) => {
   const r = await cli(['policy', '--testbed', name, endpoint, JSON.stringify(p)]);
   if (r.code !== 0) throw new Error(r.err);
 };
+/** The agents' metrics listen on their underlay address, inside the node's namespace. */
+function metricsOf(nodeName: string): string {
+  const n = tb.nodes.find((x) => x.name === nodeName)!;
+  return inNs(n.netns, [node, '-e', "fetch(process.argv[1]).then((r) => r.text()).then((x) => process.stdout.write(x))", `http://${n.metrics}/metrics`]);
+}
 const FOLLOW = { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0 };
 
 test.serial('follow-the-client: the client moves from node3 to node1, the service follows exactly once with every stream intact; moved back at once, it is declined for its dwell time', async (t) => {
@@ -61,8 +66,7 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
   const declined = (await decisions('svc')).filter((d) => d.outcome === 'declined');
   t.like(declined[0], { node: 'node1', policy: 'follow-client', code: 'dwell', to: 'node3' });
   t.regex(declined[0]!.reason, /of its traffic has entered at node3 .* but it arrived \d+ s ago \(minDwellMs 600000\)/);
-  // The agents' metrics listen on their underlay address, inside the node's namespace.
-  const metrics = inNs(tb.nodes[0]!.netns, [node, '-e', "fetch(process.argv[1]).then((r) => r.text()).then((x) => process.stdout.write(x))", `http://${tb.nodes[0]!.metrics}/metrics`]);
+  const metrics = metricsOf('node1');
   t.regex(metrics, /roam_policy_decisions_total\{policy="follow-client",outcome="declined",code="dwell"\} 1/);
   t.regex(metrics, /roam_endpoint_ingress_bytes\{endpoint="svc",via="node3"\} [1-9]/);
   t.regex(metrics, /roam_endpoint_client_rtt_seconds\{endpoint="svc"\} [0-9.e-]+/);
@@ -81,6 +85,26 @@ test.serial('follow-the-client does not move a service whose clients are spread 
   t.is(await whereIs('even'), 'node3');
   t.deepEqual((await decisions('even')).filter((d) => d.outcome === 'moved'), []);
   for (const e of ['even-a', 'even-b', 'even']) await cli(['stop', '--testbed', name, e]);
+});
+
+test.serial('follow-the-client does not move a service whose clients on two nodes take turns of 1 s, then of 2 s', async (t) => {
+  const svc = await run(tb, 'node3', 'turns', [node, workload('echo-server.js'), '--port', '7105']);
+  await policy('turns', FOLLOW);
+  // Turns of 1 s, then 2 s: each node alone carries all the traffic for a while, never for a full window plus the hold.
+  for (const burst of ['1000', '2000']) {
+    await run(tb, 'node1', `turns-a${burst}`, [node, workload('stream-check.js'), svc.ip, '7105', '--connections', '5', '--rate', '8000', '--burst-ms', burst, '--phase', '0']);
+    await run(tb, 'node2', `turns-b${burst}`, [node, workload('stream-check.js'), svc.ip, '7105', '--connections', '5', '--rate', '8000', '--burst-ms', burst, '--phase', '1']);
+    await streamAdvances(tb, 'node1', `turns-a${burst}`, 20000, 15000);
+    await streamAdvances(tb, 'node2', `turns-b${burst}`, 20000, 15000);
+    await sleep(12000);
+    t.is(await whereIs('turns'), 'node3', `turns of ${burst} ms`);
+    for (const e of [`turns-a${burst}`, `turns-b${burst}`]) await cli(['stop', '--testbed', name, e]);
+  }
+  t.deepEqual((await decisions('turns')).filter((d) => d.outcome === 'moved'), []);
+  // It did see the traffic, from both nodes: the service stayed because of the hysteresis, not for want of counts.
+  const metrics = metricsOf('node3');
+  for (const via of ['node1', 'node2']) t.regex(metrics, new RegExp(`roam_endpoint_ingress_bytes\\{endpoint="turns",via="${via}"\\} [1-9]`));
+  await cli(['stop', '--testbed', name, 'turns']);
 });
 
 test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; nothing moves back to it', async (t) => {
