@@ -118,6 +118,8 @@ export class PolicyEngine {
     };
     const move = (policy: PolicyKind, code: DecisionCode, to: string, reason: string): Action => {
       st.lastMoveAt = now;
+      // A preparation elsewhere is given up by the source when the move starts; one here is used by it.
+      st.prepared = undefined;
       st.follow = undefined;
       st.slowSince = undefined;
       st.declined.clear();

@@ -5,7 +5,7 @@
  * (tcp_info through sock_diag, in the endpoint's namespace).
  */
 import { describeError } from '../errors/roam-error.js';
-import { readIngressCounters, removeIngressCounters, writeIngressCounters, type IngressRuleSet } from '../sys/ingress-counters.js';
+import { LOCAL_VIA, readIngressCounters, removeIngressCounters, writeIngressCounters, type IngressRuleSet } from '../sys/ingress-counters.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { TrafficWindow, type TrafficSample } from './traffic-window.js';
 
@@ -35,17 +35,19 @@ export class TrafficObserver {
   async observe(now: number, endpoints: ObservedEndpoint[], peers: { node: string; address: string }[]): Promise<void> {
     const set: IngressRuleSet = { ...this.devices, endpoints: endpoints.map((e) => ({ name: e.name, ip: e.ip, mac: e.mac })), peers };
     const key = JSON.stringify(set);
-    const samples: TrafficSample[] = [];
+    const samples = new Map<string, TrafficSample>();
     if (this.written !== undefined) {
       for (const c of readIngressCounters(this.netns)) {
-        const same = samples.find((s) => s.endpoint === c.endpoint && s.via === c.via);
+        const key = `${c.endpoint} ${c.via}`;
+        const same = samples.get(key);
         if (same) same.bytes += c.bytes;
-        else samples.push({ endpoint: c.endpoint, via: c.via, bytes: c.bytes });
+        else samples.set(key, { endpoint: c.endpoint, via: c.via, bytes: c.bytes });
       }
     }
     // Endpoints without a counter yet are still present: absent ones are forgotten by the window.
-    for (const e of endpoints) if (!samples.some((s) => s.endpoint === e.name)) samples.push({ endpoint: e.name, via: 'local', bytes: 0 });
-    this.window.record(now, samples);
+    const counted = new Set([...samples.values()].map((s) => s.endpoint));
+    for (const e of endpoints) if (!counted.has(e.name)) samples.set(`${e.name} ${LOCAL_VIA}`, { endpoint: e.name, via: LOCAL_VIA, bytes: 0 });
+    this.window.record(now, [...samples.values()]);
     if (key !== this.written) {
       writeIngressCounters(this.netns, set);
       this.written = key;

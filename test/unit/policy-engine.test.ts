@@ -8,6 +8,8 @@ import { ingressScript, parseIngressCounters } from '../../src/sys/ingress-count
 function simulate(opts: {
   seconds: number; entry: (s: number) => Partial<Record<string, number>>; policy?: object; draining?: (s: number) => boolean; peers?: NodeChoice[]; rtt?: (s: number) => number | undefined;
   hereSince?: number;
+  /** moves are refused (the endpoint never starts moving) */
+  movesFail?: boolean;
 }): { actions: (Action & { second: number })[] } {
   const engine = new PolicyEngine();
   const window = new TrafficWindow();
@@ -27,7 +29,7 @@ function simulate(opts: {
     };
     for (const a of engine.evaluate(input)) {
       actions.push({ ...a, second: s });
-      if (a.kind === 'move') moving = true;
+      if (a.kind === 'move' && !opts.movesFail) moving = true;
     }
   }
   return { actions };
@@ -98,10 +100,21 @@ test('latency: a target missed for sustainMs moves the service to where its clie
   t.deepEqual(fine, []);
 });
 
-test('a prediction that fades is withdrawn; a move that did not happen is not asked for again before the retry wait', (t) => {
+test('a prediction that fades is withdrawn, and nothing moves', (t) => {
   const { actions } = simulate({ seconds: 30, policy: { followClient: { share: 0.9, prepareShare: 0.55 }, minDwellMs: 0 }, entry: (s) => (s < 8 ? { node1: 60000, local: 40000 } : { local: 50000 }) });
   t.deepEqual(actions.map((a) => `${a.kind} ${a.decision.code}`), ['prepare predicted', 'withdraw prediction-faded']);
-  t.true(RETRY_AFTER_MS > 0);
+});
+
+test('a move that did not happen (refused, rolled back) is asked for again only after the retry wait, which is said once each time', (t) => {
+  const { actions } = simulate({ seconds: 40, movesFail: true, entry: () => ({ node1: 50000 }) });
+  const seen = JSON.stringify(actions.map((a) => `${a.second} ${a.kind} ${a.decision.code}`));
+  const moves = actions.filter((a) => a.kind === 'move').map((a) => a.second);
+  // Once the wait is over, the target is prepared again (one round), then the move is asked for.
+  const retry = RETRY_AFTER_MS / 1000 + 1;
+  t.deepEqual(moves, [8, 8 + retry, 8 + 2 * retry], seen);
+  t.deepEqual(actions.filter((a) => a.kind === 'prepare').map((a) => a.second), [5, 8 + retry - 1, 8 + 2 * retry - 1], seen);
+  // After each move asked for, the share holds again for sustainMs (3 s), then waits: said once per wait.
+  t.deepEqual(actions.filter((a) => a.kind === 'decline').map((a) => `${a.second} ${a.decision.code}`), [`${moves[0]! + 4} retry-wait`, `${moves[1]! + 4} retry-wait`], seen);
 });
 
 test('the traffic window: rates over the window, a counter reset counted from zero, endpoints that go are forgotten', (t) => {
