@@ -46,6 +46,7 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
   await sleep(4000);
   t.is(await whereIs('svc'), 'node3', 'the clients are here: nothing moves');
   t.deepEqual((await decisions('svc')).filter((d) => d.outcome === 'moved'), []);
+  t.regex(metricsOf('node3'), /roam_endpoint_ingress_bytes\{endpoint="svc",via="local"\} [1-9]/, 'counted as entering at its own node');
 
   const moved = await migrate(name, 'cli', 'node1');
   t.is(moved.result, 'success', moved.reason);
