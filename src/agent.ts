@@ -185,7 +185,6 @@ export class Agent {
       markDraining(draining);
       await sync.publish(2000);
     };
-    this.drainSetter = setDraining;
     const router = new EndpointRouter(c.node, this.table, manager, client, {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
@@ -240,14 +239,6 @@ export class Agent {
   }
 
   /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
-  /** Marks this node for maintenance (Kubernetes: when it is cordoned), or lifts the mark. */
-  async setDraining(draining: boolean): Promise<void> {
-    if (!this.drainSetter) throw new RoamError('CONFLICT', `agent ${this.config.node} is not started`);
-    await this.drainSetter(draining);
-  }
-
-  private drainSetter: ((draining: boolean) => Promise<void>) | undefined;
-
   async stop(): Promise<void> {
     await this.planner?.stop();
     this.kube?.stop();

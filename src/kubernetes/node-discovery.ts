@@ -52,7 +52,10 @@ export interface DiscoveryOptions {
   fixedRange: string | undefined;
   version: string;
   events: EventBus;
-  /** this node's Node was cordoned (spec.unschedulable) or uncordoned: the drain policy follows it */
+  /**
+   * this node's Node was cordoned (spec.unschedulable) or uncordoned: the drain policy follows it. Said on
+   * changes only (and at start if cordoned), so that a drain set by hand is not lifted by every Node update.
+   */
   onCordon?: (cordoned: boolean) => void;
 }
 
@@ -119,7 +122,7 @@ export class NodeDiscovery {
 
   private apply(n: V1Node): void {
     const name = n.metadata?.name;
-    if (name === this.o.node) this.o.onCordon?.(n.spec?.unschedulable === true);
+    if (name === this.o.node) this.sayCordon(n.spec?.unschedulable === true);
     if (!name || name === this.o.node) return;
     const vtep = n.metadata?.annotations?.[ANNOTATIONS.vtep];
     if (vtep && isIpAddress(vtep)) {
@@ -130,6 +133,14 @@ export class NodeDiscovery {
     } else {
       this.forget(n);
     }
+  }
+
+  private cordoned: boolean | undefined;
+
+  private sayCordon(cordoned: boolean): void {
+    const was = this.cordoned;
+    this.cordoned = cordoned;
+    if (cordoned !== (was ?? false) || (was === undefined && cordoned)) this.o.onCordon?.(cordoned);
   }
 
   private forget(n: V1Node): void {
