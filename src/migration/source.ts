@@ -171,6 +171,8 @@ interface Ahead {
   ready: Promise<PreparedTarget>;
   keepAlive: NodeJS.Timeout;
   at: number;
+  /** the endpoint's policy as the target was told it (it moves with the endpoint) */
+  policy: string;
 }
 
 /** How often a prepared-ahead arrival is said to be still wanted (the target gives up idle ones after a minute). */
@@ -184,6 +186,8 @@ export class MigrationSource {
   private readonly statuses = new Map<string, MigrationStatus>();
   private readonly moving = new Map<string, string>();
   private readonly ahead = new Map<string, Ahead>();
+  /** preparations being given up: a new one for the same endpoint waits, or the target would still hold its name */
+  private readonly withdrawals = new Map<string, Promise<void>>();
 
   constructor(
     private readonly self: string,
@@ -314,7 +318,7 @@ export class MigrationSource {
       this.target.keep(address, id).catch((err: unknown) => this.events.warn(`prepared move ${id} of ${name} to ${to}: ${describeError(err)}`));
     }, KEEP_AHEAD_MS);
     keepAlive.unref();
-    const entry: Ahead = { id, to, address, files, ready, keepAlive, at: performance.now() };
+    const entry: Ahead = { id, to, address, files, ready, keepAlive, at: performance.now(), policy: JSON.stringify(ep.policy ?? null) };
     this.ahead.set(name, entry);
     ready.catch((err: unknown) => {
       if (this.ahead.get(name) !== entry) return;
@@ -330,8 +334,11 @@ export class MigrationSource {
     if (!a) return;
     this.ahead.delete(name);
     clearInterval(a.keepAlive);
-    const status = { id: a.id, to: a.to } as MigrationStatus;
-    void a.ready.catch(() => undefined).then(() => this.target.abort(a.address, a.id)).catch(() => this.abortLater(a.address, status));
+    const done: Promise<void> = a.ready.catch(() => undefined).then(() => this.target.abort(a.address, a.id)).catch(() => this.abortLater(a.address, { id: a.id, to: a.to }));
+    this.withdrawals.set(name, done);
+    void done.finally(() => {
+      if (this.withdrawals.get(name) === done) this.withdrawals.delete(name);
+    });
   }
 
   /** Endpoints with a target prepared ahead, and where. */
@@ -347,7 +354,9 @@ export class MigrationSource {
   private takeAhead(name: string, to: string, mode: string, handover: HandoverMechanism, presync: boolean): Ahead | undefined {
     const a = this.ahead.get(name);
     if (!a) return undefined;
-    if (a.to !== to || mode !== 'auto' || handover !== 'full' || !presync) {
+    // A policy changed since would arrive as it was: the target is prepared again, with the new one.
+    const policy = JSON.stringify(this.manager.stored(name)?.policy ?? null);
+    if (a.to !== to || mode !== 'auto' || handover !== 'full' || !presync || a.policy !== policy) {
       this.withdrawAhead(name);
       return undefined;
     }
@@ -384,6 +393,7 @@ export class MigrationSource {
     id: string; mode: string; handover: HandoverMechanism; ep: ReturnType<EndpointManager['beginOutgoing']>; address: string; files: ContainerFilesMove | undefined; presync: boolean;
   }): Promise<PreparedTarget> {
     const { ep, files, address } = a;
+    await this.withdrawals.get(ep.name);
     let modeChoice: ModeChoice | undefined;
     let mode = a.mode;
     if (mode === 'auto') {
@@ -592,7 +602,7 @@ export class MigrationSource {
    * target also gives up an arrival nobody drives, and its restart removes
    * leftovers: this is only the quick way.)
    */
-  private abortLater(address: string, status: MigrationStatus, attempts = 24): void {
+  private abortLater(address: string, status: Pick<MigrationStatus, 'id' | 'to'>, attempts = 24): void {
     setTimeout(() => {
       this.target.abort(address, status.id).then(
         () => this.events.info(`migration ${status.id}: ${status.to} dropped its half`),

@@ -8,6 +8,7 @@ import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../../src/api/http-client.js';
 import type { DecisionWire, NodeStatus } from '../../src/api/schemas.js';
+import type { MigrationStatus } from '../../src/migration/report.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { inNs } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
@@ -36,10 +37,25 @@ function metricsOf(nodeName: string): string {
   const n = tb.nodes.find((x) => x.name === nodeName)!;
   return inNs(n.netns, [node, '-e', "fetch(process.argv[1]).then((r) => r.text()).then((x) => process.stdout.write(x))", `http://${n.metrics}/metrics`]);
 }
+/** An echo server on `on`, listening before this returns. */
+async function serve(on: string, endpoint: string, port: number) {
+  const ep = await run(tb, on, endpoint, [node, workload('echo-server.js'), '--port', String(port)]);
+  await waitFor(`${endpoint} to listen`, () => endpointLog(tb, on, endpoint).includes('listening'));
+  return ep;
+}
+
+/** Whatever a test started goes when it ends, passed or failed, so that the next one starts clean. */
+function stopAfter(t: import('ava').ExecutionContext, ...endpoints: string[]): void {
+  t.teardown(async () => {
+    for (const e of endpoints) await cli(['stop', '--testbed', name, e]);
+  });
+}
+
 const FOLLOW = { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0 };
 
 test.serial('follow-the-client: the client moves from node3 to node1, the service follows exactly once with every stream intact; moved back at once, it is declined for its dwell time', async (t) => {
-  const svc = await run(tb, 'node3', 'svc', [node, workload('echo-server.js'), '--port', '7101']);
+  stopAfter(t, 'cli', 'svc');
+  const svc = await serve('node3', 'svc', 7101);
   await policy('svc', FOLLOW);
   await run(tb, 'node3', 'cli', [node, workload('stream-check.js'), svc.ip, '7101', '--connections', '20', '--rate', '4000']);
   await streamAdvances(tb, 'node3', 'cli', 50000);
@@ -58,6 +74,9 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
   t.is(moves.length, 1, JSON.stringify(ds));
   t.like(moves[0], { node: 'node3', policy: 'follow-client', to: 'node1', code: 'client-moved' });
   t.true(ds.some((d) => d.outcome === 'prepared' && d.to === 'node1'), 'node1 was prepared before the move');
+  const status = await callJson<MigrationStatus>(api(), 'GET', `/v1/migrations/${moves[0]!.migration}?from=node3`);
+  t.true((status.report?.prepared_ahead_ms ?? 0) > 0, 'the move used the preparation');
+  t.is(status.report?.result, 'success');
   t.is(await whereIs('svc'), 'node1');
 
   // The client goes back; the service has just arrived and must stay a while.
@@ -73,11 +92,11 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
   t.regex(metrics, /roam_endpoint_client_rtt_seconds\{endpoint="svc"\} [0-9.e-]+/);
   await streamAdvances(tb, 'node3', 'cli', 50000, 15000);
   t.is(await whereIs('svc'), 'node1');
-  for (const e of ['cli', 'svc']) await cli(['stop', '--testbed', name, e]);
 });
 
 test.serial('follow-the-client does not move a service whose clients are spread evenly over two nodes', async (t) => {
-  const svc = await run(tb, 'node3', 'even', [node, workload('echo-server.js'), '--port', '7102']);
+  stopAfter(t, 'even-a', 'even-b', 'even');
+  const svc = await serve('node3', 'even', 7102);
   await policy('even', FOLLOW);
   await run(tb, 'node1', 'even-a', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
   await run(tb, 'node2', 'even-b', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
@@ -85,11 +104,11 @@ test.serial('follow-the-client does not move a service whose clients are spread 
   await sleep(12000);
   t.is(await whereIs('even'), 'node3');
   t.deepEqual((await decisions('even')).filter((d) => d.outcome === 'moved'), []);
-  for (const e of ['even-a', 'even-b', 'even']) await cli(['stop', '--testbed', name, e]);
 });
 
 test.serial('follow-the-client does not move a service whose clients on two nodes take turns of 1 s, then of 2 s', async (t) => {
-  const svc = await run(tb, 'node3', 'turns', [node, workload('echo-server.js'), '--port', '7105']);
+  stopAfter(t, 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000', 'turns');
+  const svc = await serve('node3', 'turns', 7105);
   await policy('turns', FOLLOW);
   // Turns of 1 s, then 2 s: each node alone carries all the traffic for a while, never for a full window plus the hold.
   for (const burst of ['1000', '2000']) {
@@ -105,12 +124,13 @@ test.serial('follow-the-client does not move a service whose clients on two node
   // It did see the traffic, from both nodes: the service stayed because of the hysteresis, not for want of counts.
   const metrics = metricsOf('node3');
   for (const via of ['node1', 'node2']) t.regex(metrics, new RegExp(`roam_endpoint_ingress_bytes\\{endpoint="turns",via="${via}"\\} [1-9]`));
-  await cli(['stop', '--testbed', name, 'turns']);
 });
 
-test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; nothing moves back to it', async (t) => {
-  const a = await run(tb, 'node2', 'da', [node, workload('echo-server.js'), '--port', '7103']);
-  const b = await run(tb, 'node2', 'db', [node, workload('echo-server.js'), '--port', '7104']);
+test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; the peers know it drains until it is lifted', async (t) => {
+  stopAfter(t, 'da-cli', 'db-cli', 'da', 'db');
+  t.teardown(() => cli(['drain', '--testbed', name, 'node2', '--off']).then(() => undefined));
+  const a = await serve('node2', 'da', 7103);
+  const b = await serve('node2', 'db', 7104);
   await run(tb, 'node1', 'da-cli', [node, workload('stream-check.js'), a.ip, '7103', '--connections', '10', '--rate', '4000']);
   await run(tb, 'node3', 'db-cli', [node, workload('stream-check.js'), b.ip, '7104', '--connections', '10', '--rate', '4000']);
   await streamAdvances(tb, 'node1', 'da-cli', 30000, 20000);
@@ -134,5 +154,4 @@ test.serial('drain: every endpoint leaves the drained node, to where its clients
   t.is((await cli(['drain', '--testbed', name, 'node2', '--off'])).code, 0);
   const after = await callJson<NodeStatus[]>(api(), 'GET', '/v1/nodes');
   t.false(after.find((n) => n.node === 'node2')!.draining);
-  for (const e of ['da-cli', 'db-cli', 'da', 'db']) await cli(['stop', '--testbed', name, e]);
 });
