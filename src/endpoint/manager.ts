@@ -16,7 +16,7 @@ import type { RtnlSession } from '../sys/netlink/session.js';
 import { isNetns } from '../sys/netns/netns.js';
 import { allocateIp } from './allocator.js';
 import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
-import { attachEndpointNetwork, createEndpointNetwork, detachEndpointNetwork, removeEndpointNetwork } from './network.js';
+import { attachEndpointNetwork, bridgePort, createEndpointNetwork, detachEndpointNetwork, removeEndpointNetwork } from './network.js';
 import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
 import { EndpointStore, type PodRef, type StoredEndpoint } from './store.js';
@@ -237,6 +237,13 @@ export class EndpointManager {
   }
 
   /** The restored tree is the endpoint now: it becomes local and is announced (the switch). */
+  /** Puts an arrival's port on the bridge (network.ts bridgePort): the first step of its switch. Idempotent. */
+  async bridgeIncoming(name: string): Promise<void> {
+    const r = this.incoming.get(name) ?? this.local.get(name);
+    if (!r) throw new RoamError('NOT_FOUND', `no endpoint ${name} is arriving on ${this.o.node}`);
+    await bridgePort(this.o.session, r.hostVeth, this.o.bridgeIndex());
+  }
+
   adoptIncoming(name: string, restored: { pid: number; shimPid: number }): EndpointRecord {
     const r = this.incoming.get(name);
     if (!r) throw new RoamError('NOT_FOUND', `no endpoint ${name} is arriving on ${this.o.node}`);

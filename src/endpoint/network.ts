@@ -23,7 +23,10 @@ export interface EndpointNetworkSpec {
   mac: string;
   mtu: number;
   bridgeIndex: number;
-  /** lock the namespace (drop all IP traffic) before its interface exists: a migration target */
+  /**
+   * lock the namespace (drop all IP traffic) before its interface exists, and keep its port off the
+   * bridge until the switch (bridgePort): a migration target
+   */
   locked?: boolean;
 }
 
@@ -32,7 +35,7 @@ export async function createEndpointNetwork(node: RtnlSession, spec: EndpointNet
   try {
     // A namespace with a borrowed IP and MAC must never answer or reset anyone until it owns them.
     if (spec.locked) lockNetns(spec.netns);
-    await joinBridge(node, spec, ENDPOINT_INTERFACE, true);
+    await joinBridge(node, spec, ENDPOINT_INTERFACE, true, !spec.locked);
   } catch (err) {
     await removeEndpointNetwork(node, spec).catch(() => undefined);
     throw err;
@@ -46,15 +49,18 @@ export async function createEndpointNetwork(node: RtnlSession, spec: EndpointNet
  */
 export async function attachEndpointNetwork(node: RtnlSession, spec: EndpointNetworkSpec): Promise<void> {
   try {
-    await joinBridge(node, spec, POD_INTERFACE, false);
+    await joinBridge(node, spec, POD_INTERFACE, false, true);
   } catch (err) {
     await detachEndpointNetwork(node, spec).catch(() => undefined);
     throw err;
   }
 }
 
-/** Adds the veth whose inner end (`inner`) carries the endpoint's IP and MAC in its namespace, its outer end on the bridge. */
-async function joinBridge(node: RtnlSession, spec: EndpointNetworkSpec, inner: string, loopbackUp: boolean): Promise<void> {
+/**
+ * Adds the veth whose inner end (`inner`) carries the endpoint's IP and MAC in its namespace, its outer end
+ * on the bridge (`bridged`) or, for an arrival, beside it until the switch.
+ */
+async function joinBridge(node: RtnlSession, spec: EndpointNetworkSpec, inner: string, loopbackUp: boolean, bridged: boolean): Promise<void> {
   const fd = openSync(spec.netns, 'r');
   try {
     await addVeth(node, { name: spec.hostVeth, alias: portAlias(spec.name), peerName: inner, peerMac: spec.mac, peerNetns: spec.netns, peerNetnsFd: fd, mtu: spec.mtu });
@@ -71,8 +77,18 @@ async function joinBridge(node: RtnlSession, spec: EndpointNetworkSpec, inner: s
     inside.close();
   }
   const host = await requireLink(node, spec.hostVeth);
-  await setLinkMaster(node, host, spec.bridgeIndex);
+  if (bridged) await setLinkMaster(node, host, spec.bridgeIndex);
   await setLinkUp(node, host);
+}
+
+/**
+ * Puts an arrival's port on the bridge, at the switch. Before it, the port is kept off: ARP is not IP, so
+ * the lock does not stop the namespace answering who has the endpoint's address, and the bridge would
+ * learn the endpoint's MAC on this port and send this node's clients of the still-running source into
+ * the locked namespace, for as long as the arrival is prepared (seconds, when prepared ahead).
+ */
+export async function bridgePort(node: RtnlSession, hostVeth: string, bridgeIndex: number): Promise<void> {
+  await setLinkMaster(node, await requireLink(node, hostVeth), bridgeIndex);
 }
 
 export async function removeEndpointNetwork(node: RtnlSession, spec: Pick<EndpointNetworkSpec, 'netns' | 'hostVeth'>): Promise<void> {

@@ -304,6 +304,7 @@ export class MigrationTarget {
     const a = this.arrival(id);
     if (!a.restored) throw new RoamError('CONFLICT', `migration ${id}: nothing restored to switch to`);
     if (a.switched) return;
+    await this.manager.bridgeIncoming(a.name);
     this.manager.adoptIncoming(a.name, a.restored);
     a.switched = true;
     writeFileSync(join(a.dir, SWITCHED_FILE), JSON.stringify({ name: a.name }));
@@ -411,6 +412,7 @@ export class MigrationTarget {
       const r = this.manager.stored(name);
       try {
         if (r && isSameProcessAlive(r.pid, r.startTime)) {
+          await this.manager.bridgeIncoming(name);
           await resumeService({ netns: r.netns, ip: r.ip, mechanism: 'kick', held: [], connections: 0, pid: r.pid, stopped: true });
           this.events?.warn(`migration ${id}: ${name} had been switched to here but not unlocked; it is back, its clients kicked`);
         }

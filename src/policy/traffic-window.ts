@@ -20,7 +20,9 @@ export interface EntryRates {
   spanMs: number;
 }
 
+/** The bytes counted between two readings: from the one before (`from`) to this one (`at`). */
 interface Delta {
+  from: number;
   at: number;
   bytes: number;
 }
@@ -31,6 +33,7 @@ export class TrafficWindow {
   /** cumulative bytes per endpoint and entry node since the agent started (for the metrics) */
   private readonly totals = new Map<string, Map<string, number>>();
   private readonly firstAt = new Map<string, number>();
+  private lastRecordAt: number | undefined;
 
   /** Takes one reading of every counter, made at `now`. Endpoints absent from it are forgotten. */
   record(now: number, samples: TrafficSample[]): void {
@@ -47,11 +50,12 @@ export class TrafficWindow {
       this.deltas.set(s.endpoint, perVia);
       const list = perVia.get(s.via) ?? [];
       perVia.set(s.via, list);
-      list.push({ at: now, bytes: delta });
+      list.push({ from: Math.min(this.lastRecordAt ?? now, now), at: now, bytes: delta });
       const totals = this.totals.get(s.endpoint) ?? new Map<string, number>();
       this.totals.set(s.endpoint, totals);
       totals.set(s.via, (totals.get(s.via) ?? 0) + delta);
     }
+    this.lastRecordAt = now;
     for (const name of [...this.deltas.keys()]) {
       if (present.has(name)) continue;
       this.deltas.delete(name);
@@ -76,7 +80,9 @@ export class TrafficWindow {
     for (const [via, list] of perVia ?? []) {
       // Older deltas are never needed again: the longest window any policy can ask for is kept.
       while (list.length > 0 && list[0]!.at < now - MAX_WINDOW_MS) list.shift();
-      const bytes = list.filter((d) => d.at > since).reduce((sum, d) => sum + d.bytes, 0);
+      // A reading that straddles the window's start counts for the part inside it: readings come late
+      // under load, and one covering two seconds of a client's turn must not count as two seconds of the window.
+      const bytes = list.reduce((sum, d) => sum + d.bytes * overlap(d, since, now), 0);
       byVia.set(via, bytes / seconds);
       total += bytes / seconds;
     }
@@ -98,6 +104,12 @@ export class TrafficWindow {
   endpoints(): string[] {
     return [...this.totals.keys()];
   }
+}
+
+/** The share of a delta's interval inside (since, now]; a zero-length one (a first reading) is inside if its time is. */
+function overlap(d: Delta, since: number, now: number): number {
+  if (d.at <= d.from) return d.at > since && d.at <= now ? 1 : 0;
+  return Math.max(0, Math.min(d.at, now) - Math.max(d.from, since)) / (d.at - d.from);
 }
 
 /** The schema's maximum windowMs (at one reading a second, 300 deltas per endpoint and entry node). */

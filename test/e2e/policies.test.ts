@@ -109,8 +109,9 @@ test.serial('follow-the-client does not move a service whose clients are spread 
 test.serial('follow-the-client does not move a service whose clients on two nodes take turns of 1 s, then of 2 s', async (t) => {
   stopAfter(t, 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000', 'turns');
   const svc = await serve('node3', 'turns', 7105);
-  await policy('turns', FOLLOW);
-  // Turns of 1 s, then 2 s: each node alone carries all the traffic for a while, never for a full window plus the hold.
+  // The default thresholds (70% over 5 s, held 3 s): a turn is never most of a window, let alone for the hold.
+  await policy('turns', { followClient: {}, minDwellMs: 0 });
+  // Turns of 1 s, then 2 s: each node alone carries all the traffic for a while.
   for (const burst of ['1000', '2000']) {
     await run(tb, 'node1', `turns-a${burst}`, [node, workload('stream-check.js'), svc.ip, '7105', '--connections', '5', '--rate', '8000', '--burst-ms', burst, '--phase', '0']);
     await run(tb, 'node2', `turns-b${burst}`, [node, workload('stream-check.js'), svc.ip, '7105', '--connections', '5', '--rate', '8000', '--burst-ms', burst, '--phase', '1']);
@@ -124,6 +125,24 @@ test.serial('follow-the-client does not move a service whose clients on two node
   // It did see the traffic, from both nodes: the service stayed because of the hysteresis, not for want of counts.
   const metrics = metricsOf('node3');
   for (const via of ['node1', 'node2']) t.regex(metrics, new RegExp(`roam_endpoint_ingress_bytes\\{endpoint="turns",via="${via}"\\} [1-9]`));
+});
+
+test.serial('a target prepared ahead takes no traffic: while the service is prepared on node1 and held back by its dwell time, new clients there reach it on node3', async (t) => {
+  stopAfter(t, 'held-a', 'held-b', 'held');
+  const svc = await serve('node3', 'held', 7106);
+  await policy('held', { followClient: { windowMs: 3000, sustainMs: 1000 }, minDwellMs: 600000 });
+  await run(tb, 'node1', 'held-a', [node, workload('stream-check.js'), svc.ip, '7106', '--connections', '5', '--rate', '8000']);
+  await streamAdvances(tb, 'node1', 'held-a', 20000);
+  await waitFor('node1 prepared, the move declined', async () => {
+    const ds = await decisions('held');
+    return ds.some((d) => d.outcome === 'prepared' && d.to === 'node1') && ds.some((d) => d.outcome === 'declined' && d.code === 'dwell');
+  }, 30000);
+  // A new client asks who has the service's address: the prepared namespace on node1 holds it too, and must not answer.
+  await run(tb, 'node1', 'held-b', [node, workload('stream-check.js'), svc.ip, '7106', '--connections', '5', '--rate', '8000']);
+  await streamAdvances(tb, 'node1', 'held-b', 20000, 15000);
+  await streamAdvances(tb, 'node1', 'held-a', 20000, 15000);
+  t.is(await whereIs('held'), 'node3');
+  t.is((await decisions('held')).filter((d) => d.outcome === 'withdrawn').length, 0, 'still prepared all along');
 });
 
 test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; the peers know it drains until it is lifted', async (t) => {

@@ -135,6 +135,18 @@ test('the traffic window: rates over the window, a counter reset counted from ze
   t.deepEqual(w.endpoints(), []);
 });
 
+test('the traffic window: a late reading that straddles the window\'s start counts only for its part inside', (t) => {
+  const w = new TrafficWindow();
+  w.record(0, [{ endpoint: 'a', via: 'node1', bytes: 0 }, { endpoint: 'a', via: 'node2', bytes: 0 }]);
+  // The next reading comes 2 s late, after 2 s of node1's turn; then 1 s of node2's.
+  w.record(2000, [{ endpoint: 'a', via: 'node1', bytes: 2000 }, { endpoint: 'a', via: 'node2', bytes: 0 }]);
+  w.record(3000, [{ endpoint: 'a', via: 'node1', bytes: 2000 }, { endpoint: 'a', via: 'node2', bytes: 1000 }]);
+  const r = w.rates('a', 3000, 2000);
+  t.is(r.byVia.get('node1'), 1000 / 2, 'half of the 2 s reading is inside the last 2 s');
+  t.is(r.byVia.get('node2'), 1000 / 2);
+  t.is(r.topShare, 0.5);
+});
+
 test('the ingress rules count per endpoint and entry node, and their listing reads back', (t) => {
   const script = ingressScript({ vxlanPort: 4789, vxlanDevice: 'roam-vx', endpoints: [{ name: 'svc', ip: '10.244.1.5', mac: '02:72:0a:f4:01:05' }], peers: [{ node: 'node2', address: '172.31.0.2' }] });
   t.regex(script, /udp dport 4789 @th,224,16 0x0800 @th,368,32 0x0af40105 jump ep0/);
