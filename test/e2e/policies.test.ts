@@ -44,17 +44,23 @@ async function serve(on: string, endpoint: string, port: number) {
   return ep;
 }
 
-/** Whatever a test started goes when it ends, passed or failed, so that the next one starts clean. */
-function stopAfter(t: import('ava').ExecutionContext, ...endpoints: string[]): void {
+/**
+ * Whatever a test started goes when it ends, passed or failed, so that the next one starts clean. The
+ * service first: stopping its clients one by one would shift its traffic, and its policy would move it.
+ */
+function stopAfter(t: import('ava').ExecutionContext, service: string, ...clients: string[]): void {
   t.teardown(async () => {
-    for (const e of endpoints) await cli(['stop', '--testbed', name, e]);
+    for (const e of [service, ...clients]) {
+      const r = await cli(['stop', '--testbed', name, e]);
+      if (r.code !== 0 && !/does not exist/.test(r.err)) throw new Error(`stopping ${e}: ${r.err}`);
+    }
   });
 }
 
 const FOLLOW = { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0 };
 
 test.serial('follow-the-client: the client moves from node3 to node1, the service follows exactly once with every stream intact; moved back at once, it is declined for its dwell time', async (t) => {
-  stopAfter(t, 'cli', 'svc');
+  stopAfter(t, 'svc', 'cli');
   const svc = await serve('node3', 'svc', 7101);
   await policy('svc', FOLLOW);
   await run(tb, 'node3', 'cli', [node, workload('stream-check.js'), svc.ip, '7101', '--connections', '20', '--rate', '4000']);
@@ -95,7 +101,7 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
 });
 
 test.serial('follow-the-client does not move a service whose clients are spread evenly over two nodes', async (t) => {
-  stopAfter(t, 'even-a', 'even-b', 'even');
+  stopAfter(t, 'even', 'even-a', 'even-b');
   const svc = await serve('node3', 'even', 7102);
   await policy('even', FOLLOW);
   await run(tb, 'node1', 'even-a', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
@@ -107,7 +113,7 @@ test.serial('follow-the-client does not move a service whose clients are spread 
 });
 
 test.serial('follow-the-client does not move a service whose clients on two nodes take turns of 1 s, then of 2 s', async (t) => {
-  stopAfter(t, 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000', 'turns');
+  stopAfter(t, 'turns', 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000');
   const svc = await serve('node3', 'turns', 7105);
   // The default thresholds (70% over 5 s, held 3 s): a turn is never most of a window, let alone for the hold.
   await policy('turns', { followClient: {}, minDwellMs: 0 });
@@ -119,7 +125,8 @@ test.serial('follow-the-client does not move a service whose clients on two node
     await streamAdvances(tb, 'node2', `turns-b${burst}`, 20000, 15000);
     await sleep(12000);
     t.is(await whereIs('turns'), 'node3', `turns of ${burst} ms`);
-    for (const e of [`turns-a${burst}`, `turns-b${burst}`]) await cli(['stop', '--testbed', name, e]);
+    // Both at once: one alone for a while would be a client that moved.
+    await Promise.all([`turns-a${burst}`, `turns-b${burst}`].map((e) => cli(['stop', '--testbed', name, e])));
   }
   t.deepEqual((await decisions('turns')).filter((d) => d.outcome === 'moved'), []);
   // It did see the traffic, from both nodes: the service stayed because of the hysteresis, not for want of counts.
@@ -128,7 +135,7 @@ test.serial('follow-the-client does not move a service whose clients on two node
 });
 
 test.serial('a target prepared ahead takes no traffic: while the service is prepared on node1 and held back by its dwell time, new clients there reach it on node3', async (t) => {
-  stopAfter(t, 'held-a', 'held-b', 'held');
+  stopAfter(t, 'held', 'held-a', 'held-b');
   const svc = await serve('node3', 'held', 7106);
   await policy('held', { followClient: { windowMs: 3000, sustainMs: 1000 }, minDwellMs: 600000 });
   await run(tb, 'node1', 'held-a', [node, workload('stream-check.js'), svc.ip, '7106', '--connections', '5', '--rate', '8000']);
@@ -146,7 +153,7 @@ test.serial('a target prepared ahead takes no traffic: while the service is prep
 });
 
 test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; the peers know it drains until it is lifted', async (t) => {
-  stopAfter(t, 'da-cli', 'db-cli', 'da', 'db');
+  stopAfter(t, 'da', 'db', 'da-cli', 'db-cli');
   t.teardown(() => cli(['drain', '--testbed', name, 'node2', '--off']).then(() => undefined));
   const a = await serve('node2', 'da', 7103);
   const b = await serve('node2', 'db', 7104);
