@@ -390,6 +390,8 @@ export class EndpointManager {
     return this.serialized(async () => {
       const r = this.local.get(name);
       if (!r) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
+      // A stop in the middle of a move would not stick: the target can still take over and run it there.
+      if (this.outgoing.has(name)) throw new RoamError('CONFLICT', `endpoint ${name} is moving off ${this.o.node}; stop it when the move is over`);
       if (r.pod) {
         // Only the interface is roam's; the pod goes on without it.
         await detachEndpointNetwork(this.o.session, r);

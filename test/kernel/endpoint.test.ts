@@ -68,6 +68,17 @@ test('stop removes the process, the namespace, the port and the record', async (
   await t.throwsAsync(manager.stop('brief'), { message: /not on node n1/ });
 });
 
+test('an endpoint that is moving cannot be stopped until its move is over: the target could still take it over', async (t) => {
+  const { manager } = await nodeWithManager(t, 'epm');
+  const ep = await manager.create({ name: 'mover', ip: '10.244.1.78', command: ['sleep', '1000'] });
+  manager.beginOutgoing('mover');
+  await t.throwsAsync(manager.stop('mover'), { code: 'CONFLICT', message: /mover is moving off n1; stop it when the move is over/ });
+  t.not(processStartTime(ep.pid!), undefined, 'still running');
+  manager.endOutgoing('mover');
+  await manager.stop('mover');
+  t.is(processStartTime(ep.pid!), undefined);
+});
+
 test('a SIGTERM-handling program gets SIGTERM; one that ignores it (PID 1) is killed without waiting out the grace', async (t) => {
   // A 10 s grace: a stop that waited it out could not finish within the 5 s asserted below.
   const { dir, manager } = await nodeWithManager(t, 'ep', 10000);
