@@ -1,10 +1,13 @@
 /** What the testbed benches share: polling, a migration through the API, logs, medians. */
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
 import type { HandoverReport, MigrationStatus } from '../src/migration/report.js';
 import type { EndpointRecordWire } from '../src/api/schemas.js';
+import { makeRootfs } from '../src/testbed/container-rootfs.js';
 import { testbedDown } from '../src/testbed/down.js';
 import { testbedUp } from '../src/testbed/up.js';
 import type { TestbedState } from '../src/testbed/state.js';
@@ -43,8 +46,14 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
 export async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
   const api = { socketPath: tb.nodes[0]!.apiSocket };
   const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover, ...more });
+  return reportOf(tb, m.id, m.from);
+}
+
+/** The report of migration `id`, driven by node `from`, once it has one. */
+export async function reportOf(tb: TestbedState, id: string, from: string): Promise<HandoverReport> {
+  const api = { socketPath: tb.nodes[0]!.apiSocket };
   for (;;) {
-    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${id}?from=${from}`);
     if (s.report) return s.report;
     await sleep(20);
   }
@@ -71,6 +80,30 @@ export async function onBenchTestbed<T>(name: string, work: (b: BenchTestbed) =>
     return await work({ tb, api: { socketPath: tb.nodes[0]!.apiSocket } });
   } finally {
     await testbedDown(name, () => undefined);
+  }
+}
+
+/**
+ * Runs `work` on a fresh bench testbed where an OCI container `box` runs on node1 (`command`, serving echo on
+ * port 7001), with a volume of `volumeMib` MiB of random files at /data; the root filesystem goes afterwards.
+ */
+export async function onContainerTestbed<T>(
+  name: string, o: { volumeMib: number; command: string[] }, work: (b: BenchTestbed, box: EndpointRecordWire) => Promise<T>,
+): Promise<T> {
+  const rootfs = makeRootfs();
+  try {
+    const volume = join(rootfs.dir, 'volume');
+    mkdirSync(volume);
+    for (let i = 0; i < o.volumeMib; i++) writeFileSync(join(volume, `part-${i}`), randomBytes(1048576));
+    return await onBenchTestbed(name, async (b) => {
+      const box = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', {
+        name: 'box', node: 'node1', command: o.command, container: { rootfs: rootfs.rootfs, volumes: [{ source: volume, destination: '/data' }] },
+      });
+      await until(() => logOf(b.tb, 'node1', 'box').includes('listening 7001'), 10000, 'the container to listen');
+      return work(b, box);
+    });
+  } finally {
+    rootfs.remove();
   }
 }
 

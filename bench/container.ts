@@ -7,13 +7,7 @@
  * gap a probe client on node3 saw, and the file bytes sent before and
  * inside the freeze. Underlay 1 Gbit/s.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
-import { makeRootfs } from '../src/testbed/container-rootfs.js';
-import { logOf, median, moveWithProbe, onBenchTestbed, r1, r2, until } from './common.js';
+import { median, moveWithProbe, onContainerTestbed, r1, r2 } from './common.js';
 
 interface Sample {
   presync: boolean;
@@ -29,35 +23,22 @@ interface Sample {
 const VOLUME_MIB = 100;
 
 export async function containerBench(runs: number): Promise<Record<string, unknown>> {
-  const rootfs = makeRootfs();
   const samples: Sample[] = [];
-  try {
-    const volume = join(rootfs.dir, 'volume');
-    mkdirSync(volume);
-    for (let i = 0; i < VOLUME_MIB; i++) writeFileSync(join(volume, `part-${i}`), randomBytes(1048576));
-    await onBenchTestbed('bctr', async (b) => {
-      const ep = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', {
-        name: 'box', node: 'node1',
-        command: ['/bin/sh', '-c', 'i=0; (while :; do i=$((i+1)); echo $i >> /data/seq; usleep 20000; done) & exec /bin/echo-server 7001'],
-        container: { rootfs: rootfs.rootfs, volumes: [{ source: volume, destination: '/data' }] },
-      });
-      await until(() => logOf(b.tb, 'node1', 'box').includes('listening 7001'), 10000, 'the container to listen');
-      let where = 'node1';
-      for (let run = 0; run < runs; run++) {
-        for (const presync of [true, false]) {
-          const { report, to, probeGapMs } = await moveWithProbe(b, { name: 'box', ip: ep.ip }, where, 'stop-copy', 'full', undefined, { presync });
-          where = to;
-          samples.push({
-            presync, frozen_ms: report.frozen_ms, probe_gap_ms: probeGapMs, client_p95_ms: report.client_stall?.p95_ms ?? 0,
-            presync_mib: r2((report.files?.presync_bytes ?? 0) / 1048576), frozen_file_mib: r2((report.files?.frozen_bytes ?? 0) / 1048576),
-            image_mib: r2(report.image_bytes / 1048576), phases: report.phases,
-          });
-        }
+  const command = ['/bin/sh', '-c', 'i=0; (while :; do i=$((i+1)); echo $i >> /data/seq; usleep 20000; done) & exec /bin/echo-server 7001'];
+  await onContainerTestbed('bctr', { volumeMib: VOLUME_MIB, command }, async (b, ep) => {
+    let where = 'node1';
+    for (let run = 0; run < runs; run++) {
+      for (const presync of [true, false]) {
+        const { report, to, probeGapMs } = await moveWithProbe(b, { name: 'box', ip: ep.ip }, where, 'stop-copy', 'full', undefined, { presync });
+        where = to;
+        samples.push({
+          presync, frozen_ms: report.frozen_ms, probe_gap_ms: probeGapMs, client_p95_ms: report.client_stall?.p95_ms ?? 0,
+          presync_mib: r2((report.files?.presync_bytes ?? 0) / 1048576), frozen_file_mib: r2((report.files?.frozen_bytes ?? 0) / 1048576),
+          image_mib: r2(report.image_bytes / 1048576), phases: report.phases,
+        });
       }
-    });
-  } finally {
-    rootfs.remove();
-  }
+    }
+  });
   const sum = (presync: boolean) => {
     const xs = samples.filter((s) => s.presync === presync);
     const m = (f: (s: Sample) => number) => r1(median(xs.map(f)));

@@ -7,15 +7,10 @@
  * traffic shifts) against without (all of it in the move), interleaved in
  * the same run; and the container's frozen time in both.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callJson } from '../src/api/http-client.js';
 import type { DecisionWire, EndpointRecordWire } from '../src/api/schemas.js';
-import type { MigrationStatus } from '../src/migration/report.js';
-import { makeRootfs } from '../src/testbed/container-rootfs.js';
-import { logOf, median, migrateOnce, onBenchTestbed, r1, r2, until, workload } from './common.js';
+import { median, migrateOnce, onContainerTestbed, r1, r2, reportOf, workload } from './common.js';
 
 interface Sample {
   prepare: boolean;
@@ -35,58 +30,40 @@ interface Sample {
 const VOLUME_MIB = 100;
 
 export async function policyBench(runs: number): Promise<Record<string, unknown>> {
-  const rootfs = makeRootfs();
   const samples: Sample[] = [];
-  try {
-    const volume = join(rootfs.dir, 'volume');
-    mkdirSync(volume);
-    for (let i = 0; i < VOLUME_MIB; i++) writeFileSync(join(volume, `part-${i}`), randomBytes(1048576));
-    await onBenchTestbed('bpol', async (b) => {
-      const ep = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', {
-        name: 'box', node: 'node1', command: ['/bin/echo-server', '7001'],
-        container: { rootfs: rootfs.rootfs, volumes: [{ source: volume, destination: '/data' }] },
-      });
-      await until(() => logOf(b.tb, 'node1', 'box').includes('listening 7001'), 10000, 'the container to listen');
-      await callJson(b.api, 'POST', '/v1/endpoints', { name: 'roamer', node: 'node1', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', '20', '--rate', '10000'] });
-      let where = 'node1';
-      const seen = new Set<string>();
-      for (let run = 0; run < runs; run++) {
-        for (const prepare of [true, false]) {
-          await callJson(b.api, 'PUT', '/v1/endpoints/box/policy', { policy: { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0, prepare } });
-          await sleep(4000); // a full window of the clients where they are now
-          const to = where === 'node1' ? 'node2' : 'node1';
-          const client = await migrateOnce(b.tb, 'roamer', to, 'auto', 'full');
-          if (client.result !== 'success') throw new Error(`bench: moving the client failed: ${client.reason}`);
-          const clientArrived = performance.now();
-          let decision: DecisionWire | undefined;
-          while (!decision) {
-            if (performance.now() - clientArrived > 60000) throw new Error('bench: the container did not follow its client within 60 s');
-            await sleep(50);
-            decision = (await callJson<DecisionWire[]>(b.api, 'GET', '/v1/decisions'))
-              .find((d) => d.endpoint === 'box' && d.outcome === 'moved' && d.to === to && d.migration !== undefined && !seen.has(d.migration));
-          }
-          seen.add(decision.migration!);
-          const decidedMs = performance.now() - clientArrived;
-          let status: MigrationStatus | undefined;
-          while (status?.report === undefined || status.state === 'running') {
-            await sleep(50);
-            status = await callJson<MigrationStatus>(b.api, 'GET', `/v1/migrations/${decision.migration}?from=${where}`);
-          }
-          const report = status.report;
-          if (report.result !== 'success') throw new Error(`bench: the container's move failed: ${report.reason}`);
-          while ((await callJson<EndpointRecordWire[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === 'box')?.node !== to) await sleep(20);
-          samples.push({
-            prepare, arrival_ms: r1(performance.now() - clientArrived), decided_ms: r1(decidedMs), frozen_ms: report.frozen_ms, prepare_phase_ms: report.phases.prepare_ms,
-            prepared_ahead_ms: report.prepared_ahead_ms ?? 0, total_ms: r1(Object.values(report.phases).reduce((x, y) => x + y, 0) - report.phases.pull_ms),
-            dump_ms: report.phases.dump_ms, transfer_ms: report.phases.transfer_ms, restore_ms: report.phases.restore_ms, frozen_file_bytes: report.files?.frozen_bytes ?? 0,
-          });
-          where = to;
+  await onContainerTestbed('bpol', { volumeMib: VOLUME_MIB, command: ['/bin/echo-server', '7001'] }, async (b, ep) => {
+    await callJson(b.api, 'POST', '/v1/endpoints', { name: 'roamer', node: 'node1', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', '20', '--rate', '10000'] });
+    let where = 'node1';
+    const seen = new Set<string>();
+    for (let run = 0; run < runs; run++) {
+      for (const prepare of [true, false]) {
+        await callJson(b.api, 'PUT', '/v1/endpoints/box/policy', { policy: { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0, prepare } });
+        await sleep(4000); // a full window of the clients where they are now
+        const to = where === 'node1' ? 'node2' : 'node1';
+        const client = await migrateOnce(b.tb, 'roamer', to, 'auto', 'full');
+        if (client.result !== 'success') throw new Error(`bench: moving the client failed: ${client.reason}`);
+        const clientArrived = performance.now();
+        let decision: DecisionWire | undefined;
+        while (!decision) {
+          if (performance.now() - clientArrived > 60000) throw new Error('bench: the container did not follow its client within 60 s');
+          await sleep(50);
+          decision = (await callJson<DecisionWire[]>(b.api, 'GET', '/v1/decisions'))
+            .find((d) => d.endpoint === 'box' && d.outcome === 'moved' && d.to === to && d.migration !== undefined && !seen.has(d.migration));
         }
+        seen.add(decision.migration!);
+        const decidedMs = performance.now() - clientArrived;
+        const report = await reportOf(b.tb, decision.migration!, where);
+        if (report.result !== 'success') throw new Error(`bench: the container's move failed: ${report.reason}`);
+        while ((await callJson<EndpointRecordWire[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === 'box')?.node !== to) await sleep(20);
+        samples.push({
+          prepare, arrival_ms: r1(performance.now() - clientArrived), decided_ms: r1(decidedMs), frozen_ms: report.frozen_ms, prepare_phase_ms: report.phases.prepare_ms,
+          prepared_ahead_ms: report.prepared_ahead_ms ?? 0, total_ms: r1(Object.values(report.phases).reduce((x, y) => x + y, 0) - report.phases.pull_ms),
+          dump_ms: report.phases.dump_ms, transfer_ms: report.phases.transfer_ms, restore_ms: report.phases.restore_ms, frozen_file_bytes: report.files?.frozen_bytes ?? 0,
+        });
+        where = to;
       }
-    });
-  } finally {
-    rootfs.remove();
-  }
+    }
+  });
   const sum = (prepare: boolean) => {
     const xs = samples.filter((s) => s.prepare === prepare);
     const m = (f: (s: Sample) => number) => r1(median(xs.map(f)));
