@@ -95,10 +95,7 @@ export class Agent {
     });
     registerPolicyMetrics(this.registry, this.events, () => this.observer && {
       ingress: this.observer.window.endpoints().flatMap((endpoint) => [...this.observer!.window.totalsOf(endpoint)].map(([via, bytes]) => ({ endpoint, via, bytes }))),
-      rttMs: (this.manager?.records() ?? []).flatMap((r) => {
-        const ms = this.observer!.rttMs(r.name);
-        return ms === undefined ? [] : [{ endpoint: r.name, ms }];
-      }),
+      rttMs: this.observer.rttsMs().map(([endpoint, ms]) => ({ endpoint, ms })),
       draining: this.table.node(c.node)?.draining === true,
       preparedAhead: this.migrations?.source.preparedAhead().length ?? 0,
     });

@@ -35,19 +35,11 @@ export class TrafficObserver {
   async observe(now: number, endpoints: ObservedEndpoint[], peers: { node: string; address: string }[]): Promise<void> {
     const set: IngressRuleSet = { ...this.devices, endpoints: endpoints.map((e) => ({ name: e.name, ip: e.ip, mac: e.mac })), peers };
     const key = JSON.stringify(set);
-    const samples = new Map<string, TrafficSample>();
-    if (this.written !== undefined) {
-      for (const c of readIngressCounters(this.netns)) {
-        const key = `${c.endpoint} ${c.via}`;
-        const same = samples.get(key);
-        if (same) same.bytes += c.bytes;
-        else samples.set(key, { endpoint: c.endpoint, via: c.via, bytes: c.bytes });
-      }
-    }
+    const samples: TrafficSample[] = this.written === undefined ? [] : this.readCounters();
     // Endpoints without a counter yet are still present: absent ones are forgotten by the window.
-    const counted = new Set([...samples.values()].map((s) => s.endpoint));
-    for (const e of endpoints) if (!counted.has(e.name)) samples.set(`${e.name} ${LOCAL_VIA}`, { endpoint: e.name, via: LOCAL_VIA, bytes: 0 });
-    this.window.record(now, [...samples.values()]);
+    const counted = new Set(samples.map((s) => s.endpoint));
+    for (const e of endpoints) if (!counted.has(e.name)) samples.push({ endpoint: e.name, via: LOCAL_VIA, bytes: 0 });
+    this.window.record(now, samples);
     if (key !== this.written) {
       writeIngressCounters(this.netns, set);
       this.written = key;
@@ -66,6 +58,22 @@ export class TrafficObserver {
       }
     }));
     for (const name of [...this.rtts.keys()]) if (!endpoints.some((e) => e.name === name)) this.rtts.delete(name);
+  }
+
+  /** The counters as they are; tables that went (someone flushed the ruleset) are written again this round. */
+  private readCounters(): TrafficSample[] {
+    try {
+      return readIngressCounters(this.netns).map((c) => ({ endpoint: c.endpoint, via: c.via, bytes: c.bytes }));
+    } catch (err) {
+      this.warn(`reading the ingress counters: ${describeError(err)}; writing them again`);
+      this.written = undefined;
+      return [];
+    }
+  }
+
+  /** The median smoothed RTT of each endpoint's TCP connections, ms (those with connections). */
+  rttsMs(): [string, number][] {
+    return [...this.rtts];
   }
 
   /** The median smoothed RTT of the endpoint's TCP connections, ms (none without connections). */

@@ -78,13 +78,10 @@ export function writeIngressCounters(netns: string, set: IngressRuleSet): void {
   nftRun(netns, 'observe.write', ingressScript(set));
 }
 
+/** Reads only (no transaction each round); a table someone removed is an error, and the caller writes the rules again. */
 export function readIngressCounters(netns: string): IngressCount[] {
-  const out: IngressCount[] = [];
-  for (const family of ['inet', 'bridge']) {
-    const text = nftRun(netns, 'observe.read', `add table ${family} ${OBSERVE_TABLE}\nlist table ${family} ${OBSERVE_TABLE}`);
-    out.push(...parseIngressCounters(text));
-  }
-  return out;
+  // One list per call: nft 1.0.6 does not find the second table of two lists in one buffer.
+  return ['inet', 'bridge'].flatMap((family) => parseIngressCounters(nftRun(netns, 'observe.read', `list table ${family} ${OBSERVE_TABLE}`)));
 }
 
 export function parseIngressCounters(listing: string): IngressCount[] {
