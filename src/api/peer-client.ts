@@ -12,8 +12,7 @@ import type { Prepared, PrepareRequest } from '../migration/target.js';
 import type { TargetAgent } from '../migration/source.js';
 import type { MigrationStatus } from '../migration/report.js';
 import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
-import { AnnounceResponse, DecisionWire, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody } from './schemas.js';
-import { Type } from '@sinclair/typebox';
+import { AnnounceResponse, DecisionList, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody, type DecisionWire } from './schemas.js';
 import type { PullOutcome } from '../checkpoint/executor.js';
 
 export interface AnnounceResult {
@@ -44,7 +43,7 @@ export class PeerClient implements TargetAgent {
 
   async decisions(address: string): Promise<DecisionWire[]> {
     const answer = await callJson<unknown>(this.target(address), 'GET', '/peer/v1/decisions', undefined, { timeoutMs: 5000 });
-    return parseWithSchema(Type.Array(DecisionWire), answer, 'PEER_PROTOCOL', `decisions from ${address}`);
+    return parseWithSchema(DecisionList, answer, 'PEER_PROTOCOL', `decisions from ${address}`);
   }
 
   async stopEndpoint(address: string, name: string): Promise<void> {

@@ -112,6 +112,7 @@ export const DecisionWire = Type.Object({
   migration: Type.Optional(Type.String({ description: 'a move: the migration it started' })),
 }, { additionalProperties: false });
 export type DecisionWire = Static<typeof DecisionWire>;
+export const DecisionList = Type.Array(DecisionWire, { maxItems: 100000 });
 
 export type EndpointRecordWire = Static<typeof EndpointRecord>;
 export type NodeAnnouncementWire = Static<typeof NodeAnnouncement>;

@@ -140,7 +140,7 @@ export class NodeDiscovery {
   private sayCordon(cordoned: boolean): void {
     const was = this.cordoned;
     this.cordoned = cordoned;
-    if (cordoned !== (was ?? false) || (was === undefined && cordoned)) this.o.onCordon?.(cordoned);
+    if (cordoned !== (was ?? false)) this.o.onCordon?.(cordoned);
   }
 
   private forget(n: V1Node): void {

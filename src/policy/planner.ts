@@ -13,12 +13,12 @@ import type { EventBus } from '../events/bus.js';
 import type { MigrationSource } from '../migration/source.js';
 import { PolicyEngine, type Action, type Decision } from './engine.js';
 import type { TrafficObserver } from './observer.js';
-import { withPolicyDefaults, type EndpointPolicy } from './schema.js';
+import type { EndpointPolicy } from './schema.js';
 
 export interface PlannerDeps {
   self: string;
   intervalMs: number;
-  /** the policy of endpoints that have none of their own */
+  /** the policy of endpoints that have none of their own (every policy here is whole: the schema's defaults were filled where it came in) */
   defaultPolicy: EndpointPolicy;
   table: LocationTable;
   manager: { records(): EndpointRecord[]; stored(name: string): StoredEndpoint | undefined };
@@ -78,7 +78,7 @@ export class PolicyPlanner {
       const actions = this.engine.evaluate({
         now, self: d.self, selfDraining: d.draining(),
         endpoints: local.map((r) => ({
-          name: r.name, policy: withPolicyDefaults(d.manager.stored(r.name)?.policy ?? d.defaultPolicy), hereSince: this.hereSince.get(r.name)!,
+          name: r.name, policy: d.manager.stored(r.name)?.policy ?? d.defaultPolicy, hereSince: this.hereSince.get(r.name)!,
           moving: d.source.isMoving(r.name), rttMs: d.observer.rttMs(r.name),
         })),
         peers: peers.map((p) => ({ node: p.node, reachable: p.reachable, draining: p.draining === true, endpoints: p.endpoints.length })),

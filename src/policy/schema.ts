@@ -4,7 +4,6 @@
  * policy travels with its endpoint).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 
 export const FollowClientPolicy = Type.Object(
   {
@@ -48,11 +47,6 @@ export const EndpointPolicy = Type.Object(
 export type EndpointPolicy = Static<typeof EndpointPolicy>;
 export type FollowClientPolicy = Static<typeof FollowClientPolicy>;
 export type LatencyPolicy = Static<typeof LatencyPolicy>;
-
-/** A policy as given (defaults omitted) made whole; input already checked against the schema. */
-export function withPolicyDefaults(given: unknown): EndpointPolicy {
-  return Value.Default(EndpointPolicy, structuredClone(given ?? {})) as EndpointPolicy;
-}
 
 export const POLICY_KINDS = ['follow-client', 'latency', 'drain'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];

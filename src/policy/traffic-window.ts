@@ -51,6 +51,8 @@ export class TrafficWindow {
       const list = perVia.get(s.via) ?? [];
       perVia.set(s.via, list);
       list.push({ from: Math.min(this.lastRecordAt ?? now, now), at: now, bytes: delta });
+      // Older deltas are never needed again: the longest window any policy can ask for is kept.
+      while (list[0]!.at < now - MAX_WINDOW_MS) list.shift();
       const totals = this.totals.get(s.endpoint) ?? new Map<string, number>();
       this.totals.set(s.endpoint, totals);
       totals.set(s.via, (totals.get(s.via) ?? 0) + delta);
@@ -78,8 +80,6 @@ export class TrafficWindow {
     const seconds = Math.max((now - since) / 1000, 0.001);
     let total = 0;
     for (const [via, list] of perVia ?? []) {
-      // Older deltas are never needed again: the longest window any policy can ask for is kept.
-      while (list.length > 0 && list[0]!.at < now - MAX_WINDOW_MS) list.shift();
       // A reading that straddles the window's start counts for the part inside it: readings come late
       // under load, and one covering two seconds of a client's turn must not count as two seconds of the window.
       const bytes = list.reduce((sum, d) => sum + d.bytes * overlap(d, since, now), 0);

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { PolicyEngine, RETRY_AFTER_MS, type Action, type EvaluationInput, type NodeChoice } from '../../src/policy/engine.js';
-import { withPolicyDefaults } from '../../src/policy/schema.js';
+import { Value } from '@sinclair/typebox/value';
+import { EndpointPolicy } from '../../src/policy/schema.js';
 import { TrafficWindow } from '../../src/policy/traffic-window.js';
 import { ingressScript, parseIngressCounters } from '../../src/sys/ingress-counters.js';
 
@@ -15,7 +16,8 @@ function simulate(opts: {
   const window = new TrafficWindow();
   const totals: Record<string, number> = {};
   const actions: (Action & { second: number })[] = [];
-  const policy = withPolicyDefaults(opts.policy ?? { followClient: {}, minDwellMs: 0 });
+  // As the API gives it to the agent: the schema's defaults filled in.
+  const policy = Value.Default(EndpointPolicy, opts.policy ?? { followClient: {}, minDwellMs: 0 }) as EndpointPolicy;
   let moving = false;
   for (let s = 0; s <= opts.seconds; s++) {
     const now = s * 1000;
