@@ -27,6 +27,7 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
   try {
     const tb = await testbedUp({ name, nodes: 3, underlayRate: undefined, say: (l) => out(`   ${l}`) });
     const api = { socketPath: tb.nodes[0]!.apiSocket };
+    const readClientLog = () => callRaw(api, 'GET', '/v1/endpoints/client/logs');
 
     step('starting a stateful counter service on node1');
     const server = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: 'counter', node: 'node1', command: [process.execPath, workload('counter-server.js'), '--port', '7000'] });
@@ -42,7 +43,7 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
     out(formatTable(['NAME', 'NODE', 'IP', 'MAC', 'PID', 'STATE'], eps.map((e) => [e.name, e.node, e.ip, e.mac, String(e.pid ?? '-'), e.state])).replace(/^/gm, '   '));
 
     step('traffic: the client\'s log (node3 -> VXLAN -> node1)');
-    const clientLog = (await callRaw(api, 'GET', '/v1/endpoints/client/logs')).trim().split('\n');
+    const clientLog = (await readClientLog()).trim().split('\n');
     for (const line of clientLog.slice(-6)) out(`   ${line}`);
     step("the server's log");
     for (const line of (await callRaw(api, 'GET', '/v1/endpoints/counter/logs')).trim().split('\n')) out(`   ${line}`);
@@ -63,33 +64,32 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
     // Follow-the-client, with thresholds short enough to watch; the counter is light traffic (a request every 250 ms).
     await callJson(api, 'PUT', '/v1/endpoints/counter/policy', { policy: { followClient: { windowMs: 3000, sustainMs: 2000, minBytesPerSecond: 100 }, minDwellMs: 0 } });
     out('   counter policy: follow the client (move when over 70% of its traffic enters at one other node for 2 s)');
-    const rttsSoFar = async () => (await callRaw(api, 'GET', '/v1/endpoints/client/logs')).split('\n').map((l) => Number(/rtt ([\d.]+) ms/.exec(l)?.[1])).filter((x) => !Number.isNaN(x));
+    const rttsOf = (text: string) => text.split('\n').map((l) => Number(/rtt ([\d.]+) ms/.exec(l)?.[1])).filter((x) => !Number.isNaN(x));
     await sleep(4000);
     // The client's log starts again on the node it moves to: what it logged on node3 is kept here.
-    const logOnNode3 = await callRaw(api, 'GET', '/v1/endpoints/client/logs');
-    const rttsOnNode3 = await rttsSoFar();
+    const logOnNode3 = await readClientLog();
     const moved = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: 'client', to: 'node1' });
     const clientReport = await followMigration(api, moved, () => undefined);
     if (clientReport.result !== 'success') throw new RoamError('MIGRATION_FAILED', `moving the client: ${clientReport.reason ?? clientReport.result}`);
     const clientMovedAt = performance.now();
     out(`   the client is now attached at node1 (frozen ${clientReport.frozen_ms} ms); its requests enter the overlay there`);
-    let followed: DecisionWire | undefined;
-    while (!followed) {
+    let decisions: DecisionWire[] = [];
+    while (!decisions.some((d) => d.outcome === 'moved')) {
       if (performance.now() - clientMovedAt > 60000) throw new RoamError('MIGRATION_FAILED', 'the counter did not follow its client within 60 s');
       await sleep(250);
-      followed = (await callJson<DecisionWire[]>(api, 'GET', '/v1/decisions')).find((d) => d.endpoint === 'counter' && d.outcome === 'moved');
+      decisions = (await callJson<DecisionWire[]>(api, 'GET', '/v1/decisions')).filter((d) => d.endpoint === 'counter');
     }
-    for (const d of (await callJson<DecisionWire[]>(api, 'GET', '/v1/decisions')).filter((x) => x.endpoint === 'counter')) out(`   decision on ${d.node}: ${d.outcome}${d.to ? ` ${d.to}` : ''}: ${d.reason}`);
+    for (const d of decisions) out(`   decision on ${d.node}: ${d.outcome}${d.to ? ` ${d.to}` : ''}: ${d.reason}`);
     while ((await callJson<EndpointRecordWire[]>(api, 'GET', '/v1/endpoints')).find((e) => e.name === 'counter')?.node !== 'node1') {
       if (performance.now() - clientMovedAt > 90000) throw new RoamError('MIGRATION_FAILED', 'the counter did not arrive on node1');
       await sleep(100);
     }
     out(`   the counter arrived on node1 ${((performance.now() - clientMovedAt) / 1000).toFixed(1)} s after the client moved`);
-    const acrossOverlay = await rttsSoFar();
+    const acrossOverlay = rttsOf(await readClientLog());
     await sleep(4000);
-    const rtts = await rttsSoFar();
+    const rtts = rttsOf(await readClientLog());
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)] ?? NaN;
-    out(`   client round trips, median: ${median(rttsOnNode3.slice(-12)).toFixed(2)} ms with both on node3; `
+    out(`   client round trips, median: ${median(rttsOf(logOnNode3).slice(-12)).toFixed(2)} ms with both on node3; `
       + `${median(acrossOverlay.slice(2)).toFixed(2)} ms across the overlay while the counter was still on node3; `
       + `${median(rtts.slice(acrossOverlay.length + 2)).toFixed(2)} ms with both on node1 again`);
     out('   (the testbed\'s underlay adds no distance: the gap is VXLAN and the extra hop, not kilometres)');
@@ -97,7 +97,7 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
     step('what the client saw');
     const countsOf = (text: string) => text.split('\n').filter((l) => l.startsWith('reply')).map((l) => Number(/count (\d+)/.exec(l)?.[1]));
     const before = countsOf(logOnNode3);
-    const logOnNode1 = await callRaw(api, 'GET', '/v1/endpoints/client/logs');
+    const logOnNode1 = await readClientLog();
     const after = countsOf(logOnNode1);
     const log = `${logOnNode3}\n${logOnNode1}`.trim().split('\n');
     const answers = log.filter((l) => l.startsWith('reply'));
