@@ -2,7 +2,7 @@
 import { Agent } from '../agent.js';
 import { loadConfigFile } from '../config/load.js';
 import { RoamError } from '../errors/roam-error.js';
-import { parseFlags } from './roam.js';
+import { parseFlags } from './flags.js';
 
 export async function runAgent(args: string[], log: (line: string) => void): Promise<number> {
   const { values, positionals } = parseFlags(args, { config: { type: 'string' }, node: { type: 'string' }, 'underlay-address': { type: 'string' } }, 'roam agent');

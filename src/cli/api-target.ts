@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { RoamError } from '../errors/roam-error.js';
-import type { Target } from '../api/http-client.js';
+import type { Target } from '../http/client.js';
 import { readTestbedState } from '../testbed/state.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/roam/agent.sock';

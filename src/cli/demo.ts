@@ -8,8 +8,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { callJson, callRaw } from '../api/http-client.js';
-import type { DecisionWire, EndpointRecordWire } from '../api/schemas.js';
+import { callJson, callRaw } from '../http/client.js';
+import type { DecisionWire } from '../records/decision.js';
+import type { EndpointRecord } from '../records/endpoint.js';
 import { RoamError } from '../errors/roam-error.js';
 import { testbedDown } from '../testbed/down.js';
 import { testbedUp } from '../testbed/up.js';
@@ -30,16 +31,16 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
     const readClientLog = () => callRaw(api, 'GET', '/v1/endpoints/client/logs');
 
     step('starting a stateful counter service on node1');
-    const server = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: 'counter', node: 'node1', command: [process.execPath, workload('counter-server.js'), '--port', '7000'] });
+    const server = await callJson<EndpointRecord>(api, 'POST', '/v1/endpoints', { name: 'counter', node: 'node1', command: [process.execPath, workload('counter-server.js'), '--port', '7000'] });
     out(`   counter: ip ${server.ip}, mac ${server.mac} on ${server.node}`);
 
     step('starting a client on node3 that talks to the counter over the overlay');
-    const client = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', { name: 'client', node: 'node3', command: [process.execPath, workload('counter-client.js'), server.ip, '7000', '--interval-ms', '250'] });
+    const client = await callJson<EndpointRecord>(api, 'POST', '/v1/endpoints', { name: 'client', node: 'node3', command: [process.execPath, workload('counter-client.js'), server.ip, '7000', '--interval-ms', '250'] });
     out(`   client: ip ${client.ip} on ${client.node}`);
 
     await sleep(2500);
     step('roam ps');
-    const eps = await callJson<EndpointRecordWire[]>(api, 'GET', '/v1/endpoints');
+    const eps = await callJson<EndpointRecord[]>(api, 'GET', '/v1/endpoints');
     out(formatTable(['NAME', 'NODE', 'IP', 'MAC', 'PID', 'STATE'], eps.map((e) => [e.name, e.node, e.ip, e.mac, String(e.pid ?? '-'), e.state])).replace(/^/gm, '   '));
 
     step('traffic: the client\'s log (node3 -> VXLAN -> node1)');
@@ -80,7 +81,7 @@ export async function runDemo(args: string[], out: (line: string) => void): Prom
       decisions = (await callJson<DecisionWire[]>(api, 'GET', '/v1/decisions')).filter((d) => d.endpoint === 'counter');
     }
     for (const d of decisions) out(`   decision on ${d.node}: ${d.outcome}${d.to ? ` ${d.to}` : ''}: ${d.reason}`);
-    while ((await callJson<EndpointRecordWire[]>(api, 'GET', '/v1/endpoints')).find((e) => e.name === 'counter')?.node !== 'node1') {
+    while ((await callJson<EndpointRecord[]>(api, 'GET', '/v1/endpoints')).find((e) => e.name === 'counter')?.node !== 'node1') {
       if (performance.now() - clientMovedAt > 90000) throw new RoamError('MIGRATION_FAILED', 'the counter did not arrive on node1');
       await sleep(100);
     }

@@ -1,6 +1,6 @@
 /** Following a migration from the CLI: its phases as they finish, then its report. */
-import { callJson, type Target } from '../api/http-client.js';
-import type { HandoverReport, MigrationStatus } from '../migration/report.js';
+import { callJson, type Target } from '../http/client.js';
+import type { HandoverReport, MigrationStatus } from '../records/migration-report.js';
 
 type Out = (line: string) => void;
 

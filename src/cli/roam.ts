@@ -4,18 +4,20 @@
  * only `agent`, `testbed` and `demo` do work themselves.
  */
 import { resolve } from 'node:path';
+import type { ParseArgsConfig } from 'node:util';
 import { parseVolumeFlag } from '../container/spec.js';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { RoamError, describeError } from '../errors/roam-error.js';
-import { callJson, callRaw } from '../api/http-client.js';
+import { callJson, callRaw } from '../http/client.js';
 import { resolveApi, DEFAULT_TESTBED, type ApiChoice } from './api-target.js';
 import { runAgent } from './agent-command.js';
+import { parseFlags } from './flags.js';
 import { runDemo } from './demo.js';
 import { formatTable } from './table.js';
 import { testbedUp } from '../testbed/up.js';
 import { testbedDown } from '../testbed/down.js';
 import { readTestbedState } from '../testbed/state.js';
-import type { DecisionWire, EndpointRecordWire } from '../api/schemas.js';
+import type { DecisionWire } from '../records/decision.js';
+import type { EndpointRecord } from '../records/endpoint.js';
 import { followMigration } from './follow-migration.js';
 import { crdsYaml } from '../kubernetes/crds.js';
 
@@ -91,15 +93,6 @@ function apiOf(values: { api?: string | undefined; 'api-ca'?: string | undefined
   return { api: values.api, apiCa: values['api-ca'], apiTokenFile: values['api-token-file'], testbed: values.testbed, node };
 }
 
-/** parseArgs with errors that name the flag, as RoamErrors. */
-export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, what: string) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new RoamError('INPUT_INVALID', `${what}: ${(e as Error).message.replace(/\. To specify a positional argument.*$/s, '')}`);
-  }
-}
-
 async function cmdRun(args: string[], out: Out): Promise<number> {
   const dash = args.indexOf('--');
   const command = dash >= 0 ? args.slice(dash + 1) : [];
@@ -122,7 +115,7 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
   const api = resolveApi(apiOf(values, values.node));
   const policy = values.policy === undefined ? undefined : parsePolicyJson(values.policy, 'roam run: --policy');
   const body = { name: values.name, node: values.node, command, ...(values.ip ? { ip: values.ip } : {}), ...(container ? { container } : {}), ...(policy ? { policy } : {}) };
-  const record = await callJson<EndpointRecordWire>(api, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
+  const record = await callJson<EndpointRecord>(api, 'POST', '/v1/endpoints', body, { unreachable: 'PRECONDITION' });
   if (values.json) out(JSON.stringify(record));
   else out(`${record.name} running on ${record.node}: ip ${record.ip}, mac ${record.mac}, pid ${record.pid ?? '-'}`);
   return 0;
@@ -131,7 +124,7 @@ async function cmdRun(args: string[], out: Out): Promise<number> {
 async function cmdPs(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...apiOptions, json: { type: 'boolean' } }, 'roam ps');
   if (positionals.length > 0) throw new RoamError('INPUT_INVALID', `roam ps: unexpected argument ${JSON.stringify(positionals[0])}`);
-  const eps = await callJson<EndpointRecordWire[]>(resolveApi(apiOf(values)), 'GET', '/v1/endpoints', undefined, { unreachable: 'PRECONDITION' });
+  const eps = await callJson<EndpointRecord[]>(resolveApi(apiOf(values)), 'GET', '/v1/endpoints', undefined, { unreachable: 'PRECONDITION' });
   if (values.json) {
     out(JSON.stringify(eps));
     return 0;

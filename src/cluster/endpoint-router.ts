@@ -3,10 +3,11 @@
  * owns (or is to own) the endpoint — this agent's manager, or the owning
  * agent over the peer protocol. Any agent can therefore serve the CLI.
  */
-import type { ContainerRequest } from '../api/schemas.js';
-import type { EndpointPolicy } from '../policy/schema.js';
 import { RoamError } from '../errors/roam-error.js';
-import type { EndpointRecord, LocationTable } from './locations.js';
+import type { ContainerRequest } from '../records/container.js';
+import type { EndpointRecord } from '../records/endpoint.js';
+import type { EndpointPolicy } from '../records/policy.js';
+import type { LocationTable } from './locations.js';
 
 export interface CreateRequest {
   name: string;

@@ -6,27 +6,8 @@
  * a silent node keeps its last-known endpoints: the data path must not be
  * torn down because a control plane blinked.
  */
-export interface EndpointRecord {
-  name: string;
-  ip: string;
-  mac: string;
-  node: string;
-  /** grows by one every time the endpoint moves or is re-created */
-  generation: number;
-  pid: number | undefined;
-  netns: string | undefined;
-  state: 'running' | 'exited';
-}
-
-export interface NodeAnnouncement {
-  node: string;
-  /** the node's underlay address: its VTEP and its agent's peer address */
-  address: string;
-  seq: number;
-  endpoints: EndpointRecord[];
-  /** marked for maintenance: its endpoints leave, and no policy sends one there (absent: not draining) */
-  draining?: boolean;
-}
+import type { EndpointRecord } from '../records/endpoint.js';
+import type { NodeAnnouncement } from '../records/announcement.js';
 
 /**
  * What changed: this node's own endpoints ('local', which must be announced),

@@ -6,11 +6,12 @@
  */
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import type { LocationTable, NodeAnnouncement } from './locations.js';
+import type { AnnounceResponse, NodeAnnouncement } from '../records/announcement.js';
+import type { LocationTable } from './locations.js';
 import { Rounds } from './rounds.js';
 
 export interface PeerTransport {
-  announce(address: string, mine: NodeAnnouncement): Promise<{ self: NodeAnnouncement; peers: { node: string; address: string }[] }>;
+  announce(address: string, mine: NodeAnnouncement): Promise<AnnounceResponse>;
 }
 
 export class PeerSync {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { RoamError } from '../errors/roam-error.js';
 import { familyOf, parsePrefix, prefixWithin } from '../net/ip.js';
 import { AgentConfig } from './schema.js';
-import { splitHostPort } from './formats.js';
+import { splitHostPort } from '../records/formats.js';
 import { parseWithSchema } from './validate.js';
 
 /** What `roam agent` flags set over the file: the per-node values a DaemonSet takes from the downward API. */

@@ -3,14 +3,9 @@
  * parsed once at the edge (config/load.ts), then frozen.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { EndpointPolicy } from '../policy/schema.js';
+import { IpAddress, NodeName } from '../records/names.js';
+import { EndpointPolicy } from '../records/policy.js';
 
-export const NodeName = Type.String({
-  pattern: '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$',
-  description: 'DNS-label style node name: lowercase letters, digits and dashes, 1-32 characters',
-});
-
-export const IpAddress = Type.String({ format: 'ip', description: 'IPv4 or IPv6 address' });
 export const Prefix = Type.String({ format: 'prefix', description: 'address/length, e.g. 10.244.0.0/16' });
 export const HostPort = Type.String({ format: 'hostport', description: 'ADDRESS:PORT, e.g. 127.0.0.1:9464 or [::1]:9464' });
 

@@ -6,7 +6,7 @@ import type { TSchema, Static } from '@sinclair/typebox';
 import { Value, type ValueError } from '@sinclair/typebox/value';
 import { RoamError } from '../errors/roam-error.js';
 import type { ErrorCode } from '../errors/codes.js';
-import './formats.js';
+import '../records/formats.js';
 
 export function describeValueError(e: ValueError): string {
   const field = e.path === '' ? '(top level)' : e.path.slice(1).replaceAll('/', '.');
@@ -14,6 +14,9 @@ export function describeValueError(e: ValueError): string {
   const hint = schema.description ? ` (${schema.description})` : '';
   if (e.message.startsWith('Unexpected property')) return `${field}: unknown field`;
   if (e.message.startsWith('Expected required property')) return `${field}: required field is missing`;
+  // A choice among names (a mode, a mechanism): the names say more than "expected union value".
+  const choices = (e.schema as { anyOf?: { const?: unknown }[] }).anyOf?.map((s) => s.const);
+  if (choices?.length && choices.every((c) => typeof c === 'string')) return `${field}: ${JSON.stringify(e.value)} is not one of ${choices.join(', ')}`;
   return `${field}: ${e.message.toLowerCase()}, got ${JSON.stringify(e.value)}${hint}`;
 }
 

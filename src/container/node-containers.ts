@@ -15,16 +15,10 @@ import { RoamError } from '../errors/roam-error.js';
 import type { StartedProcess } from '../sys/launch.js';
 import { mountOverlay, unmount } from '../sys/mounts.js';
 import { defaultSpec, deleteContainer, runContainer, type Container } from '../sys/runc.js';
-import type { ContainerFiles } from '../checkpoint/container-executor.js';
+import type { ContainerFiles } from '../checkpoint/runc-container.js';
 import { ImageStore } from './image-store.js';
-import { parseOciSpec, readBundle, renderSpec, type OciSpec, type Volume } from './spec.js';
-
-/** What `roam run` asks for: a container from a root filesystem folder (with a command) or an OCI bundle, with volumes. */
-export interface ContainerRequest {
-  rootfs?: string;
-  bundle?: string;
-  volumes: Volume[];
-}
+import type { ContainerRequest, Volume } from '../records/container.js';
+import { parseOciSpec, readBundle, renderSpec, type OciSpec } from './spec.js';
 
 /** What an endpoint record keeps of its container. */
 export interface ContainerPart {

@@ -10,6 +10,7 @@ import { isAbsolute, join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { parseWithSchema } from '../config/validate.js';
 import { RoamError } from '../errors/roam-error.js';
+import type { Volume } from '../records/container.js';
 import { CRIU_CONFIG_ANNOTATION } from '../sys/runc.js';
 
 const Namespace = Type.Object({ type: Type.String(), path: Type.Optional(Type.String()) }, { additionalProperties: true });
@@ -28,16 +29,6 @@ export const OciSpec = Type.Object(
   { additionalProperties: true },
 );
 export type OciSpec = Static<typeof OciSpec>;
-
-/** A data volume: a host folder at a path in the container. */
-export const Volume = Type.Object(
-  {
-    source: Type.String({ minLength: 1, pattern: '^/', description: 'the folder on the node, absolute' }),
-    destination: Type.String({ minLength: 2, pattern: '^/', description: 'where the container sees it, absolute' }),
-  },
-  { additionalProperties: false },
-);
-export type Volume = Static<typeof Volume>;
 
 export function parseOciSpec(input: unknown, what: string): OciSpec {
   return parseWithSchema(OciSpec, input, 'INPUT_INVALID', what);

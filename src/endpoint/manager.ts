@@ -4,23 +4,25 @@
  * restart, and watch for exits. One operation at a time, so two creates can
  * never pick the same address. A failed create leaves nothing behind.
  */
-import type { EndpointPolicy } from '../policy/schema.js';
+import type { EndpointPolicy } from '../records/policy.js';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { RoamError, describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import type { EndpointRecord } from '../cluster/locations.js';
+import type { EndpointRecord } from '../records/endpoint.js';
 import { parsePrefix } from '../net/ip.js';
 import { macForIp } from '../net/mac.js';
 import type { RtnlSession } from '../sys/netlink/session.js';
 import { isNetns } from '../sys/netns/netns.js';
 import { allocateIp } from './allocator.js';
-import { ENDPOINT_NAME_PATTERN, hostVethName } from './naming.js';
+import { ENDPOINT_NAME_PATTERN } from '../records/names.js';
+import { hostVethName } from './naming.js';
 import { attachEndpointNetwork, bridgePort, createEndpointNetwork, detachEndpointNetwork, removeEndpointNetwork } from './network.js';
 import { exitStatus, startUnderShim, waitForShimExit } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
 import { EndpointStore, type PodRef, type StoredEndpoint } from './store.js';
-import { NodeContainers, type ContainerRequest } from '../container/node-containers.js';
+import { NodeContainers } from '../container/node-containers.js';
+import type { ContainerRequest } from '../records/container.js';
 
 export interface CreateEndpointRequest {
   name: string;
@@ -236,7 +238,6 @@ export class EndpointManager {
     return r ? { ...r } : undefined;
   }
 
-  /** The restored tree is the endpoint now: it becomes local and is announced (the switch). */
   /** Puts an arrival's port on the bridge (network.ts bridgePort): the first step of its switch. Idempotent. */
   async bridgeIncoming(name: string): Promise<void> {
     const r = this.incoming.get(name) ?? this.local.get(name);
@@ -244,6 +245,11 @@ export class EndpointManager {
     await bridgePort(this.o.session, r.hostVeth, this.o.bridgeIndex());
   }
 
+  /**
+   * The restored tree is the endpoint now (the switch): it becomes a local
+   * record with a new generation. Telling the peers is the caller's
+   * (MigrationTarget announces before it answers the switch).
+   */
   adoptIncoming(name: string, restored: { pid: number; shimPid: number }): EndpointRecord {
     const r = this.incoming.get(name);
     if (!r) throw new RoamError('NOT_FOUND', `no endpoint ${name} is arriving on ${this.o.node}`);

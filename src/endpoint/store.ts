@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ContainerPart } from '../container/node-containers.js';
-import type { EndpointPolicy } from '../policy/schema.js';
+import type { EndpointPolicy } from '../records/policy.js';
 
 export interface StoredEndpoint {
   name: string;

@@ -3,6 +3,12 @@
  * Nothing in the core ever calls metrics directly.
  */
 import { EventEmitter } from 'node:events';
+import type { Decision } from '../records/decision.js';
+import type { HandoverCounts } from '../records/handover.js';
+import type { HandoverReport } from '../records/migration-report.js';
+
+/** Why a request to the control API over the network was refused. */
+export type ApiRefusal = 'no-token' | 'wrong-token' | 'tls-handshake';
 
 export interface AgentEvents {
   'overlay.reconciled': { added: number; removed: number; errors: number; durationMs: number };
@@ -12,23 +18,23 @@ export interface AgentEvents {
   /** a peer connection that failed the TLS handshake (no certificate, or one the cluster CA did not sign) */
   'peer.tls-refused': { from: string; reason: string };
   /** a request to the control API over the network refused: no or a wrong token, or a failed TLS handshake */
-  'api.refused': { from: string; reason: import('../api/control-exposure.js').ApiRefusal };
+  'api.refused': { from: string; reason: ApiRefusal };
   'peer.joined': { node: string; address: string };
   'endpoint.started': { name: string; ip: string };
   'endpoint.stopped': { name: string };
   'endpoint.exited': { name: string; status: string };
   'migration.phase': { id: string; name: string; phase: string; state: 'started' | 'done'; ms: number };
-  'migration.finished': { report: import('../migration/report.js').HandoverReport };
+  'migration.finished': { report: HandoverReport };
   /** the target's view: an arrival ended, switched (success) or aborted (rolled_back) */
   'migration.arrival': { id: string; name: string; mode: string; result: 'success' | 'rolled_back' };
   /** the target's view: what the handover delivered and kicked when the service came back */
-  'migration.handover': { id: string; name: string; counts: import('../handover/deliver.js').HandoverCounts };
-  /** per active restored connection: what its client felt (frozen window + time until its data came back) */
+  'migration.handover': { id: string; name: string; counts: HandoverCounts };
   /** post-copy: progress of the target's pull, and its end */
   'migration.pull': { id: string; name: string; state: 'progress' | 'complete' | 'incomplete'; lazyBytes: number; pulledBytes: number; durationMs: number };
+  /** per active restored connection: what its client felt (frozen window + time until its data came back) */
   'migration.stall': { id: string; name: string; stallsMs: number[]; idle: number };
   /** a policy decided something about an endpoint here: a move, a preparation, a withdrawal, or why not */
-  'policy.decision': { decision: import('../policy/engine.js').Decision };
+  'policy.decision': { decision: Decision };
   log: { level: 'info' | 'warn' | 'error'; message: string };
 }
 

@@ -25,9 +25,7 @@ import { sendIpv4Packets } from '../sys/raw-ip.js';
 import { describeError } from '../errors/roam-error.js';
 import { parseIp } from '../net/ip.js';
 import { checkHeldPacket, synProbe } from './packets.js';
-import type { HandoverCounts, HandoverMechanism } from './schemas.js';
-
-export type { HandoverCounts, HandoverMechanism } from './schemas.js';
+import type { HandoverCounts, HandoverMechanism } from '../records/handover.js';
 
 export const replays = (m: HandoverMechanism): boolean => m === 'full' || m === 'replay';
 export const kicks = (m: HandoverMechanism): boolean => m === 'full' || m === 'kick';

@@ -21,7 +21,8 @@ import { openLockOutput, unlockNetns } from '../sys/nft.js';
 import { continueTree } from '../sys/proc.js';
 import { describeError } from '../errors/roam-error.js';
 import type { HeldPackets } from '../sys/packet-hold.js';
-import { kick, kicks, replay, replays, startHandover, type DeliverSpec, type HandoverCounts } from './deliver.js';
+import type { HandoverCounts } from '../records/handover.js';
+import { kick, kicks, replay, replays, startHandover, type DeliverSpec } from './deliver.js';
 
 export interface ResumeSpec extends DeliverSpec {
   /** what the locks kept and was drained already, oldest first (the source's before the target's) */

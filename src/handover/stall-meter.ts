@@ -7,10 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
-
-import type { ResumeMeasurement } from './schemas.js';
-
-export type { ResumeMeasurement } from './schemas.js';
+import type { ResumeMeasurement } from '../records/handover.js';
 
 export async function measureResume(netns: string, unlockedAt: number, windowMs = 3000, pollMs = 5): Promise<ResumeMeasurement> {
   const resumed = new Map<string, number>();

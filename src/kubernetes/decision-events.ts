@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { CoreV1Event } from '@kubernetes/client-node';
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import type { Decision } from '../policy/engine.js';
+import type { Decision } from '../records/decision.js';
 import type { KubeClient } from './client.js';
 import { API_VERSION, ENDPOINT_KIND, GROUP } from './resources.js';
 

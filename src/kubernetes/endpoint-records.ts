@@ -12,7 +12,7 @@
  */
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import type { EndpointRecord } from '../cluster/locations.js';
+import type { EndpointRecord } from '../records/endpoint.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
 import { Rounds } from '../cluster/rounds.js';
 import { API_VERSION, ENDPOINT_KIND, GROUP, type RoamEndpointResource, type RoamEndpointSpec, type RoamEndpointStatus } from './resources.js';

@@ -13,7 +13,7 @@
 import { parseWithSchema } from '../config/validate.js';
 import { describeError, RoamError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
-import type { HandoverReport, MigrationStatus } from '../migration/report.js';
+import type { HandoverReport, MigrationStatus } from '../records/migration-report.js';
 import { isConflict, isNotFound, type KubeClient, type Watcher } from './client.js';
 import { MIGRATION_KIND, MIGRATION_PHASES, MigrationSpec, TERMINAL_PHASES, type Condition, type MigrationPhase, type MigrationResource, type MigrationResourceStatus } from './resources.js';
 

@@ -15,7 +15,7 @@
  * change and resync compares the pods with what is attached and written.
  */
 import type { V1EndpointSlice, V1Pod } from '@kubernetes/client-node';
-import type { EndpointRecord } from '../cluster/locations.js';
+import type { EndpointRecord } from '../records/endpoint.js';
 import { podEndpointName } from '../endpoint/naming.js';
 import type { AttachPodRequest } from '../endpoint/manager.js';
 import type { PodRef } from '../endpoint/store.js';

@@ -8,10 +8,9 @@
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { EndpointName } from '../api/schemas.js';
-import { IpAddress, NodeName } from '../config/schema.js';
-import { HandoverMechanismSchema } from '../handover/schemas.js';
-import { HandoverReport, MIGRATION_MODES } from '../migration/report.js';
+import { EndpointName, IpAddress, NodeName } from '../records/names.js';
+import { HandoverMechanismSchema } from '../records/handover.js';
+import { HandoverReport, MIGRATION_MODES } from '../records/migration-report.js';
 
 export const GROUP = 'roam.dev';
 export const API_VERSION = 'v1alpha1';

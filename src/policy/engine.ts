@@ -10,9 +10,10 @@
  * that is declined is recorded once per episode (until its condition goes
  * away), not once per observation.
  */
-import type { EndpointPolicy, PolicyKind } from './schema.js';
+import type { Decision, DecisionCode, DecisionOutcome } from '../records/decision.js';
+import type { EndpointPolicy, PolicyKind } from '../records/policy.js';
+import { LOCAL_VIA } from '../records/traffic.js';
 import type { EntryRates } from './traffic-window.js';
-import { LOCAL_VIA } from '../sys/ingress-counters.js';
 
 export interface EndpointView {
   name: string;
@@ -40,25 +41,6 @@ export interface EvaluationInput {
   /** the other nodes */
   peers: NodeChoice[];
   rates: (endpoint: string, windowMs: number) => EntryRates;
-}
-
-export type DecisionOutcome = 'moved' | 'prepared' | 'withdrawn' | 'declined';
-
-/** Why, in one word (a metric label), with the sentence beside it. */
-export type DecisionCode =
-  | 'client-moved' | 'latency-above-target' | 'node-draining' | 'predicted' | 'prediction-faded'
-  | 'dwell' | 'policy-keeps' | 'no-better-node' | 'target-draining' | 'target-unreachable' | 'no-node' | 'retry-wait';
-
-export interface Decision {
-  at: number;
-  endpoint: string;
-  policy: PolicyKind;
-  outcome: DecisionOutcome;
-  to?: string;
-  code: DecisionCode;
-  reason: string;
-  /** a move: the migration it started */
-  migration?: string;
 }
 
 export type Action =

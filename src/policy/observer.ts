@@ -5,7 +5,8 @@
  * (tcp_info through sock_diag, in the endpoint's namespace).
  */
 import { describeError } from '../errors/roam-error.js';
-import { LOCAL_VIA, readIngressCounters, removeIngressCounters, writeIngressCounters, type IngressRuleSet } from '../sys/ingress-counters.js';
+import { LOCAL_VIA } from '../records/traffic.js';
+import { readIngressCounters, removeIngressCounters, writeIngressCounters, type IngressRuleSet } from '../sys/ingress-counters.js';
 import { listTcpConnections } from '../sys/netlink/sock-diag.js';
 import { TrafficWindow, type TrafficSample } from './traffic-window.js';
 

@@ -6,14 +6,16 @@
  * declined, is kept (the latest few hundred), emitted as an event (metrics,
  * the log, Kubernetes Events) and readable through the control API.
  */
-import type { EndpointRecord, LocationTable } from '../cluster/locations.js';
+import type { EndpointRecord } from '../records/endpoint.js';
+import type { LocationTable } from '../cluster/locations.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { describeError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
 import type { MigrationSource } from '../migration/source.js';
-import { PolicyEngine, type Action, type Decision } from './engine.js';
+import { PolicyEngine, type Action } from './engine.js';
+import type { Decision } from '../records/decision.js';
 import type { TrafficObserver } from './observer.js';
-import type { EndpointPolicy } from './schema.js';
+import type { EndpointPolicy } from '../records/policy.js';
 
 export interface PlannerDeps {
   self: string;

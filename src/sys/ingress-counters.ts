@@ -17,10 +17,10 @@
  * payload match on this nft.
  */
 import { isIPv4 } from 'node:net';
+import { LOCAL_VIA } from '../records/traffic.js';
 import { nftRun } from './nft.js';
 
 export const OBSERVE_TABLE = 'roam_observe';
-export const LOCAL_VIA = 'local';
 
 export interface IngressRuleSet {
   vxlanPort: number;

@@ -4,7 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { callJson } from '../api/http-client.js';
+import { callJson } from '../http/client.js';
 import { RoamError } from '../errors/roam-error.js';
 import { spawnDetachedInNetns } from '../sys/launch.js';
 import { isSameProcessAlive, processStartTime } from '../sys/proc.js';

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { callJson } from '../api/http-client.js';
+import { callJson } from '../http/client.js';
 import { describeError } from '../errors/roam-error.js';
 import { isSameProcessAlive, stopProcess } from '../sys/proc.js';
 import type { StoredEndpoint } from '../endpoint/store.js';

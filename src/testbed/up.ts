@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../api/http-client.js';
+import { callJson } from '../http/client.js';
 import type { NodeStatus } from '../api/schemas.js';
 import type { AgentConfig } from '../config/schema.js';
 import { RoamError, describeError } from '../errors/roam-error.js';

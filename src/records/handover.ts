@@ -1,4 +1,4 @@
-/** What the handover reports, as TypeBox schemas: the wire between agents and the handover report. */
+/** Handover mechanisms and what a handover reports, as TypeBox schemas: the wire between agents and the handover report. */
 import { Type, type Static } from '@sinclair/typebox';
 
 export const HANDOVER_MECHANISMS = ['full', 'replay', 'kick', 'off'] as const;
