@@ -2,7 +2,7 @@
  * The composition root: builds an agent from its parts and runs it. Tests
  * build agents through here too. No side effects until start().
  */
-import { removeStaleHookSockets } from './checkpoint/container-executor.js';
+import { removeStaleHookSockets } from './checkpoint/runc-container.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, resolve } from 'node:path';
@@ -10,21 +10,23 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { addOpenApi, createApp } from './api/app.js';
 import { registerControlRoutes } from './api/control-routes.js';
-import { readApiToken, requireBearerToken, type ApiRefusal } from './api/control-exposure.js';
-import { PeerClient } from './api/peer-client.js';
-import type { TlsMaterial } from './api/http-client.js';
+import { readApiToken, requireBearerToken } from './api/control-exposure.js';
+import { PeerClient } from './peer/client.js';
+import type { TlsMaterial } from './http/client.js';
 import { RoamError } from './errors/roam-error.js';
-import { registerPeerRoutes } from './api/peer-routes.js';
-import { registerMigrationControlRoutes, registerMigrationPeerRoutes } from './api/migration-routes.js';
+import { registerPeerRoutes } from './peer/routes.js';
+import { registerMigrationControlRoutes } from './api/migration-routes.js';
+import { registerMigrationPeerRoutes } from './peer/migration-routes.js';
 import { MigrationSource } from './migration/source.js';
 import { MigrationTarget } from './migration/target.js';
+import { removeArrivalLeftovers, resumeSwitchedArrivals } from './migration/target-leftovers.js';
 import { EndpointRouter } from './cluster/endpoint-router.js';
 import { LocationTable } from './cluster/locations.js';
 import { PeerSync } from './cluster/peer-sync.js';
 import type { AgentConfig } from './config/schema.js';
-import { splitHostPort } from './config/formats.js';
+import { splitHostPort } from './records/formats.js';
 import { EndpointManager } from './endpoint/manager.js';
-import { EventBus } from './events/bus.js';
+import { EventBus, type ApiRefusal } from './events/bus.js';
 import { createAgentMetrics } from './metrics/agent-metrics.js';
 import { serveMetrics } from './metrics/server.js';
 import { KernelDataplane } from './overlay/kernel-dataplane.js';
@@ -157,7 +159,7 @@ export class Agent {
       if (what !== 'remote') void sync.pushAll();
     });
     await manager.adopt();
-    MigrationTarget.removeLeftovers(c.stateDir, (m) => this.events.warn(m));
+    removeArrivalLeftovers(c.stateDir, (m) => this.events.warn(m));
     removeStaleHookSockets();
     manager.startWatching();
 
@@ -170,7 +172,7 @@ export class Agent {
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await Promise.all([reconciler.reconcile(), sync.publish(2000)]);
     }, this.events, c.underlay.address, pageTls);
-    await target.resumeSwitchedLeftovers();
+    await resumeSwitchedArrivals(c.stateDir, manager, this.events);
     this.migrations = { source, target };
     this.kube?.run(manager, source);
     this.observer = new TrafficObserver('/proc/self/ns/net', { vxlanPort: c.vxlanPort, vxlanDevice: c.devices.vxlan }, (m) => this.events.warn(m));
@@ -193,7 +195,7 @@ export class Agent {
       this.events.emit('peer.tls-refused', { from: socket.remoteAddress ?? 'unknown', reason: err.code ?? err.message });
     });
     registerPeerRoutes(this.peer, { manager, sync });
-    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, table: this.table, peers: client });
+    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target });
     const planner = this.planner;
     registerPolicyPeerRoutes(this.peer, { node: c.node, decisions: () => planner.decisions() });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });

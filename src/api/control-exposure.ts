@@ -9,11 +9,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { RoamError } from '../errors/roam-error.js';
+import type { ApiRefusal } from '../events/bus.js';
 
 /** Shorter tokens are refused at start: a token is the whole of the API's authentication. */
 export const MIN_TOKEN_LENGTH = 32;
-
-export type ApiRefusal = 'no-token' | 'wrong-token' | 'tls-handshake';
 
 /** The token in `path` (surrounding whitespace dropped), or a config error naming the field. */
 export function readApiToken(path: string): string {

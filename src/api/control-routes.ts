@@ -2,7 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { EndpointRouter } from '../cluster/endpoint-router.js';
 import type { LocationTable } from '../cluster/locations.js';
-import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody, type NodeStatus } from './schemas.js';
+import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody } from '../records/endpoint-requests.js';
+import type { NodeStatus } from './schemas.js';
 
 export interface ControlDeps {
   node: string;

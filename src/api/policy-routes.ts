@@ -7,9 +7,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { LocationTable } from '../cluster/locations.js';
 import { RoamError, describeError } from '../errors/roam-error.js';
-import type { Decision } from '../policy/engine.js';
 import type { EventBus } from '../events/bus.js';
-import { DrainBody, NodeParams, type DecisionWire } from './schemas.js';
+import { DrainBody, NodeParams } from './schemas.js';
+import type { Decision, DecisionWire } from '../records/decision.js';
 
 export interface PolicyRouteDeps {
   node: string;

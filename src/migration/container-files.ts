@@ -5,20 +5,14 @@
  * stopped it, what changed since goes among the images (tree-sync.ts).
  * Without the proactive copy, everything goes in the freeze.
  */
-import type { Readable } from 'node:stream';
-import type { ContainerFiles } from '../checkpoint/container-executor.js';
 import type { ContainerPart, NodeContainers } from '../container/node-containers.js';
 import { deltaFiles, scanTree, treeDelta, writeDelta, type TreeManifest } from '../container/tree-sync.js';
 import { tarCreateStream } from '../sys/tar.js';
-import type { HandoverReport } from './report.js';
-import type { PrepareRequest } from './target.js';
+import type { HandoverReport } from '../records/migration-report.js';
+import type { PrepareRequest, TargetAgent } from './target-agent.js';
 
-/** What of the target agent this needs (a part of TargetAgent). */
-export interface FilesTarget {
-  hasImage(address: string, image: string): Promise<boolean>;
-  sendImage(address: string, image: string, archive: Readable): Promise<void>;
-  sendTree(address: string, id: string, tree: string, archive: Readable): Promise<void>;
-}
+/** What of the target agent this needs. */
+export type FilesTarget = Pick<TargetAgent, 'hasImage' | 'sendImage' | 'sendTree'>;
 
 export class ContainerFilesMove {
   /** each tree as the proactive copy found it */
@@ -31,10 +25,6 @@ export class ContainerFilesMove {
   /** What the target needs to prepare the container (its own folders stand in for the volumes'). */
   wire(): NonNullable<PrepareRequest['container']> {
     return { image: this.part.image, spec: this.part.spec, volumes: this.part.volumes.map((v) => ({ destination: v.destination })) };
-  }
-
-  executorFiles(name: string): ContainerFiles {
-    return this.containers.files(name, this.dir);
   }
 
   async sendImageTo(target: FilesTarget, address: string): Promise<void> {

@@ -2,20 +2,18 @@
  * The source's journal of a migration: one small JSON file in the
  * migration's directory, rewritten atomically as the migration goes. An
  * agent that dies mid-migration reads it at its next start to finish or roll
- * back what it was doing (source-recovery.ts). The directory and the journal
+ * back what it was doing (recovery.ts). The directory and the journal
  * go together once the migration has ended.
  */
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HandoverMechanism } from '../handover/deliver.js';
+import type { ProcessRef } from '../checkpoint/checkpointer.js';
+import type { HandoverMechanism } from '../records/handover.js';
+import type { MigrationMode } from '../records/migration-report.js';
+
+export type { ProcessRef } from '../checkpoint/checkpointer.js';
 
 export const JOURNAL_FILE = 'journal.json';
-
-/** A process named so that a recycled pid is never taken for it. */
-export interface ProcessRef {
-  pid: number;
-  startTime: number;
-}
 
 export interface SourceJournal {
   id: string;
@@ -23,7 +21,8 @@ export interface SourceJournal {
   to: string;
   /** the target agent's peer address */
   toAddress: string;
-  mode: string;
+  /** as asked, then as chosen at prepare */
+  mode: MigrationMode;
   handover: HandoverMechanism;
   /** the phase begun last; 'failed': given up on, images kept for an operator */
   phase: string;
@@ -31,7 +30,7 @@ export interface SourceJournal {
   root: ProcessRef;
   /** the dump's CRIU, once started (post-copy: it serves the pull, detached) */
   criu?: ProcessRef;
-  /** what a restore from the images needs (whether the dump finished, its log says: executor.dumpFinished) */
+  /** what a restore from the images needs (whether the dump finished, its log says: checkpoint dumpFinished) */
   dump?: { pipeKeys: string[]; tcpConnections: number };
   /** the target took over (the one point of no return) */
   switched?: boolean;

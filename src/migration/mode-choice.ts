@@ -13,7 +13,7 @@
  *    that overlapping dump and transfer pays for the page server's start.
  */
 import type { MigrationCapabilities } from '../checkpoint/capabilities.js';
-import type { ModeChoice } from './report.js';
+import type { ModeChoice, MoveMode } from '../records/migration-report.js';
 
 /** Memory transfer time worth paying inside the frozen window to avoid a pull after the switch. */
 export const FROZEN_BUDGET_MS = 100;
@@ -32,7 +32,7 @@ export function chooseMode(i: ModeInputs): ModeChoice {
   const transferMs = Math.round((i.memoryBytes * 8) / (i.underlayMbit * 1000));
   const mib = (i.memoryBytes / 1048576).toFixed(1);
   const reasons = [`${mib} MiB of memory moves in about ${transferMs} ms at ${i.underlayMbit} Mbit/s (${i.rateSource})`];
-  let chosen: string;
+  let chosen: MoveMode;
   if (transferMs <= FROZEN_BUDGET_MS) {
     chosen = 'stop-copy';
     reasons.push(`within the ${FROZEN_BUDGET_MS} ms budget: moved while frozen, nothing left to pull after the switch`);

@@ -18,8 +18,9 @@
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { dumpFinished, endLazyPageServer, restoreUnderShim, type RestoreResult } from '../checkpoint/executor.js';
-import { restoreContainer } from '../checkpoint/container-executor.js';
+import type { ProcessRef, RestoreResult } from '../checkpoint/checkpointer.js';
+import { dumpFinished } from '../checkpoint/dump-images.js';
+import { endLazyPageServer } from '../checkpoint/lazy-dump.js';
 import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
@@ -30,14 +31,13 @@ import { tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { waitForShimExit } from '../sys/launch.js';
 import { unlockNetns } from '../sys/nft.js';
 import { continueTree, isSameProcessAlive, stopProcess, waitForProcessEnd } from '../sys/proc.js';
-import { writeJournal, type ProcessRef, type SourceJournal } from './journal.js';
-import type { MigrationResult } from './report.js';
+import { checkpointerFor } from './checkpointer-for.js';
+import { writeJournal, type SourceJournal } from './journal.js';
+import type { MigrationResult } from '../records/migration-report.js';
+import type { TargetAgent } from './target-agent.js';
 
 /** What recovery needs of the target agent. */
-export interface RecoveryTarget {
-  abort(address: string, id: string): Promise<void>;
-  unlock(address: string, id: string, frozenMs: number): Promise<unknown>;
-}
+export type RecoveryTarget = Pick<TargetAgent, 'abort' | 'unlock'>;
 
 export interface RecoveryDeps {
   self: string;
@@ -139,14 +139,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
   }
 }
 
-/**
- * The endpoint back on the source from its own images, after a dump whose
- * migration failed: through runc for a container (runc knows it again), under
- * a new shim for a process tree.
- */
+/** The endpoint back on the source from its own images, after a dump whose migration failed. */
 export function restoreOnSource(manager: EndpointManager, ep: StoredEndpoint, imagesDir: string, pipeKeys: string[], leaveStopped: boolean): Promise<RestoreResult> {
-  const dir = manager.dirOf(ep.name);
-  return ep.container
-    ? restoreContainer({ ...manager.containers.files(ep.name, dir), imagesDir, leaveStopped })
-    : restoreUnderShim({ dir, netns: ep.netns, imagesDir, pipeKeys, leaveStopped });
+  return checkpointerFor(manager, ep).restore({ netns: ep.netns, imagesDir, pipeKeys, leaveStopped });
 }

@@ -1,19 +1,23 @@
 /**
- * The agent-to-agent protocol, client side. Every answer is checked against
- * the wire schema before anything is believed.
+ * The agent-to-agent protocol, client side: the announcements, endpoint
+ * requests forwarded to their node, and a migration's steps as its source
+ * drives them (the migration's TargetAgent port). Every answer is checked
+ * against the wire schema before anything is believed.
  */
-import type { EndpointPolicy } from '../policy/schema.js';
 import type { Readable } from 'node:stream';
+import type { PullOutcome } from '../checkpoint/checkpointer.js';
 import { parseWithSchema } from '../config/validate.js';
-import type { EndpointRecord, NodeAnnouncement } from '../cluster/locations.js';
-import { callJson, callRaw, type Target, type TlsMaterial } from './http-client.js';
-import { sendImages } from '../migration/image-transfer.js';
-import type { Prepared, PrepareRequest } from '../migration/target.js';
-import type { TargetAgent } from '../migration/source.js';
-import type { MigrationStatus } from '../migration/report.js';
-import { HandoverCounts, ResumeMeasurement, type HandoverMechanism } from '../handover/schemas.js';
-import { AnnounceResponse, DecisionList, EndpointRecord as EndpointRecordSchema, PreparedAnswer, PullAnswer, type CreateEndpointBody, type DecisionWire } from './schemas.js';
-import type { PullOutcome } from '../checkpoint/executor.js';
+import { callJson, callRaw, type TlsMaterial } from '../http/client.js';
+import type { Prepared, PrepareRequest, Restored, RestoreRequest, TargetAgent } from '../migration/target-agent.js';
+import { AnnounceResponse, type NodeAnnouncement } from '../records/announcement.js';
+import { DecisionList, type DecisionWire } from '../records/decision.js';
+import { EndpointRecord, type EndpointRecord as EndpointRecordT } from '../records/endpoint.js';
+import type { CreateEndpointBody } from '../records/endpoint-requests.js';
+import { HandoverCounts, ResumeMeasurement } from '../records/handover.js';
+import { MigrationStatus } from '../records/migration-report.js';
+import type { EndpointPolicy } from '../records/policy.js';
+import { sendImages } from './image-framing.js';
+import { PreparedAnswer, PullAnswer, RestoredAnswer, StartedAnswer, type MigrateBody } from './schemas.js';
 
 export interface AnnounceResult {
   self: NodeAnnouncement;
@@ -23,7 +27,7 @@ export interface AnnounceResult {
 export class PeerClient implements TargetAgent {
   constructor(private readonly port: number, private readonly timeoutMs = 3000, private readonly tls?: TlsMaterial) {}
 
-  private target(address: string): Target {
+  private target(address: string): { host: string; port: number; tls?: TlsMaterial } {
     return { host: address, port: this.port, ...(this.tls ? { tls: this.tls } : {}) };
   }
 
@@ -32,9 +36,9 @@ export class PeerClient implements TargetAgent {
     return parseWithSchema(AnnounceResponse, answer, 'PEER_PROTOCOL', `announce answer from ${address}`) as AnnounceResult;
   }
 
-  async createEndpoint(address: string, body: CreateEndpointBody): Promise<EndpointRecord> {
+  async createEndpoint(address: string, body: CreateEndpointBody): Promise<EndpointRecordT> {
     const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/endpoints', body, { timeoutMs: 30000 });
-    return parseWithSchema(EndpointRecordSchema, answer, 'PEER_PROTOCOL', `create answer from ${address}`);
+    return parseWithSchema(EndpointRecord, answer, 'PEER_PROTOCOL', `create answer from ${address}`);
   }
 
   async setPolicy(address: string, name: string, policy: EndpointPolicy | undefined): Promise<void> {
@@ -58,7 +62,8 @@ export class PeerClient implements TargetAgent {
 
   async prepare(address: string, body: PrepareRequest): Promise<Prepared> {
     const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/migrations/prepare', body, { timeoutMs: 15000 });
-    return parseWithSchema(PreparedAnswer, answer, 'PEER_PROTOCOL', `prepare answer from ${address}`);
+    const { prepared: _id, ...prepared } = parseWithSchema(PreparedAnswer, answer, 'PEER_PROTOCOL', `prepare answer from ${address}`);
+    return prepared;
   }
 
   async hasImage(address: string, image: string): Promise<boolean> {
@@ -75,11 +80,12 @@ export class PeerClient implements TargetAgent {
   }
 
   sendImages(address: string, id: string, imagesDir: string): Promise<number> {
-    return sendImages(imagesDir, this.target(address) as { host: string; port: number; tls?: TlsMaterial }, id);
+    return sendImages(imagesDir, this.target(address), id);
   }
 
-  async restore(address: string, id: string, pipeKeys: string[], connections: number, lazySource?: { address: string; port: number }): Promise<{ pid: number; restore_ms: number }> {
-    return callJson(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, { pipeKeys, connections, ...(lazySource ? { lazySource } : {}) }, { timeoutMs: 60000 });
+  async restore(address: string, id: string, body: RestoreRequest): Promise<Restored> {
+    const answer = await callJson<unknown>(this.target(address), 'POST', `/peer/v1/migrations/${id}/restore`, body, { timeoutMs: 60000 });
+    return parseWithSchema(RestoredAnswer, answer, 'PEER_PROTOCOL', `restore answer from ${address}`);
   }
 
   async switchOver(address: string, id: string): Promise<void> {
@@ -115,11 +121,13 @@ export class PeerClient implements TargetAgent {
 
   // ---- migrations: forwarding a request to the node the endpoint lives on ----
 
-  startMigration(address: string, body: { endpoint: string; to: string; mode?: string; handover?: HandoverMechanism; presync?: boolean }): Promise<{ id: string; from: string }> {
-    return callJson(this.target(address), 'POST', '/peer/v1/migrations', body, { timeoutMs: 15000 });
+  async startMigration(address: string, body: MigrateBody): Promise<StartedAnswer> {
+    const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/migrations', body, { timeoutMs: 15000 });
+    return parseWithSchema(StartedAnswer, answer, 'PEER_PROTOCOL', `migration start answer from ${address}`);
   }
 
-  migrationStatus(address: string, id: string): Promise<MigrationStatus> {
-    return callJson(this.target(address), 'GET', `/peer/v1/migrations/${id}`, undefined, { timeoutMs: 5000 });
+  async migrationStatus(address: string, id: string): Promise<MigrationStatus> {
+    const answer = await callJson<unknown>(this.target(address), 'GET', `/peer/v1/migrations/${id}`, undefined, { timeoutMs: 5000 });
+    return parseWithSchema(MigrationStatus, answer, 'PEER_PROTOCOL', `migration status from ${address}`);
   }
 }

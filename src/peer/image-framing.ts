@@ -15,7 +15,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { RoamError, SysError } from '../errors/roam-error.js';
-import { errorFromBody, requestTo, type TlsMaterial } from '../api/http-client.js';
+import { errorFromBody, requestTo, type TlsMaterial } from '../http/client.js';
 
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const TRAILER = 'x-roam-sha256';

@@ -1,9 +1,9 @@
-/** The agent-to-agent protocol, served on the underlay address. */
+/** The agent-to-agent protocol, served on the underlay address: announcements and endpoint requests (migrations: migration-routes.ts). */
 import type { FastifyInstance } from 'fastify';
 import type { EndpointManager } from '../endpoint/manager.js';
-import type { NodeAnnouncement as Announcement } from '../cluster/locations.js';
 import type { PeerSync } from '../cluster/peer-sync.js';
-import { CreateEndpointBody, LogsQuery, NameParams, NodeAnnouncement, PolicyBody } from './schemas.js';
+import { NodeAnnouncement } from '../records/announcement.js';
+import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody } from '../records/endpoint-requests.js';
 
 export interface PeerDeps {
   manager: EndpointManager;
@@ -11,7 +11,7 @@ export interface PeerDeps {
 }
 
 export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
-  app.post<{ Body: Announcement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
+  app.post<{ Body: NodeAnnouncement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
 
   app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
     const b = req.body;
