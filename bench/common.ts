@@ -1,18 +1,23 @@
 /** What the testbed benches share: polling, a migration through the API, logs, medians. */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../src/api/http-client.js';
-import type { HandoverReport, MigrationStatus } from '../src/migration/report.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
+import { callJson } from '../src/http/client.js';
+import type { HandoverReport } from '../src/records/migration-report.js';
+import type { EndpointRecord } from '../src/records/endpoint.js';
 import { makeRootfs } from '../src/testbed/container-rootfs.js';
 import { testbedDown } from '../src/testbed/down.js';
 import { testbedUp } from '../src/testbed/up.js';
 import type { TestbedState } from '../src/testbed/state.js';
+import { migrated, migrationEnded } from '../test/helpers/migrations.js';
+import { endpointLog, streamProgress, waitFor, workload } from '../test/helpers/testbed.js';
 
-export const workload = (f: string): string => fileURLToPath(new URL(`../src/workloads/${f}`, import.meta.url));
+// The tests' helpers: the workloads' paths, an endpoint's log, polling.
+export { endpointLog, waitFor, workload };
+
+/** A bench does not give up on a migration lightly: it fails only if one hangs. */
+const MIGRATION_TIMEOUT_MS = 600000;
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -27,44 +32,21 @@ export function quantile(xs: number[], q: number): number {
 export const r1 = (x: number): number => Math.round(x * 10) / 10;
 export const r2 = (x: number): number => Math.round(x * 100) / 100;
 
-export function logOf(tb: TestbedState, node: string, name: string): string {
-  try {
-    return readFileSync(`${tb.nodes.find((n) => n.name === node)!.stateDir}/endpoints/${name}/log`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-export async function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
-  const m = await callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: name, to, mode, handover, ...more });
-  return reportOf(tb, m.id, m.from);
+/** Moves endpoint `name` through the API and returns the migration's report (handover: the agents' default if not said). */
+export function migrateOnce(tb: TestbedState, name: string, to: string, mode: string, handover?: string, more: { presync?: boolean } = {}): Promise<HandoverReport> {
+  return migrated(tb, { endpoint: name, to, mode, handover, ...more }, MIGRATION_TIMEOUT_MS);
 }
 
 /** The report of migration `id`, driven by node `from`, once it has one. */
 export async function reportOf(tb: TestbedState, id: string, from: string): Promise<HandoverReport> {
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
-  for (;;) {
-    const s = await callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${id}?from=${from}`);
-    if (s.report) return s.report;
-    await sleep(20);
-  }
+  return (await migrationEnded(tb, { id, from }, MIGRATION_TIMEOUT_MS)).report;
 }
 
 /** The last progress line of a stream-check endpoint; throws if its stream broke. */
 export function probeState(tb: TestbedState, node: string, name: string): { maxGapMs: number; verified: number } {
-  const log = logOf(tb, node, name);
-  if (/MISMATCH|DISCONNECTED/.test(log)) throw new Error(`bench: ${name} saw a broken stream`);
-  const lines = log.trim().split('\n').filter((l) => l.startsWith('{"sent"'));
-  return JSON.parse(lines[lines.length - 1] ?? '{"maxGapMs":0,"verified":0}') as { maxGapMs: number; verified: number };
+  const p = streamProgress(endpointLog(tb, node, name));
+  if (p.failed) throw new Error(`bench: ${name} saw a broken stream`);
+  return p.last ?? { maxGapMs: 0, verified: 0 };
 }
 
 export interface BenchTestbed {
@@ -88,7 +70,7 @@ export async function onBenchTestbed<T>(name: string, work: (b: BenchTestbed) =>
  * port 7001), with a volume of `volumeMib` MiB of random files at /data; the root filesystem goes afterwards.
  */
 export async function onContainerTestbed<T>(
-  name: string, o: { volumeMib: number; command: string[] }, work: (b: BenchTestbed, box: EndpointRecordWire) => Promise<T>,
+  name: string, o: { volumeMib: number; command: string[] }, work: (b: BenchTestbed, box: EndpointRecord) => Promise<T>,
 ): Promise<T> {
   const rootfs = makeRootfs();
   try {
@@ -96,10 +78,10 @@ export async function onContainerTestbed<T>(
     mkdirSync(volume);
     for (let i = 0; i < o.volumeMib; i++) writeFileSync(join(volume, `part-${i}`), randomBytes(1048576));
     return await onBenchTestbed(name, async (b) => {
-      const box = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', {
+      const box = await callJson<EndpointRecord>(b.api, 'POST', '/v1/endpoints', {
         name: 'box', node: 'node1', command: o.command, container: { rootfs: rootfs.rootfs, volumes: [{ source: volume, destination: '/data' }] },
       });
-      await until(() => logOf(b.tb, 'node1', 'box').includes('listening 7001'), 10000, 'the container to listen');
+      await waitFor('the container to listen', () => endpointLog(b.tb, 'node1', 'box').includes('listening 7001'), 10000);
       return work(b, box);
     });
   } finally {
@@ -108,9 +90,9 @@ export async function onContainerTestbed<T>(
 }
 
 /** An echo service on node1 holding `holdMib` of data; resolves once it listens. */
-export async function startEchoService(b: BenchTestbed, name: string, holdMib: number, timeoutMs: number): Promise<EndpointRecordWire> {
-  const ep = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', { name, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(holdMib)] });
-  await until(() => logOf(b.tb, 'node1', name).includes('listening'), timeoutMs, `${name} to start`);
+export async function startEchoService(b: BenchTestbed, name: string, holdMib: number, timeoutMs: number): Promise<EndpointRecord> {
+  const ep = await callJson<EndpointRecord>(b.api, 'POST', '/v1/endpoints', { name, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(holdMib)] });
+  await waitFor(`${name} to start`, () => endpointLog(b.tb, 'node1', name).includes('listening'), timeoutMs);
   return ep;
 }
 
@@ -129,7 +111,7 @@ export async function moveWithProbe(
   more: { presync?: boolean } = {},
 ): Promise<{ report: HandoverReport; to: string; probeGapMs: number }> {
   await callJson(b.api, 'POST', '/v1/endpoints', { name: 'probe', node: 'node3', command: [process.execPath, workload('stream-check.js'), service.ip, '7001', '--rate', '20000'] });
-  await until(() => (logOf(b.tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000, 'the probe to flow');
+  await waitFor('the probe to flow', () => (endpointLog(b.tb, 'node3', 'probe').match(/"verified"/g) ?? []).length >= 3, 10000);
   const to = from === 'node1' ? 'node2' : 'node1';
   const report = await migrateOnce(b.tb, service.name, to, mode, handover, more);
   if (report.result !== 'success') throw new Error(`bench: ${mode} migration of ${service.name} failed: ${report.reason}`);

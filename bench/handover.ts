@@ -9,9 +9,9 @@
  * itself. Underlay 1 Gbit/s. `off` is the baseline: plain TCP
  * retransmission, as every system without a handover has it.
  */
-import { callJson } from '../src/api/http-client.js';
-import { HANDOVER_MECHANISMS } from '../src/handover/schemas.js';
-import { logOf, median, moveWithProbe, onBenchTestbed, probeState, quantile, r1, r2, startEchoService, until, workload } from './common.js';
+import { callJson } from '../src/http/client.js';
+import { HANDOVER_MECHANISMS } from '../src/records/handover.js';
+import { endpointLog, median, moveWithProbe, onBenchTestbed, probeState, quantile, r1, r2, startEchoService, waitFor, workload } from './common.js';
 
 const CLIENTS = 100;
 
@@ -32,7 +32,7 @@ export async function handoverBench(runs: number): Promise<Record<string, unknow
   await onBenchTestbed('bho', async (b) => {
     const ep = await startEchoService(b, 'svc', 8, 30000);
     await callJson(b.api, 'POST', '/v1/endpoints', { name: 'clients', node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--connections', String(CLIENTS), '--rate', '20000'] });
-    await until(() => logOf(b.tb, 'node3', 'clients').includes(`"connected":${CLIENTS}`), 30000, 'the clients to connect');
+    await waitFor('the clients to connect', () => endpointLog(b.tb, 'node3', 'clients').includes(`"connected":${CLIENTS}`), 30000);
     let where = 'node1';
     for (let run = 0; run < runs; run++) {
       for (const handover of HANDOVER_MECHANISMS) {

@@ -5,9 +5,9 @@
  * After every move the service's checksum is compared with the one it had
  * before: a mode that loses or corrupts memory fails the bench.
  */
-import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
-import { logOf, median, moveWithProbe, onBenchTestbed, r1, r2, startEchoService, until } from './common.js';
+import { callJson } from '../src/http/client.js';
+import type { EndpointRecord } from '../src/records/endpoint.js';
+import { endpointLog, median, moveWithProbe, onBenchTestbed, r1, r2, startEchoService, waitFor } from './common.js';
 
 export const MEMORY_MODES = ['stop-copy', 'streamed', 'post-copy'] as const;
 
@@ -39,16 +39,16 @@ export async function memoryBench(runs: number, sizesMib: number[], modes: reado
     for (const size of sizesMib) {
       const svc = `mem${size}`;
       const ep = await startEchoService(b, svc, size, 120000);
-      const expected = checksums(logOf(b.tb, 'node1', svc))[0]!;
+      const expected = checksums(endpointLog(b.tb, 'node1', svc))[0]!;
       let where = 'node1';
       for (let run = 0; run < runs; run++) {
         for (const mode of modes) {
           const verify = async (to: string) => {
-            const moved = (await callJson<EndpointRecordWire[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === svc)!;
-            const seen = checksums(logOf(b.tb, to, svc)).length;
+            const moved = (await callJson<EndpointRecord[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === svc)!;
+            const seen = checksums(endpointLog(b.tb, to, svc)).length;
             process.kill(moved.pid!, 'SIGUSR2');
-            await until(() => checksums(logOf(b.tb, to, svc)).length > seen, 60000, `${svc}'s checksum`);
-            if (checksums(logOf(b.tb, to, svc)).at(-1) !== expected) throw new Error(`bench: ${svc} came back with different memory after a ${mode} move`);
+            await waitFor(`${svc}'s checksum`, () => checksums(endpointLog(b.tb, to, svc)).length > seen, 60000);
+            if (checksums(endpointLog(b.tb, to, svc)).at(-1) !== expected) throw new Error(`bench: ${svc} came back with different memory after a ${mode} move`);
           };
           const { report, to, probeGapMs } = await moveWithProbe(b, { name: svc, ip: ep.ip }, where, mode, 'full', verify);
           where = to;

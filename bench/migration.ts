@@ -7,7 +7,7 @@
  * sequence, nothing prepared ahead, one transfer stream, no handover). The underlay is
  * limited to 1 Gbit/s, an edge link.
  */
-import { callJson } from '../src/api/http-client.js';
+import { callJson } from '../src/http/client.js';
 import { median, moveWithProbe, onBenchTestbed, r1, startEchoService } from './common.js';
 
 interface Sample {

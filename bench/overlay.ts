@@ -8,8 +8,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
+import { callJson } from '../src/http/client.js';
+import type { EndpointRecord } from '../src/records/endpoint.js';
 import { listFdb } from '../src/sys/netlink/fdb.js';
 import { getLink } from '../src/sys/netlink/links.js';
 import { RtnlSession } from '../src/sys/netlink/session.js';
@@ -21,8 +21,8 @@ import { median, quantile } from './common.js';
 
 const p95 = (xs: number[]): number => quantile(xs, 0.95);
 
-async function create(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecordWire> {
-  return callJson<EndpointRecordWire>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });
+async function create(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecord> {
+  return callJson<EndpointRecord>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });
 }
 
 async function stop(tb: TestbedState, name: string): Promise<void> {

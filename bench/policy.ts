@@ -8,8 +8,9 @@
  * the same run; and the container's frozen time in both.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../src/api/http-client.js';
-import type { DecisionWire, EndpointRecordWire } from '../src/api/schemas.js';
+import { callJson } from '../src/http/client.js';
+import type { DecisionWire } from '../src/records/decision.js';
+import type { EndpointRecord } from '../src/records/endpoint.js';
 import { median, migrateOnce, onContainerTestbed, r1, r2, reportOf, workload } from './common.js';
 
 interface Sample {
@@ -54,7 +55,7 @@ export async function policyBench(runs: number): Promise<Record<string, unknown>
         const decidedMs = performance.now() - clientArrived;
         const report = await reportOf(b.tb, decision.migration!, where);
         if (report.result !== 'success') throw new Error(`bench: the container's move failed: ${report.reason}`);
-        while ((await callJson<EndpointRecordWire[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === 'box')?.node !== to) await sleep(20);
+        while ((await callJson<EndpointRecord[]>(b.api, 'GET', '/v1/endpoints')).find((e) => e.name === 'box')?.node !== to) await sleep(20);
         samples.push({
           prepare, arrival_ms: r1(performance.now() - clientArrived), decided_ms: r1(decidedMs), frozen_ms: report.frozen_ms, prepare_phase_ms: report.phases.prepare_ms,
           prepared_ahead_ms: report.prepared_ahead_ms ?? 0, total_ms: r1(Object.values(report.phases).reduce((x, y) => x + y, 0) - report.phases.pull_ms),

@@ -12,10 +12,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../src/api/http-client.js';
-import type { EndpointRecordWire } from '../src/api/schemas.js';
-import type { HandoverReport, MigrationStatus } from '../src/migration/report.js';
-import { logOf, median, onBenchTestbed, quantile, r1, until, workload, type BenchTestbed } from './common.js';
+import { callJson } from '../src/http/client.js';
+import type { EndpointRecord } from '../src/records/endpoint.js';
+import { endpointLog, median, migrateOnce, onBenchTestbed, quantile, r1, waitFor, workload, type BenchTestbed } from './common.js';
 
 const SERVICES = 3;
 const MODES = ['stop-copy', 'post-copy', 'streamed'] as const;
@@ -70,18 +69,9 @@ function count(b: BenchTestbed, after: number): Counts {
   };
 }
 
-async function migrate(b: BenchTestbed, name: string, to: string, mode: string): Promise<HandoverReport> {
-  const m = await callJson<{ id: string; from: string }>(b.api, 'POST', '/v1/migrations', { endpoint: name, to, mode });
-  for (;;) {
-    const s = await callJson<MigrationStatus>(b.api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
-    if (s.report) return s.report;
-    await sleep(20);
-  }
-}
-
 /** Bytes a client has verified so far; throws on a broken stream. */
 function verified(b: BenchTestbed, client: string): number {
-  const log = logOf(b.tb, 'node3', client) + logOf(b.tb, 'node1', client) + logOf(b.tb, 'node2', client);
+  const log = endpointLog(b.tb, 'node3', client) + endpointLog(b.tb, 'node1', client) + endpointLog(b.tb, 'node2', client);
   if (/MISMATCH|DISCONNECTED/.test(log)) throw new Error(`bench: soak client ${client} saw a broken stream`);
   const lines = log.trim().split('\n').filter((l) => l.startsWith('{"sent"'));
   return (JSON.parse(lines[lines.length - 1] ?? '{"verified":0}') as { verified: number }).verified;
@@ -97,19 +87,19 @@ export async function soakBench(migrations: number): Promise<Record<string, unkn
   await onBenchTestbed('bsoak', async (b) => {
     const where: string[] = [];
     for (let i = 0; i < SERVICES; i++) {
-      const ep = await callJson<EndpointRecordWire>(b.api, 'POST', '/v1/endpoints', { name: `soak${i}`, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001'] });
-      await until(() => logOf(b.tb, 'node1', `soak${i}`).includes('listening'), 20000, `soak${i} to start`);
+      const ep = await callJson<EndpointRecord>(b.api, 'POST', '/v1/endpoints', { name: `soak${i}`, node: 'node1', command: [process.execPath, workload('echo-server.js'), '--port', '7001'] });
+      await waitFor(`soak${i} to start`, () => endpointLog(b.tb, 'node1', `soak${i}`).includes('listening'), 20000);
       // The clients stay put on node3's side of the overlay; their services come and go, node3 included.
       await callJson(b.api, 'POST', '/v1/endpoints', { name: `client${i}`, node: 'node3', command: [process.execPath, workload('stream-check.js'), ep.ip, '7001', '--rate', '20000', '--connections', '4'] });
       where.push('node1');
     }
-    await until(() => [...Array(SERVICES).keys()].every((i) => verified(b, `client${i}`) > 0), 20000, 'the soak clients to flow');
+    await waitFor('the soak clients to flow', () => [...Array(SERVICES).keys()].every((i) => verified(b, `client${i}`) > 0), 20000);
     for (let n = 0; n < migrations; n++) {
       if (n === WARM_UP || (n > WARM_UP && n % SAMPLE_EVERY === 0)) samples.push(count(b, n));
       const i = n % SERVICES;
       const mode = MODES[Math.floor(n / SERVICES) % MODES.length]!;
       const to = NODES[(NODES.indexOf(where[i]!) + 1) % NODES.length]!;
-      const report = await migrate(b, `soak${i}`, to, mode);
+      const report = await migrateOnce(b.tb, `soak${i}`, to, mode);
       if (report.result !== 'success') failures.push(`#${n} soak${i} ${where[i]}->${to} ${mode}: ${report.result}: ${report.reason ?? ''}`);
       else {
         where[i] = to;

@@ -17,7 +17,6 @@ import { cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, u
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
-let where = 'node1';
 const CONNECTIONS = 110;
 const ALL = CONNECTIONS + 2;
 
@@ -35,11 +34,18 @@ test.before(async () => {
 
 test.after.always(() => downClean(name));
 
+// The service and its clients are the file's one fixture, deliberately (110 connections through a busy link
+// take a while to build): each test moves the service from wherever it is, between node1 and node2.
+
+/** The node the service runs on now. */
+async function whereIs(): Promise<string> {
+  return (await endpoints(tb)).find((e) => e.name === 'svc')!.node;
+}
+
+const otherThan = (node: string) => (node === 'node1' ? 'node2' : 'node1');
+
 async function move(handover: string) {
-  const to = where === 'node1' ? 'node2' : 'node1';
-  const report = await migrate(name, 'svc', to, ['--handover', handover]);
-  if (report.result === 'success') where = to;
-  return report;
+  return migrate(name, 'svc', otherThan(await whereIs()), ['--handover', handover]);
 }
 
 function netnsOf(nodeName: string): string {
@@ -66,7 +72,7 @@ test.serial('full: data in flight both ways at the freeze (every client to the s
     t.like(report.tcp_in_flight, { timestamps: report.tcp_connections, sack: report.tcp_connections }, 'timestamps and SACK on every connection');
     t.is((report.client_stall?.connections ?? 0) + (report.client_stall?.idle ?? 0), ALL, 'every client measured (or seen idle)');
     t.true((report.client_stall?.connections ?? 0) >= CONNECTIONS / 2);
-    const restored = await listTcpConnections(netnsOf(where));
+    const restored = await listTcpConnections(netnsOf(report.running_on));
     t.true(restored.length === ALL && restored.every((c) => c.timestamps && c.sack), 'the restored sockets kept timestamps and SACK');
     const after = await streamAdvances(tb, 'node3', 'clients', 40000, 20000);
     t.is(after.open, CONNECTIONS);
@@ -92,12 +98,13 @@ test.serial('replay alone delivers but kicks nothing; kick alone kicks but keeps
   t.like(off.handover, { mechanism: 'off', packets_held: 0, packets_replayed: 0, connections_kicked: 0, connections_fallback: off.tcp_connections });
   const after = await streamAdvances(tb, 'node3', 'clients', 20000, 20000);
   t.is(after.open, CONNECTIONS);
-  t.is((await endpoints(tb)).find((e) => e.name === 'svc')?.node, where);
+  t.is(await whereIs(), off.running_on);
 });
 
 test.serial('an unknown mechanism is refused before anything moves', async (t) => {
-  const r = await cli(['migrate', '--testbed', name, 'svc', '--to', where === 'node1' ? 'node2' : 'node1', '--handover', 'teleport']);
+  const where = await whereIs();
+  const r = await cli(['migrate', '--testbed', name, 'svc', '--to', otherThan(where), '--handover', 'teleport']);
   t.not(r.code, 0);
   t.regex(r.err, /handover/);
-  t.is((await endpoints(tb)).find((e) => e.name === 'svc')?.node, where);
+  t.is(await whereIs(), where);
 });

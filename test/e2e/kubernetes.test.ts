@@ -6,11 +6,11 @@
  * a service with live client streams, and its status and the endpoint's
  * RoamEndpoint record follow.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { callJson } from '../../src/api/http-client.js';
+import { callJson } from '../../src/http/client.js';
 import type { NodeStatus } from '../../src/api/schemas.js';
 import { ANNOTATIONS, type MigrationResource, type RoamEndpointResource } from '../../src/kubernetes/resources.js';
 import { createNetns, removeNetns } from '../../src/sys/netns/netns.js';
@@ -18,11 +18,10 @@ import { defaultSpec } from '../../src/sys/runc.js';
 import { makeRootfs } from '../../src/testbed/container-rootfs.js';
 import { NETNS_DIR, testbedLayout } from '../../src/testbed/layout.js';
 import type { TestbedState } from '../../src/testbed/state.js';
-import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import { testbedUp } from '../../src/testbed/up.js';
 import { KubeApiDouble } from '../helpers/kube-api-double.js';
 import { requireRoot } from '../helpers/root.js';
-import { downClean, endpointLog, run, streamAdvances, uniqueTestbedName, waitFor, workload } from '../helpers/testbed.js';
+import { agentGone, downClean, echoWithClients, serveEcho, stopAfter, streamAdvances, streamClient, uniqueTestbedName, waitFor } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 const NODES = '/api/v1/nodes';
@@ -34,7 +33,6 @@ const api = new KubeApiDouble();
 /** the pod's network namespace, as the CNI plugin would have made it */
 const podNetns = `/run/netns/roamtest-${name}-web`;
 const podContainer = `${name}-web-app`;
-let rootfs: ReturnType<typeof makeRootfs> | undefined;
 let tb: TestbedState;
 let kubeconfig: string;
 let runtimeRoot: string;
@@ -56,23 +54,37 @@ test.before(async () => {
     'users:', '- name: agent', '  user: {}',
     'contexts:', '- name: testbed', '  context: {cluster: testbed, user: agent}', '',
   ].join('\n'));
-  tb = await testbedUp({ name, nodes: 3, underlayRate: undefined, syncIntervalMs: 500, kubernetes: { kubeconfig, runtimeRoot }, say: () => undefined });
+  tb = await upTestbed();
 });
 
 test.after.always(async () => {
   await api.stop();
-  try {
-    execFileSync('runc', ['--root', runtimeRoot, 'delete', '--force', podContainer], { stdio: 'ignore' });
-  } catch {
-    // never started, or already gone
-  }
-  removeNetns(podNetns);
-  rootfs?.remove();
   await downClean(name);
 });
 
 const migration = (n: string) => api.get(MIGRATIONS, n) as unknown as MigrationResource | undefined;
 const record = (n: string) => api.get(ENDPOINTS, n) as unknown as RoamEndpointResource | undefined;
+const upTestbed = () => testbedUp({ name, nodes: 3, underlayRate: undefined, syncIntervalMs: 500, kubernetes: { kubeconfig, runtimeRoot }, say: () => undefined });
+
+/** Creates the Migration resource `resource` and waits until it has ended (Succeeded, RolledBack or Failed); returns its status. */
+async function migrationResource(resource: string, spec: { endpoint: string; targetNode: string; mode?: string }, timeoutMs = 60000) {
+  api.put(MIGRATIONS, { metadata: { name: resource }, spec });
+  await waitFor(`Migration ${resource} to end`, () => ['Succeeded', 'RolledBack', 'Failed'].includes(migration(resource)?.status?.phase ?? ''), timeoutMs);
+  return migration(resource)!.status!;
+}
+
+/** An echo service on `on` with 20 client connections from node3 (`service`-cli), both stopped when the test ends; returns once the clients stream and its record says where it runs. */
+async function serviceWithClients(t: ExecutionContext, service: string, on: string) {
+  const { srv } = await echoWithClients(t, tb, service, { on, clientsOn: 'node3', connections: 20, rate: 2000, verified: 20000 });
+  await waitFor(`${service} recorded on ${on}`, () => record(service)?.status?.node === on);
+  return srv;
+}
+
+/** Sets or lifts a Node's spec.unschedulable, as kubectl cordon and uncordon do. */
+function cordon(node: string, unschedulable: boolean): void {
+  const n = api.get(NODES, node)!;
+  api.put(NODES, { ...n, spec: { ...(n.spec as object), unschedulable } });
+}
 
 test.serial('each agent publishes its VTEP and a range of its own on its Node, and knows the others from theirs', async (t) => {
   const published = tb.nodes.map((n) => api.get(NODES, n.name)!.metadata.annotations ?? {});
@@ -86,20 +98,13 @@ test.serial('each agent publishes its VTEP and a range of its own on its Node, a
 });
 
 test.serial('a Migration resource moves a service with its client streams; its status and the endpoint\'s record follow', async (t) => {
-  const srv = await run(tb, 'node1', 'echo', [process.execPath, workload('echo-server.js'), '--port', '7001']);
+  const srv = await serviceWithClients(t, 'echo', 'node1');
   const node1Range = api.get(NODES, 'node1')!.metadata.annotations![ANNOTATIONS.range]!;
   t.is(srv.ip.split('.').slice(0, 3).join('.'), node1Range.split('.').slice(0, 3).join('.'), `${srv.ip} is from node1's claimed range ${node1Range}`);
-  await waitFor('echo to listen', () => endpointLog(tb, 'node1', 'echo').includes('listening'));
-  await run(tb, 'node3', 'clients', [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--connections', '20', '--rate', '2000']);
-  await waitFor('20 connections', () => endpointLog(tb, 'node3', 'clients').includes('"connected":20'));
-  await streamAdvances(tb, 'node3', 'clients', 20000);
-  await waitFor('echo recorded on node1', () => record('echo')?.status?.node === 'node1');
   t.like(record('echo')!, { spec: { ip: srv.ip, mac: srv.mac }, status: { node: 'node1', state: 'running', container: false } });
   const generation = record('echo')!.status!.generation;
 
-  api.put(MIGRATIONS, { metadata: { name: 'echo-to-node2' }, spec: { endpoint: 'echo', targetNode: 'node2', mode: 'stop-copy' } });
-  await waitFor('the migration to end', () => ['Succeeded', 'RolledBack', 'Failed'].includes(migration('echo-to-node2')?.status?.phase ?? ''), 60000);
-  const status = migration('echo-to-node2')!.status!;
+  const status = await migrationResource('echo-to-node2', { endpoint: 'echo', targetNode: 'node2', mode: 'stop-copy' });
   t.is(status.phase, 'Succeeded', JSON.stringify(status.conditions));
   t.is(status.sourceNode, 'node1');
   t.is(status.report?.running_on, 'node2');
@@ -110,42 +115,58 @@ test.serial('a Migration resource moves a service with its client streams; its s
 
   await waitFor('echo recorded on node2', () => record('echo')?.status?.node === 'node2');
   t.like(record('echo')!, { spec: { ip: srv.ip, mac: srv.mac }, status: { node: 'node2', generation: generation + 1, state: 'running' } });
-  const after = await streamAdvances(tb, 'node3', 'clients', 50000, 15000);
+  const after = await streamAdvances(tb, 'node3', 'echo-cli', 50000, 15000);
   t.is(after.open, 20, 'every client connection survived');
 });
 
 test.serial('a Migration the agent refuses ends Failed with the reason, and the service stays where it is', async (t) => {
-  api.put(MIGRATIONS, { metadata: { name: 'echo-to-nowhere' }, spec: { endpoint: 'echo', targetNode: 'node9' } });
-  await waitFor('the refusal', () => migration('echo-to-nowhere')?.status?.phase === 'Failed', 20000);
-  const done = migration('echo-to-nowhere')!.status!.conditions.at(-1)!;
+  stopAfter(t, name, 'stay');
+  await serveEcho(tb, 'node2', 'stay');
+  await waitFor('stay recorded on node2', () => record('stay')?.status?.node === 'node2');
+  const status = await migrationResource('stay-to-nowhere', { endpoint: 'stay', targetNode: 'node9' }, 20000);
+  t.is(status.phase, 'Failed');
+  const done = status.conditions.at(-1)!;
   t.is(done.reason, 'NotFound');
   t.regex(done.message, /unknown node node9/);
-  t.is(record('echo')?.status?.node, 'node2');
+  t.is(record('stay')?.status?.node, 'node2');
 });
 
 test.serial('an agent restarted as in a rolling update keeps its range and its service, which keeps its clients and moves on', async (t) => {
+  await serviceWithClients(t, 'roller', 'node2');
+  t.teardown(async () => {
+    tb = await upTestbed(); // starts node2's agent again if the test stopped short of it
+  });
   const node2 = tb.nodes.find((n) => n.name === 'node2')!;
   const range = api.get(NODES, 'node2')!.metadata.annotations![ANNOTATIONS.range];
   process.kill(node2.agentPid, 'SIGTERM');
-  await waitFor('node2\'s agent to stop', () => !isAgentRunning(node2.agentPid), 20000);
-  tb = await testbedUp({ name, nodes: 3, underlayRate: undefined, syncIntervalMs: 500, kubernetes: { kubeconfig, runtimeRoot }, say: () => undefined });
+  await agentGone(node2);
+  tb = await upTestbed();
   t.not(tb.nodes.find((n) => n.name === 'node2')!.agentPid, node2.agentPid, 'a new agent runs');
   t.is(api.get(NODES, 'node2')!.metadata.annotations![ANNOTATIONS.range], range);
-  await streamAdvances(tb, 'node3', 'clients', 20000, 15000);
+  await streamAdvances(tb, 'node3', 'roller-cli', 20000, 15000);
 
-  api.put(MIGRATIONS, { metadata: { name: 'echo-back-to-node1' }, spec: { endpoint: 'echo', targetNode: 'node1' } });
-  await waitFor('the migration to end', () => ['Succeeded', 'RolledBack', 'Failed'].includes(migration('echo-back-to-node1')?.status?.phase ?? ''), 60000);
-  t.is(migration('echo-back-to-node1')!.status!.phase, 'Succeeded', JSON.stringify(migration('echo-back-to-node1')!.status!.conditions));
-  await waitFor('echo recorded on node1', () => record('echo')?.status?.node === 'node1');
-  const after = await streamAdvances(tb, 'node3', 'clients', 50000, 15000);
+  const status = await migrationResource('roller-to-node1', { endpoint: 'roller', targetNode: 'node1' });
+  t.is(status.phase, 'Succeeded', JSON.stringify(status.conditions));
+  await waitFor('roller recorded on node1', () => record('roller')?.status?.node === 'node1');
+  const after = await streamAdvances(tb, 'node3', 'roller-cli', 50000, 15000);
   t.is(after.open, 20);
 });
 
 test.serial('a pod that opts in gets an overlay address beside its own network, named by an EndpointSlice, and loses it when it goes', async (t) => {
   // A pod as containerd runs it: its sandbox's namespace (here made as a CNI plugin would), a container
   // in it run by runc with its state under the runtime root the agents are told about.
+  const rootfs = makeRootfs();
+  t.teardown(() => {
+    api.remove(PODS, 'shop/web');
+    try {
+      execFileSync('runc', ['--root', runtimeRoot, 'delete', '--force', podContainer], { stdio: 'ignore' });
+    } catch {
+      // never started, or already gone
+    }
+    removeNetns(podNetns);
+    rootfs.remove();
+  });
   createNetns(podNetns);
-  rootfs = makeRootfs();
   const bundle = join(rootfs.dir, 'bundle');
   mkdirSync(bundle);
   const spec = await defaultSpec() as { process: Record<string, unknown>; linux: { namespaces: { type: string; path?: string }[] } };
@@ -173,14 +194,13 @@ test.serial('a pod that opts in gets an overlay address beside its own network, 
   t.deepEqual(slice.ports.map((p) => p.port), [7300]);
 
   // A client on another node reaches the pod at its overlay address, through the overlay.
-  await run(tb, 'node3', 'shopper', [process.execPath, workload('stream-check.js'), rec.spec.ip, '7300', '--connections', '4', '--rate', '2000']);
-  await waitFor('4 connections', () => endpointLog(tb, 'node3', 'shopper').includes('"connected":4'));
-  await streamAdvances(tb, 'node3', 'shopper', 20000);
+  stopAfter(t, name, 'shopper');
+  await streamClient(tb, 'node3', 'shopper', rec.spec.ip, { port: 7300, connections: 4, rate: 2000, verified: 20000 });
 
   // Moving the pod is the kubelet's business, not built yet: refused, saying so.
-  api.put(MIGRATIONS, { metadata: { name: 'shop-web-away' }, spec: { endpoint: 'shop-web', targetNode: 'node2' } });
-  await waitFor('the refusal', () => migration('shop-web-away')?.status?.phase === 'Failed', 20000);
-  t.regex(migration('shop-web-away')!.status!.conditions.at(-1)!.message, /pod shop\/web, which the kubelet runs/);
+  const away = await migrationResource('shop-web-away', { endpoint: 'shop-web', targetNode: 'node2' }, 20000);
+  t.is(away.phase, 'Failed');
+  t.regex(away.conditions.at(-1)!.message, /pod shop\/web, which the kubelet runs/);
 
   // The pod goes: its interface, record and slice go; its container is none of roam's business.
   api.remove(PODS, 'shop/web');
@@ -191,18 +211,17 @@ test.serial('a pod that opts in gets an overlay address beside its own network, 
 });
 
 test.serial('cordoning a Node drains it: its service moves to where its clients are, with their streams, an Event says why; uncordoning lifts it', async (t) => {
-  t.is(record('echo')?.status?.node, 'node1');
-  const node1 = api.get(NODES, 'node1')!;
-  api.put(NODES, { ...node1, spec: { ...(node1.spec as object), unschedulable: true } });
-  await waitFor('echo to leave node1', () => record('echo')?.status?.node === 'node3', 60000);
-  const after = await streamAdvances(tb, 'node3', 'clients', 50000, 15000);
+  await serviceWithClients(t, 'drained', 'node1');
+  t.teardown(() => cordon('node1', false));
+  cordon('node1', true);
+  await waitFor('drained to leave node1', () => record('drained')?.status?.node === 'node3', 60000);
+  const after = await streamAdvances(tb, 'node3', 'drained-cli', 50000, 15000);
   t.is(after.open, 20, 'every client connection survived the drain');
-  const events = () => api.list('/api/v1/events').filter((e) => (e.involvedObject as { name?: string } | undefined)?.name === 'echo');
+  const events = () => api.list('/api/v1/events').filter((e) => (e.involvedObject as { name?: string } | undefined)?.name === 'drained');
   await waitFor('the Event', () => events().some((e) => e.reason === 'DrainMoved'));
   t.like(events().find((e) => e.reason === 'DrainMoved'), { metadata: { namespace: 'default' }, involvedObject: { kind: 'RoamEndpoint' }, source: { host: 'node1' } });
   t.regex(String(events().find((e) => e.reason === 'DrainMoved')!.message), /^moved node3 \(node-draining\): node1 is draining; migration m-/);
-  const lifted = api.get(NODES, 'node1')!;
-  api.put(NODES, { ...lifted, spec: { ...(lifted.spec as object), unschedulable: false } });
+  cordon('node1', false);
   await waitFor('node1 no longer draining', async () => {
     const nodes = await callJson<NodeStatus[]>({ socketPath: tb.nodes[2]!.apiSocket }, 'GET', '/v1/nodes');
     return nodes.find((n) => n.node === 'node1')?.draining === false;

@@ -7,12 +7,11 @@
  */
 import test from 'ava';
 import { existsSync, readdirSync } from 'node:fs';
-import { callJson } from '../../src/api/http-client.js';
-import type { MigrationStatus } from '../../src/migration/report.js';
 import { listTables } from '../../src/sys/nft.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
-import { downClean, endpointLog, endpoints, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+import { migrationEnded, startMigration } from '../helpers/migrations.js';
+import { downClean, endpoints, serveEcho, streamAdvances, streamClient, uniqueTestbedName, upTestbed } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -27,24 +26,15 @@ test.before(async () => {
 test.after.always(() => downClean(name));
 
 test.serial('20 services with live clients all asked to move at once: queued per node, every one moved, every stream exact, nothing left', async (t) => {
-  const api = { socketPath: tb.nodes[0]!.apiSocket };
   const services = await Promise.all(Array.from({ length: SERVICES }, async (_, i) => {
-    const ep = await run(tb, nodeName(i), `svc${i}`, [process.execPath, workload('echo-server.js'), '--port', '7001']);
-    return { i, name: `svc${i}`, ip: ep.ip, home: nodeName(i), clientNode: nodeName(i + 1) };
+    const ep = await serveEcho(tb, nodeName(i), `svc${i}`);
+    return { i, name: `svc${i}`, ip: ep.ip, clientNode: nodeName(i + 1) };
   }));
-  for (const s of services) await waitFor(`${s.name} to listen`, () => endpointLog(tb, s.home, s.name).includes('listening'), 20000);
-  for (const s of services) await run(tb, s.clientNode, `cli${s.i}`, [process.execPath, workload('stream-check.js'), s.ip, '7001', '--rate', '20000']);
-  for (const s of services) await streamAdvances(tb, s.clientNode, `cli${s.i}`, 10000, 20000);
+  await Promise.all(services.map((s) => streamClient(tb, s.clientNode, `cli${s.i}`, s.ip, { rate: 20000, verified: 10000 })));
 
   // Every service to the node after its own, all asked at once.
-  const asked = await Promise.all(services.map((s) => callJson<{ id: string; from: string }>(api, 'POST', '/v1/migrations', { endpoint: s.name, to: nodeName(s.i + 1), mode: 'stop-copy' })));
-  const reports: NonNullable<MigrationStatus['report']>[] = [];
-  await waitFor('every migration to end', async () => {
-    const all = await Promise.all(asked.map((m) => callJson<MigrationStatus>(api, 'GET', `/v1/migrations/${m.id}?from=${m.from}`)));
-    if (all.some((s) => s.state === 'running')) return false;
-    reports.push(...all.map((s) => s.report!));
-    return true;
-  }, 180000);
+  const asked = await Promise.all(services.map((s) => startMigration(tb, { endpoint: s.name, to: nodeName(s.i + 1), mode: 'stop-copy' })));
+  const reports = (await Promise.all(asked.map((m) => migrationEnded(tb, m, 180000, 'every migration to end')))).map((s) => s.report);
   for (const r of reports) t.is(r.result, 'success', `${r.name}: ${r.reason ?? ''}`);
   const waited = reports.filter((r) => (r.queued_ms ?? 0) > 0).length;
   t.true(waited >= SERVICES - 3, `${waited} migrations waited their turn (one node drives one at a time)`);

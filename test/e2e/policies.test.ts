@@ -6,13 +6,16 @@
  */
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { callJson } from '../../src/api/http-client.js';
-import type { DecisionWire, NodeStatus } from '../../src/api/schemas.js';
-import type { MigrationStatus } from '../../src/migration/report.js';
+import { callJson } from '../../src/http/client.js';
+import type { DecisionWire } from '../../src/records/decision.js';
+import type { NodeStatus } from '../../src/api/schemas.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { inNs } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
-import { cli, downClean, endpointLog, endpoints, migrate, run, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+import { migrationStatus } from '../helpers/migrations.js';
+import {
+  cli, downClean, endpointLog, endpoints, migrate, run, serveEcho, stopAfter, streamAdvances, uniqueTestbedName, upTestbed, waitFor, workload,
+} from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 let tb: TestbedState;
@@ -38,34 +41,20 @@ function metricsOf(nodeName: string): string {
   return inNs(n.netns, [node, '-e', "fetch(process.argv[1]).then((r) => r.text()).then((x) => process.stdout.write(x))", `http://${n.metrics}/metrics`]);
 }
 /** An echo server on `on`, listening before this returns. */
-async function serve(on: string, endpoint: string, port: number) {
-  const ep = await run(tb, on, endpoint, [node, workload('echo-server.js'), '--port', String(port)]);
-  await waitFor(`${endpoint} to listen`, () => endpointLog(tb, on, endpoint).includes('listening'));
-  return ep;
-}
+const serve = (on: string, endpoint: string, port: number) => serveEcho(tb, on, endpoint, { port });
 
-/**
- * Whatever a test started goes when it ends, passed or failed, so that the next one starts clean. The
- * service first: stopping its clients one by one would shift its traffic, and its policy would move it.
- */
-function stopAfter(t: import('ava').ExecutionContext, service: string, ...clients: string[]): void {
-  t.teardown(async () => {
-    for (const e of [service, ...clients]) {
-      const r = await cli(['stop', '--testbed', name, e]);
-      if (r.code !== 0 && !/does not exist/.test(r.err)) throw new Error(`stopping ${e}: ${r.err}`);
-    }
-  });
-}
+// Whatever a test started goes when it ends, passed or failed (stopAfter), so that the next one starts clean. The
+// service first: stopping its clients one by one would shift its traffic, and its policy would move it.
 
 const FOLLOW = { followClient: { windowMs: 3000, sustainMs: 2000 }, minDwellMs: 0 };
 
 test.serial('follow-the-client: the client moves from node3 to node1, the service follows exactly once with every stream intact; moved back at once, it is declined for its dwell time', async (t) => {
-  stopAfter(t, 'svc', 'cli');
+  stopAfter(t, name, 'svc', 'cli');
   const svc = await serve('node3', 'svc', 7101);
   await policy('svc', FOLLOW);
   await run(tb, 'node3', 'cli', [node, workload('stream-check.js'), svc.ip, '7101', '--connections', '20', '--rate', '4000']);
   await streamAdvances(tb, 'node3', 'cli', 50000);
-  await sleep(4000);
+  await sleep(4000); // a window in which nothing may move: its clients are where it is
   t.is(await whereIs('svc'), 'node3', 'the clients are here: nothing moves');
   t.deepEqual((await decisions('svc')).filter((d) => d.outcome === 'moved'), []);
   t.regex(metricsOf('node3'), /roam_endpoint_ingress_bytes\{endpoint="svc",via="local"\} [1-9]/, 'counted as entering at its own node');
@@ -74,13 +63,13 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
   t.is(moved.result, 'success', moved.reason);
   await waitFor('svc to follow its client to node1', async () => (await whereIs('svc')) === 'node1', 40000);
   await streamAdvances(tb, 'node1', 'cli', 100000, 15000);
-  await sleep(5000);
+  await sleep(5000); // a window in which it may not move again
   const ds = await decisions('svc');
   const moves = ds.filter((d) => d.outcome === 'moved');
   t.is(moves.length, 1, JSON.stringify(ds));
   t.like(moves[0], { node: 'node3', policy: 'follow-client', to: 'node1', code: 'client-moved' });
   t.true(ds.some((d) => d.outcome === 'prepared' && d.to === 'node1'), 'node1 was prepared before the move');
-  const status = await callJson<MigrationStatus>(api(), 'GET', `/v1/migrations/${moves[0]!.migration}?from=node3`);
+  const status = await migrationStatus(tb, { id: moves[0]!.migration!, from: 'node3' });
   t.true((status.report?.prepared_ahead_ms ?? 0) > 0, 'the move used the preparation');
   t.is(status.report?.result, 'success');
   t.is(await whereIs('svc'), 'node1');
@@ -101,19 +90,19 @@ test.serial('follow-the-client: the client moves from node3 to node1, the servic
 });
 
 test.serial('follow-the-client does not move a service whose clients are spread evenly over two nodes', async (t) => {
-  stopAfter(t, 'even', 'even-a', 'even-b');
+  stopAfter(t, name, 'even', 'even-a', 'even-b');
   const svc = await serve('node3', 'even', 7102);
   await policy('even', FOLLOW);
   await run(tb, 'node1', 'even-a', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
   await run(tb, 'node2', 'even-b', [node, workload('stream-check.js'), svc.ip, '7102', '--connections', '5', '--rate', '8000']);
   await streamAdvances(tb, 'node1', 'even-a', 50000);
-  await sleep(12000);
+  await sleep(12000); // a window in which it may not move
   t.is(await whereIs('even'), 'node3');
   t.deepEqual((await decisions('even')).filter((d) => d.outcome === 'moved'), []);
 });
 
 test.serial('follow-the-client does not move a service whose clients on two nodes take turns of 1 s, then of 2 s', async (t) => {
-  stopAfter(t, 'turns', 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000');
+  stopAfter(t, name, 'turns', 'turns-a1000', 'turns-b1000', 'turns-a2000', 'turns-b2000');
   const svc = await serve('node3', 'turns', 7105);
   // The default thresholds (70% over 5 s, held 3 s): a turn is never most of a window, let alone for the hold.
   await policy('turns', { followClient: {}, minDwellMs: 0 });
@@ -123,7 +112,7 @@ test.serial('follow-the-client does not move a service whose clients on two node
     await run(tb, 'node2', `turns-b${burst}`, [node, workload('stream-check.js'), svc.ip, '7105', '--connections', '5', '--rate', '8000', '--burst-ms', burst, '--phase', '1']);
     await streamAdvances(tb, 'node1', `turns-a${burst}`, 20000, 15000);
     await streamAdvances(tb, 'node2', `turns-b${burst}`, 20000, 15000);
-    await sleep(12000);
+    await sleep(12000); // a window in which it may not move
     t.is(await whereIs('turns'), 'node3', `turns of ${burst} ms`);
     // Both at once: one alone for a while would be a client that moved.
     await Promise.all([`turns-a${burst}`, `turns-b${burst}`].map((e) => cli(['stop', '--testbed', name, e])));
@@ -135,7 +124,7 @@ test.serial('follow-the-client does not move a service whose clients on two node
 });
 
 test.serial('a target prepared ahead takes no traffic: while the service is prepared on node1 and held back by its dwell time, new clients there reach it on node3', async (t) => {
-  stopAfter(t, 'held', 'held-a', 'held-b');
+  stopAfter(t, name, 'held', 'held-a', 'held-b');
   const svc = await serve('node3', 'held', 7106);
   await policy('held', { followClient: { windowMs: 3000, sustainMs: 1000 }, minDwellMs: 600000 });
   await run(tb, 'node1', 'held-a', [node, workload('stream-check.js'), svc.ip, '7106', '--connections', '5', '--rate', '8000']);
@@ -153,7 +142,7 @@ test.serial('a target prepared ahead takes no traffic: while the service is prep
 });
 
 test.serial('drain: every endpoint leaves the drained node, to where its clients are, with every client stream intact; the peers know it drains until it is lifted', async (t) => {
-  stopAfter(t, 'da', 'db', 'da-cli', 'db-cli');
+  stopAfter(t, name, 'da', 'db', 'da-cli', 'db-cli');
   t.teardown(() => cli(['drain', '--testbed', name, 'node2', '--off']).then(() => undefined));
   const a = await serve('node2', 'da', 7103);
   const b = await serve('node2', 'db', 7104);

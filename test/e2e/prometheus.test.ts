@@ -14,7 +14,7 @@ import { nativePaths } from '../../src/sys/native.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { inNs } from '../helpers/netns.js';
 import { requireRoot } from '../helpers/root.js';
-import { downClean, endpointLog, migrate, run, uniqueTestbedName, upTestbed, waitFor, workload } from '../helpers/testbed.js';
+import { downClean, migrate, serveEcho, stopAfter, streamClient, uniqueTestbedName, upTestbed, waitFor } from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 const rules = fileURLToPath(new URL('../../../deploy/monitoring/roam-alerts.yaml', import.meta.url));
@@ -66,10 +66,9 @@ test.after.always(async () => {
 });
 
 test.serial('after one migration PromQL returns it from both sides, with one frozen-time observation', async (t) => {
-  const svc = await run(tb, 'node1', 'svc', [process.execPath, workload('echo-server.js'), '--port', '7001']);
-  await waitFor('svc', () => endpointLog(tb, 'node1', 'svc').includes('listening'));
-  await run(tb, 'node2', 'client', [process.execPath, workload('stream-check.js'), svc.ip, '7001', '--rate', '20000']);
-  await waitFor('client', () => endpointLog(tb, 'node2', 'client').includes('"verified"'));
+  stopAfter(t, name, 'svc', 'client');
+  const svc = await serveEcho(tb, 'node1', 'svc');
+  await streamClient(tb, 'node2', 'client', svc.ip, { rate: 20000 });
   const report = await migrate(name, 'svc', 'node2');
   t.is(report.result, 'success', report.reason);
   await waitFor('the migration in Prometheus', () => query('sum(roam_migrations_total{role="target",result="success"})') === 1, 20000);
@@ -91,7 +90,10 @@ test.serial('after one migration PromQL returns it from both sides, with one fro
 });
 
 test.serial('a post-copy move shows its pull: count and duration by result, bytes pulled, nothing left in flight', async (t) => {
-  const report = await migrate(name, 'svc', 'node1', ['--mode', 'post-copy']);
+  stopAfter(t, name, 'pulled', 'pulled-client');
+  const svc = await serveEcho(tb, 'node2', 'pulled');
+  await streamClient(tb, 'node2', 'pulled-client', svc.ip, { rate: 20000 });
+  const report = await migrate(name, 'pulled', 'node1', ['--mode', 'post-copy']);
   t.is(report.result, 'success', report.reason);
   await waitFor('the pull in Prometheus', () => query('sum(roam_postcopy_pulls_total{result="complete"})') === 1, 20000);
   t.is(query('sum(roam_postcopy_pulls_total{result="incomplete"})'), 0);

@@ -2,22 +2,23 @@
  * A testbed per test file, with a unique name, torn down even on failure,
  * and a check that nothing of it is left: namespaces, state, processes.
  */
+import type { ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import type { HandoverReport } from '../../src/migration/report.js';
+import type { HandoverReport } from '../../src/records/migration-report.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { callJson } from '../../src/api/http-client.js';
-import type { EndpointRecordWire } from '../../src/api/schemas.js';
+import { callJson } from '../../src/http/client.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { runCli } from '../../src/cli/roam.js';
 import { mountsBelow, testbedDown } from '../../src/testbed/down.js';
 import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
 import { testbedUp } from '../../src/testbed/up.js';
-import type { TestbedState } from '../../src/testbed/state.js';
+import { isAgentRunning } from '../../src/testbed/agent-process.js';
+import type { TestbedNodeState, TestbedState } from '../../src/testbed/state.js';
 import { waitFor } from './wait.js';
+import { echoMemory, streamVerifies, workload, type StreamProgress } from './workloads.js';
 
-export { waitFor };
-
-export const workload = (file: string): string => fileURLToPath(new URL(`../../src/workloads/${file}`, import.meta.url));
+export { waitFor, workload };
+export { fixture, streamProgress, type StreamProgress } from './workloads.js';
 
 export function uniqueTestbedName(): string {
   return `t${randomBytes(3).toString('hex')}`;
@@ -58,12 +59,12 @@ export async function cli(args: string[]): Promise<{ code: number; out: string; 
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
-export async function run(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecordWire> {
-  return callJson<EndpointRecordWire>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });
+export async function run(tb: TestbedState, node: string, name: string, command: string[], ip?: string): Promise<EndpointRecord> {
+  return callJson<EndpointRecord>({ socketPath: tb.nodes[0]!.apiSocket }, 'POST', '/v1/endpoints', { name, node, command, ...(ip ? { ip } : {}) });
 }
 
-export async function endpoints(tb: TestbedState, node = 0): Promise<EndpointRecordWire[]> {
-  return callJson<EndpointRecordWire[]>({ socketPath: tb.nodes[node]!.apiSocket }, 'GET', '/v1/endpoints');
+export async function endpoints(tb: TestbedState, node = 0): Promise<EndpointRecord[]> {
+  return callJson<EndpointRecord[]>({ socketPath: tb.nodes[node]!.apiSocket }, 'GET', '/v1/endpoints');
 }
 
 /** The endpoint's log straight from the node's state dir (works while its agent is down). */
@@ -76,22 +77,6 @@ export function endpointLog(tb: TestbedState, node: string, name: string): strin
   }
 }
 
-export interface StreamProgress {
-  sent: number;
-  verified: number;
-  maxGapMs: number;
-  open?: number;
-}
-
-/** The last progress line of a stream-check endpoint, and whether it ever failed. */
-export function streamProgress(log: string): { last: StreamProgress | undefined; failed: string | undefined } {
-  const lines = log.trim().split('\n');
-  const failed = lines.find((l) => l.startsWith('MISMATCH') || l.startsWith('DISCONNECTED'));
-  const progress = lines.filter((l) => l.startsWith('{"sent"'));
-  const last = progress.length ? (JSON.parse(progress[progress.length - 1]!) as StreamProgress) : undefined;
-  return { last, failed };
-}
-
 /** What `roam migrate --json` prints. */
 export type Report = HandoverReport;
 
@@ -102,14 +87,79 @@ export async function migrate(tbName: string, name: string, to: string, extra: s
 }
 
 /** Waits until a stream-check endpoint has verified `beyond` more bytes than now, failing on any error line. */
-export async function streamAdvances(tb: TestbedState, node: string, name: string, beyond: number, timeoutMs = 10000): Promise<StreamProgress> {
-  const start = streamProgress(endpointLog(tb, node, name)).last?.verified ?? 0;
-  let last: StreamProgress | undefined;
-  await waitFor(`${name} to verify ${beyond} more bytes`, () => {
-    const p = streamProgress(endpointLog(tb, node, name));
-    if (p.failed) throw new Error(`${name}: ${p.failed}`);
-    last = p.last;
-    return (p.last?.verified ?? 0) > start + beyond;
-  }, timeoutMs);
-  return last!;
+export function streamAdvances(tb: TestbedState, node: string, name: string, beyond: number, timeoutMs = 10000): Promise<StreamProgress> {
+  return streamVerifies(name, () => endpointLog(tb, node, name), beyond, timeoutMs);
+}
+
+/** An echo server (src/workloads/echo-server) as endpoint `name` on `node`, listening when this returns. */
+export async function serveEcho(tb: TestbedState, node: string, name: string, o: { port?: number; holdMb?: number } = {}): Promise<EndpointRecord> {
+  const ep = await run(tb, node, name, [process.execPath, workload('echo-server.js'), '--port', String(o.port ?? 7001), ...(o.holdMb ? ['--hold-mb', String(o.holdMb)] : [])]);
+  await waitFor(`${name} to listen`, () => endpointLog(tb, node, name).includes('listening'), 20000);
+  return ep;
+}
+
+/**
+ * A stream-check client of `ip` as endpoint `name` on `node`, checking every byte it gets back; when this
+ * returns, all its connections are open and it has verified `verified` bytes (by default: any).
+ */
+export async function streamClient(
+  tb: TestbedState, node: string, name: string, ip: string, o: { port?: number; connections?: number; rate: number; verified?: number },
+): Promise<EndpointRecord> {
+  const connections = o.connections ?? 1;
+  const ep = await run(tb, node, name, [process.execPath, workload('stream-check.js'), ip, String(o.port ?? 7001), '--connections', String(connections), '--rate', String(o.rate)]);
+  await waitFor(`${name}'s ${connections} connections`, () => endpointLog(tb, node, name).includes(`"connected":${connections}`), 20000);
+  await streamAdvances(tb, node, name, o.verified ?? 0, 20000);
+  return ep;
+}
+
+/**
+ * An echo server `service` on `on` (holding `holdMb` MiB) and a stream-check client of it, `service`-cli, on
+ * `clientsOn`; both stopped when the test ends. Returns once the client streams (see streamClient), with the
+ * checksum of the server's memory.
+ */
+export async function echoWithClients(
+  t: ExecutionContext, tb: TestbedState, service: string,
+  o: { on: string; holdMb?: number; clientsOn: string; connections: number; rate: number; verified?: number },
+): Promise<{ srv: EndpointRecord; sum: string; clients: string }> {
+  const clients = `${service}-cli`;
+  stopAfter(t, tb.name, service, clients);
+  const srv = await serveEcho(tb, o.on, service, { holdMb: o.holdMb });
+  const sum = /sha256 ([0-9a-f]+)/.exec(endpointLog(tb, o.on, service))![1]!;
+  await streamClient(tb, o.clientsOn, clients, srv.ip, o);
+  return { srv, sum, clients };
+}
+
+/** Asks an echo server endpoint for the checksum of its memory: see echoMemory. */
+export function echoMemoryOf(tb: TestbedState, node: string, name: string, pid: number): Promise<{ sum: string; connections: number }> {
+  return echoMemory(pid, () => endpointLog(tb, node, name));
+}
+
+/** Waits until a testbed node's agent, killed, is gone. */
+export function agentGone(n: TestbedNodeState, timeoutMs = 20000): Promise<void> {
+  return waitFor(`${n.name}'s agent (pid ${n.agentPid}) to be gone`, () => !isAgentRunning(n.agentPid), timeoutMs);
+}
+
+/**
+ * Stops endpoints of testbed `tbName` when the test ends, passed or failed, one after the other in the order
+ * given, so that the next test starts clean; one that is moving is stopped once its move is over.
+ */
+export function stopAfter(t: ExecutionContext, tbName: string, ...names: string[]): void {
+  t.teardown(async () => {
+    for (const e of names) await stopEndpoint(tbName, e);
+  });
+}
+
+/** Stops an endpoint wherever it runs (none of that name: nothing to do), waiting out a move it is in. */
+export async function stopEndpoint(tbName: string, name: string, timeoutMs = 120000): Promise<void> {
+  let refused = '';
+  await waitFor(`${name} to stop`, async () => {
+    const r = await cli(['stop', '--testbed', tbName, name]);
+    if (r.code === 0 || /does not exist/.test(r.err)) return true;
+    refused = r.err;
+    // Moving, or just moved and the cluster's view not there yet: again in a moment.
+    if (/is moving|owner is unknown|is not on node/.test(r.err)) return false;
+    throw new Error(`stopping ${name}: ${r.err}`);
+  }, timeoutMs).catch((err: unknown) => {
+    throw refused ? new Error(`stopping ${name}: ${refused}`) : err;
+  });
 }

@@ -9,6 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { paceTcp } from '../../src/sys/borrowed-tcp.js';
 import { requireRoot } from '../helpers/root.js';
+import { waitFor } from '../helpers/wait.js';
 
 test.before(() => requireRoot());
 
@@ -35,7 +36,7 @@ test('a paced listener holds the connections it accepts to that rate; other port
   const c = connect(paced, '127.0.0.1');
   t.teardown(() => c.destroy());
   await new Promise((resolve) => c.once('connect', resolve));
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await waitFor('the accepted connection beside the listener', () => maxPacingRates(paced).length >= 2, 5000).catch(() => undefined);
   t.deepEqual(maxPacingRates(paced), ['1000000', '1000000'], 'listener and accepted connection: 1 Mbit/s');
   t.notDeepEqual(maxPacingRates(other), ['1000000'], 'the other listener is not paced');
 });

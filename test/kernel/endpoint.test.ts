@@ -5,7 +5,6 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { hostVethName } from '../../src/endpoint/naming.js';
 import { processStartTime } from '../../src/sys/proc.js';
 import { RoamError } from '../../src/errors/roam-error.js';
@@ -13,6 +12,7 @@ import { getLink, requireLink } from '../../src/sys/netlink/links.js';
 import { inNs } from '../helpers/netns.js';
 import { nodeWithManager } from '../helpers/node.js';
 import { requireRoot } from '../helpers/root.js';
+import { waitFor } from '../helpers/wait.js';
 
 test.before(() => requireRoot());
 
@@ -36,7 +36,7 @@ test('an endpoint gets its own netns with its IP and MAC, a bridge port, and run
 test('output goes to the log through pipes, never to a file the process holds', async (t) => {
   const { manager } = await nodeWithManager(t, 'ep');
   const ep = await manager.create({ name: 'talker', ip: undefined, command: ['sh', '-c', 'echo hello out; echo hello err >&2; exec sleep 1000'] });
-  await sleep(200);
+  await waitFor('both lines in the log', () => manager.logs('talker').includes('hello out') && manager.logs('talker').includes('hello err'));
   const log = manager.logs('talker');
   t.regex(log, /hello out/);
   t.regex(log, /hello err/);
@@ -83,9 +83,9 @@ test('a SIGTERM-handling program gets SIGTERM; one that ignores it (PID 1) is ki
   // A 10 s grace: a stop that waited it out could not finish within the 5 s asserted below.
   const { dir, manager } = await nodeWithManager(t, 'ep', 10000);
   const marker = join(dir, 'polite-got-sigterm');
-  await manager.create({ name: 'polite', ip: undefined, command: ['sh', '-c', `trap "echo bye > ${marker}; exit 0" TERM; while true; do sleep 0.05; done`] });
+  const polite = await manager.create({ name: 'polite', ip: undefined, command: ['sh', '-c', `trap "echo bye > ${marker}; exit 0" TERM; while true; do sleep 0.05; done`] });
   const deaf = await manager.create({ name: 'deaf', ip: undefined, command: ['sleep', '1000'] });
-  await sleep(200);
+  await waitFor('the polite program to have its SIGTERM trap', () => catchesSigterm(polite.pid!));
   const started = Date.now();
   await manager.stop('deaf');
   t.is(processStartTime(deaf.pid!), undefined, 'the deaf program is gone');
@@ -102,8 +102,15 @@ test('a new manager on the same state re-adopts running endpoints; exits are not
   await again.adopt();
   t.deepEqual(again.records().map((r) => `${r.name}:${r.pid}`).sort(), [`quitter:${manager.records().find((r) => r.name === 'quitter')!.pid}`, `survivor:${ep.pid}`]);
   again.startWatching(50);
-  await sleep(600);
+  t.teardown(() => again.stopWatching());
+  await waitFor('the exit to be noticed', () => again.records().find((r) => r.name === 'quitter')?.state === 'exited', 5000).catch(() => undefined);
   again.stopWatching();
   t.is(again.records().find((r) => r.name === 'quitter')?.state, 'exited');
   t.is(again.records().find((r) => r.name === 'survivor')?.state, 'running');
 });
+
+/** Whether a process has a handler for SIGTERM (bit 15 of SigCgt in /proc/PID/status). */
+function catchesSigterm(pid: number): boolean {
+  const caught = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return caught !== undefined && (BigInt(`0x${caught}`) & (1n << 14n)) !== 0n;
+}

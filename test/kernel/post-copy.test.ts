@@ -7,14 +7,13 @@
  * stranger who reaches the page server first gets no page.
  */
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { restoreUnderShim, startLazyDump, startLazyPages } from '../../src/checkpoint/executor.js';
+import { CriuTreeCheckpointer } from '../../src/checkpoint/criu-tree.js';
+import { startLazyPages } from '../../src/checkpoint/lazy-pages.js';
 import { continueTree, processStartTime } from '../../src/sys/proc.js';
 import { tcpRepairOffTree } from '../../src/sys/borrowed-tcp.js';
 import { unlockNetns } from '../../src/sys/nft.js';
@@ -22,10 +21,10 @@ import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
 import type { PageServerTls } from '../../src/checkpoint/page-server-tls.js';
 import type { PageServerRefusal } from '../../src/sys/criu/rpc.js';
 import { requireRoot } from '../helpers/root.js';
-import { nodeWithManager } from '../helpers/node.js';
+import { echoWithClient, logOf, nodeWithManager } from '../helpers/node.js';
+import { echoMemory, streamVerifies } from '../helpers/workloads.js';
 import type { EndpointManager } from '../../src/endpoint/manager.js';
 
-const workload = (f: string) => fileURLToPath(new URL(`../../src/workloads/${f}`, import.meta.url));
 const HOLD_MB = 48;
 
 // Serial: CRIU's parasite uses a fixed scratch directory, and two dumps at once collide on it.
@@ -50,23 +49,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function logLine(path: string, re: RegExp, from = 0, timeoutMs = 20000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const m = existsSync(path) ? re.exec(readFileSync(path, 'utf8').slice(from)) : null; // the shim creates the log a moment after create() answers
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`no ${re} in ${path}`);
-    await sleep(50);
-  }
-}
-
 async function serviceWithClient(t: ExecutionContext, prefix: string) {
   const node = await nodeWithManager(t, prefix);
-  const srv = await node.manager.create({ name: 'srv', ip: undefined, command: [process.execPath, workload('echo-server.js'), '--port', '7001', '--hold-mb', String(HOLD_MB)] });
-  const started = await logLine(join(node.manager.dirOf('srv'), 'log'), /sha256 ([0-9a-f]{16})\)/);
-  await node.manager.create({ name: 'cli', ip: undefined, command: [process.execPath, workload('stream-check.js'), srv.ip, '7001', '--rate', '50000'] });
-  await sleep(500);
-  return { ...node, srv, checksum: started[1]! };
+  const { srv, log } = await echoWithClient(node.manager, 1, ['--hold-mb', String(HOLD_MB)]);
+  const checksum = /sha256 ([0-9a-f]{16})\)/.exec(logOf(node.manager, 'srv'))![1]!;
+  return { ...node, srv, log, checksum };
 }
 
 /**
@@ -78,20 +65,12 @@ async function resumesInPlace(t: ExecutionContext, m: EndpointManager, srv: { pi
   t.is(tcpRepairOffTree(srv.pid!), 1, 'its one connection comes out of repair mode');
   unlockNetns(srv.netns!);
   continueTree(srv.pid!);
-  const log = join(m.dirOf('srv'), 'log');
-  const from = readFileSync(log, 'utf8').length;
-  process.kill(srv.pid!, 'SIGUSR2');
-  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
-  t.is(after[1], checksum, 'its memory is its own');
-  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  await sleep(1500);
-  const now = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  t.true(now.length > cli.length, 'the client still gets its echo');
-  t.notRegex(now, /MISMATCH|DISCONNECTED/);
+  t.is((await echoMemory(srv.pid!, () => logOf(m, 'srv'))).sum, checksum, 'its memory is its own');
+  await t.notThrowsAsync(streamVerifies('cli', () => logOf(m, 'cli'), 20000, 20000), 'the client still gets its echo, every byte exact');
 }
 
 test.serial('post-copy: dumped without its memory, restored before it arrives, and every page is pulled from the source (checksum equal)', async (t) => {
-  const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pc');
+  const { dir, manager: m, srv, checksum, log } = await serviceWithClient(t, 'pc');
   let restoredPid = 0;
   t.teardown(() => {
     if (restoredPid) process.kill(restoredPid, 'SIGKILL');
@@ -99,7 +78,7 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   const images = join(dir, 'images');
   mkdirSync(images);
   const port = await freePort();
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls });
+  const dump = await new CriuTreeCheckpointer({ pid: srv.pid!, dir: m.dirOf('srv') }).lazyDump({ netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls });
   t.teardown(() => void dump.cancel());
   const d = await dump.ready;
   t.true(d.lazyBytes >= HOLD_MB * 1024 * 1024, `the held table is kept back (${d.lazyBytes} bytes)`);
@@ -112,7 +91,7 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
     name: 'srv', ip: spec.ip, prefixLength: spec.prefixLength, mac: spec.mac, generation: spec.generation + 1, command: spec.command, createdAt: spec.createdAt,
   }, 'm-test');
   const daemon = await startLazyPages(images, { address: '127.0.0.1', port }, tls);
-  const r = await restoreUnderShim({ dir: m.dirOf('srv'), netns: arriving.netns, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true, lazyPages: true });
+  const r = await new CriuTreeCheckpointer({ dir: m.dirOf('srv') }).restore({ netns: arriving.netns, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true, lazyPages: true });
   restoredPid = r.pid;
   m.adoptIncoming('srv', r);
   unlockNetns(arriving.netns);
@@ -124,23 +103,17 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   await dump.served;
   t.regex(readFileSync(`/proc/${srv.pid}/status`, 'utf8'), /^State:\s+T /m, 'the source tree waits, stopped, for its owner to decide');
   process.kill(srv.pid!, 'SIGKILL');
-  const log = join(m.dirOf('srv'), 'log');
-  const from = readFileSync(log, 'utf8').length;
-  process.kill(r.pid, 'SIGUSR2');
-  const after = await logLine(log, /memory sha256 ([0-9a-f]{16}), (\d+) connections/, from);
-  t.is(after[1], checksum, 'the restored service holds exactly the memory it had');
-  t.is(after[2], '1', 'with its connection');
-  const cli = readFileSync(join(m.dirOf('cli'), 'log'), 'utf8');
-  await sleep(600);
-  t.true(readFileSync(join(m.dirOf('cli'), 'log'), 'utf8').length > cli.length, 'the client still gets its echo');
-  t.notRegex(readFileSync(join(m.dirOf('cli'), 'log'), 'utf8'), /MISMATCH|DISCONNECTED/);
+  const after = await echoMemory(r.pid, () => logOf(m, 'srv'));
+  t.is(after.sum, checksum, 'the restored service holds exactly the memory it had');
+  t.is(after.connections, 1, 'with its connection');
+  await t.notThrowsAsync(streamVerifies('cli', log, 20000, 20000), 'the client still gets its echo, every byte exact');
 });
 
 test.serial('post-copy: a lazy dump whose target never comes ends, and the tree resumes where it was, connection out of repair mode', async (t) => {
   const { dir, manager: m, srv, checksum } = await serviceWithClient(t, 'pcback');
   const images = join(dir, 'images');
   mkdirSync(images);
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port: await freePort(), tls });
+  const dump = await new CriuTreeCheckpointer({ pid: srv.pid!, dir: m.dirOf('srv') }).lazyDump({ netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port: await freePort(), tls });
   await dump.ready;
   await dump.cancel();
   await dump.served;
@@ -154,7 +127,7 @@ test.serial('post-copy: a client whose certificate the cluster CA did not sign g
   mkdirSync(images);
   const port = await freePort();
   const refusals: PageServerRefusal[] = [];
-  const dump = await startLazyDump({ pid: srv.pid!, netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls, onRefusal: (r) => refusals.push(r) });
+  const dump = await new CriuTreeCheckpointer({ pid: srv.pid!, dir: m.dirOf('srv') }).lazyDump({ netns: srv.netns!, imagesDir: images, address: '127.0.0.1', port, tls, onRefusal: (r) => refusals.push(r) });
   t.teardown(() => void dump.cancel());
   await dump.ready;
   // A stranger on the underlay, with a certificate of its own making, ahead of the target.

@@ -15,8 +15,8 @@ import { LocationTable } from '../../src/cluster/locations.js';
 import type { EndpointManager } from '../../src/endpoint/manager.js';
 import type { StoredEndpoint } from '../../src/endpoint/store.js';
 import { EventBus } from '../../src/events/bus.js';
-import { MigrationSource, type TargetAgent } from '../../src/migration/source.js';
-import type { PrepareRequest } from '../../src/migration/target.js';
+import { MigrationSource } from '../../src/migration/source.js';
+import type { PrepareRequest, TargetAgent } from '../../src/migration/target-agent.js';
 import { requireRoot } from '../helpers/root.js';
 
 test.before(() => requireRoot());
@@ -38,7 +38,7 @@ function fixture(t: import('ava').ExecutionContext) {
       return {};
     },
     async abort(address: string, id: string) {
-      await sleep(abortDelayMs);
+      await sleep(abortDelayMs); // a slow target, on purpose (slowAborts)
       const body = prepared.find((p) => p.id === id);
       if (body) holding.delete(`${address} ${body.name}`);
       calls.push(`abort ${address} ${id}`);

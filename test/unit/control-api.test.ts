@@ -1,11 +1,12 @@
 import test from 'ava';
 import { addOpenApi, createApp } from '../../src/api/app.js';
 import { registerMigrationControlRoutes } from '../../src/api/migration-routes.js';
-import type { PeerClient } from '../../src/api/peer-client.js';
+import type { PeerClient } from '../../src/peer/client.js';
 import type { MigrationSource } from '../../src/migration/source.js';
 import { registerControlRoutes } from '../../src/api/control-routes.js';
 import { EndpointRouter, type LocalEndpoints, type RemoteEndpoints } from '../../src/cluster/endpoint-router.js';
-import { LocationTable, type EndpointRecord } from '../../src/cluster/locations.js';
+import { LocationTable } from '../../src/cluster/locations.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 
 async function build() {

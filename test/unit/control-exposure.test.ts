@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp } from '../../src/api/app.js';
-import { readApiToken, requireBearerToken, type ApiRefusal } from '../../src/api/control-exposure.js';
+import { readApiToken, requireBearerToken } from '../../src/api/control-exposure.js';
+import type { ApiRefusal } from '../../src/events/bus.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 
 const TOKEN = 'a'.repeat(31) + 'b';

@@ -9,23 +9,23 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApp } from '../../src/api/app.js';
 import { registerControlRoutes } from '../../src/api/control-routes.js';
-import { registerMigrationControlRoutes, registerMigrationPeerRoutes } from '../../src/api/migration-routes.js';
-import type { PeerClient } from '../../src/api/peer-client.js';
-import { registerPeerRoutes } from '../../src/api/peer-routes.js';
+import { registerMigrationControlRoutes } from '../../src/api/migration-routes.js';
+import { registerMigrationPeerRoutes } from '../../src/peer/migration-routes.js';
+import type { PeerClient } from '../../src/peer/client.js';
+import { registerPeerRoutes } from '../../src/peer/routes.js';
 import { EndpointRouter, type LocalEndpoints, type RemoteEndpoints } from '../../src/cluster/endpoint-router.js';
-import { LocationTable, type EndpointRecord } from '../../src/cluster/locations.js';
+import { LocationTable } from '../../src/cluster/locations.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { PeerSync } from '../../src/cluster/peer-sync.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { EndpointManager } from '../../src/endpoint/manager.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 import { EventBus } from '../../src/events/bus.js';
-import { receiveImages } from '../../src/migration/image-transfer.js';
 import type { MigrationSource } from '../../src/migration/source.js';
 import type { MigrationTarget } from '../../src/migration/target.js';
 
@@ -79,10 +79,7 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
   // The image upload and the held packets go through their real readers; the rest of the target is unknown ids.
   const target = {
     prepare: async (b: { id: string }) => notFound(`migration ${b.id}`),
-    receiveImages: async (id: string, body: IncomingMessage) => {
-      const dir = mkdtempSync(join(imagesRoot, `${id}-`));
-      return receiveImages(dir, body);
-    },
+    receiveImages: async (id: string, write: (imagesDir: string) => Promise<unknown>) => write(mkdtempSync(join(imagesRoot, `${id}-`))),
     receiveHeld: (_id: string, held: { packets: Buffer[] }) => ({ packets: held.packets.length }),
     restore: async (id: string) => notFound(`migration ${id}`),
     pullOf: async (id: string) => notFound(`migration ${id}`),
@@ -91,7 +88,7 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     stallOf: async (id: string) => notFound(`migration ${id}`),
     abort: async (id: string) => notFound(`migration ${id}`),
   } as unknown as MigrationTarget;
-  registerMigrationPeerRoutes(peer, { ...deps, target });
+  registerMigrationPeerRoutes(peer, { node: deps.node, source, target });
   return { control, peer };
 }
 

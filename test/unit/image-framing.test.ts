@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { receiveImages, sendImages } from '../../src/migration/image-transfer.js';
+import { receiveImages, sendImages } from '../../src/peer/image-framing.js';
 
 interface Receiver {
   server: Server;

@@ -4,7 +4,7 @@
  * runs nowhere, and right in the end when another writer races an update.
  */
 import test, { type ExecutionContext } from 'ava';
-import type { EndpointRecord } from '../../src/cluster/locations.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { EventBus } from '../../src/events/bus.js';
 import { KubeClient } from '../../src/kubernetes/client.js';
 import { EndpointRecords, type LocalEndpoint } from '../../src/kubernetes/endpoint-records.js';

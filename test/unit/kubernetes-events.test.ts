@@ -2,7 +2,7 @@ import test from 'ava';
 import { EventBus } from '../../src/events/bus.js';
 import { KubeClient } from '../../src/kubernetes/client.js';
 import { DecisionEvents, eventReason } from '../../src/kubernetes/decision-events.js';
-import type { Decision } from '../../src/policy/engine.js';
+import type { Decision } from '../../src/records/decision.js';
 import { KubeApiDouble } from '../helpers/kube-api-double.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -10,7 +10,7 @@ import { EventBus } from '../../src/events/bus.js';
 import { KubeClient } from '../../src/kubernetes/client.js';
 import { MigrationController, resourcePhase, type MigrationRunner } from '../../src/kubernetes/migration-controller.js';
 import type { MigrationResource } from '../../src/kubernetes/resources.js';
-import type { HandoverReport, MigrationStatus } from '../../src/migration/report.js';
+import type { HandoverReport, MigrationStatus } from '../../src/records/migration-report.js';
 import { KubeApiDouble } from '../helpers/kube-api-double.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { EndpointRecord } from '../../src/cluster/locations.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 import type { AttachPodRequest } from '../../src/endpoint/manager.js';
 import { podEndpointName } from '../../src/endpoint/naming.js';
 import type { PodRef } from '../../src/endpoint/store.js';

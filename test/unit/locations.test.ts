@@ -1,5 +1,6 @@
 import test from 'ava';
-import { LocationTable, type EndpointRecord } from '../../src/cluster/locations.js';
+import { LocationTable } from '../../src/cluster/locations.js';
+import type { EndpointRecord } from '../../src/records/endpoint.js';
 
 function ep(name: string, node: string, generation = 1): EndpointRecord {
   return { name, ip: `10.0.0.${name.length}`, mac: '02:72:00:00:00:01', node, generation, pid: 1, netns: undefined, state: 'running' };

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { LocationTable, type NodeAnnouncement } from '../../src/cluster/locations.js';
+import { LocationTable } from '../../src/cluster/locations.js';
+import type { NodeAnnouncement } from '../../src/records/announcement.js';
 import { PeerSync, type PeerTransport } from '../../src/cluster/peer-sync.js';
 import { EventBus } from '../../src/events/bus.js';
 

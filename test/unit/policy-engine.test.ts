@@ -1,7 +1,7 @@
 import test from 'ava';
 import { PolicyEngine, RETRY_AFTER_MS, type Action, type EvaluationInput, type NodeChoice } from '../../src/policy/engine.js';
 import { Value } from '@sinclair/typebox/value';
-import { EndpointPolicy } from '../../src/policy/schema.js';
+import { EndpointPolicy } from '../../src/records/policy.js';
 import { TrafficWindow } from '../../src/policy/traffic-window.js';
 import { ingressScript, parseIngressCounters } from '../../src/sys/ingress-counters.js';
 
