@@ -3,7 +3,8 @@
  * beside the shim's files (pid, shim.pid, log, exit). Written atomically; an
  * agent restart reads them back to re-adopt running endpoints.
  */
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { syncFolder, writeFileDurably } from '../sys/durable-file.js';
+import { mkdirSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ContainerPart } from '../container/node-containers.js';
 import type { EndpointPolicy } from '../records/policy.js';
@@ -54,10 +55,8 @@ export class EndpointStore {
 
   save(record: StoredEndpoint): void {
     const dir = this.dirOf(record.name);
-    mkdirSync(dir, { recursive: true });
-    const tmp = join(dir, 'record.json.tmp');
-    writeFileSync(tmp, JSON.stringify(record, null, 2));
-    renameSync(tmp, join(dir, 'record.json'));
+    if (mkdirSync(dir, { recursive: true })) syncFolder(this.root);
+    writeFileDurably(join(dir, 'record.json'), JSON.stringify(record, null, 2));
   }
 
   load(name: string): StoredEndpoint | undefined {

@@ -5,9 +5,10 @@
  * back what it was doing (recovery.ts). The directory and the journal
  * go together once the migration has ended.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessRef } from '../checkpoint/checkpointer.js';
+import { writeFileDurably } from '../sys/durable-file.js';
 import type { HandoverMechanism } from '../records/handover.js';
 import type { MigrationMode } from '../records/migration-report.js';
 
@@ -39,9 +40,8 @@ export interface SourceJournal {
 }
 
 export function writeJournal(dir: string, j: SourceJournal): void {
-  const path = join(dir, JOURNAL_FILE);
-  writeFileSync(`${path}.tmp`, JSON.stringify(j));
-  renameSync(`${path}.tmp`, path);
+  // Durable: after a crash of the node, the journal still says whether the target took over.
+  writeFileDurably(join(dir, JOURNAL_FILE), JSON.stringify(j));
 }
 
 /** Every journal left under `stateDir`, or why it could not be read. */

@@ -114,6 +114,15 @@ export async function pull(c: MoveContext, d: PhaseDeps): Promise<void> {
   rmSync(c.dir, { recursive: true, force: true });
 }
 
+/**
+ * Nothing of the migration is left here: the target may forget that it took
+ * it over (it kept that durably, for a source that restarts and asks). Best
+ * effort: a target that does not hear it forgets on its own, much later.
+ */
+export async function settle(c: MoveContext, d: PhaseDeps): Promise<void> {
+  await d.target.settled(c.address, c.status.id).catch((err: unknown) => warnOf(c, d)(`${c.status.to} not told the migration is settled: ${describeError(err)}`));
+}
+
 /** What the clients felt, measured by the target from the restored sockets (ends once every active one resumed). */
 export async function observe(c: MoveContext, d: PhaseDeps): Promise<void> {
   c.status.phase = 'observe';

@@ -37,7 +37,7 @@ import type { MigrationResult } from '../records/migration-report.js';
 import type { TargetAgent } from './target-agent.js';
 
 /** What recovery needs of the target agent. */
-export type RecoveryTarget = Pick<TargetAgent, 'abort' | 'unlock'>;
+export type RecoveryTarget = Pick<TargetAgent, 'abort' | 'unlock' | 'settled'>;
 
 export interface RecoveryDeps {
   self: string;
@@ -83,7 +83,8 @@ async function targetTookOver(j: SourceJournal, d: RecoveryDeps): Promise<boolea
 
 export async function recoverMigration(j: SourceJournal, dir: string, d: RecoveryDeps): Promise<Recovered> {
   const after = d.why;
-  if (await targetTookOver(j, d)) {
+  // The journal says the switch was answered: the target took over, whatever it says now (it may have moved the endpoint on).
+  if (j.switched === true || (await targetTookOver(j, d))) {
     try {
       await d.target.unlock(j.toAddress, j.id, 0);
     } catch (err) {
@@ -97,6 +98,7 @@ export async function recoverMigration(j: SourceJournal, dir: string, d: Recover
     await stopProcess(j.root.pid, j.root.startTime, 0);
     await d.manager.release(j.name).catch((err: unknown) => d.events.warn(`migration ${j.id}: releasing ${j.name} here: ${describeError(err)}`));
     rmSync(dir, { recursive: true, force: true });
+    await d.target.settled(j.toAddress, j.id).catch((err: unknown) => d.events.warn(`migration ${j.id}: ${j.to} not told the migration is settled: ${describeError(err)}`));
     return { result: 'success', runningOn: j.to, reason: `${j.to} had taken over; finished ${after}` };
   }
 

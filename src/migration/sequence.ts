@@ -47,6 +47,7 @@ export const SEQUENCE: readonly Step[] = [
   { phase: 'unlock', run: phase.unlock, undo: 'none' },
   { phase: 'cleanup', run: phase.cleanup, undo: 'none' },
   { phase: 'pull', when: (c) => c.lazy !== undefined, run: phase.pull, undo: 'none' },
+  { run: phase.settle, undo: 'none' },
 ];
 
 export async function runSequence(c: MoveContext, d: PhaseDeps): Promise<HandoverReport> {

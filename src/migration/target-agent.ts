@@ -99,6 +99,8 @@ export interface TargetAgent {
   clientStall(address: string, id: string): Promise<ResumeMeasurement>;
   /** post-copy: how the target's pull ended (waits for its end) */
   pullResult(address: string, id: string): Promise<PullOutcome>;
-  /** drops the target's half; refused (CONFLICT) once it switched */
+  /** drops the target's half; refused (CONFLICT) once it switched, for as long as the migration is not settled */
   abort(address: string, id: string): Promise<void>;
+  /** the source has recorded the outcome: the target may forget that it took the migration over */
+  settled(address: string, id: string): Promise<void>;
 }

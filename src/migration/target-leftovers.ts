@@ -12,9 +12,11 @@ import { resumeService } from '../handover/resume.js';
 import { isSameProcessAlive } from '../sys/proc.js';
 import { SWITCHED_FILE } from './arrival.js';
 import { JOURNAL_FILE } from './journal.js';
+import { Takeovers } from './takeovers.js';
 
-/** Removes the images of unfinished arrivals. (A source keeps its own images after a failed rollback: those have a dump log.) */
+/** Removes the images of unfinished arrivals (a source keeps its own images after a failed rollback: those have a dump log), and takeover records long unsettled. */
 export function removeArrivalLeftovers(stateDir: string, log: (m: string) => void): void {
+  for (const id of new Takeovers(stateDir).expire()) log(`forgot that migration ${id} was taken over here: its source never settled it`);
   const root = join(stateDir, 'migrations');
   if (!existsSync(root)) return;
   for (const id of readdirSync(root)) {

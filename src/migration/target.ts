@@ -28,6 +28,7 @@ import { tarExtract } from '../sys/tar.js';
 import { arriveContainerFiles, SWITCHED_FILE, type Arrival } from './arrival.js';
 import { checkpointerFor } from './checkpointer-for.js';
 import { strategyOf } from './modes/index.js';
+import { Takeovers } from './takeovers.js';
 import { reportPageServerRefusal } from './page-server-refusal.js';
 import type { PrepareRequest, Prepared, Restored, RestoreRequest } from './target-agent.js';
 
@@ -42,6 +43,7 @@ export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
   private readonly stalls = new Map<string, Promise<ResumeMeasurement>>();
   private readonly pulls = new Map<string, Promise<PullOutcome>>();
+  private readonly takeovers: Takeovers;
   private expiry: NodeJS.Timeout | undefined;
 
   constructor(
@@ -54,7 +56,9 @@ export class MigrationTarget {
     private readonly underlayAddress = '127.0.0.1',
     /** page-server connections over TLS (the cluster's, from the config's tls); plain without */
     private readonly pageTls?: PageServerTls,
-  ) {}
+  ) {
+    this.takeovers = new Takeovers(stateDir);
+  }
 
   private arrival(id: string): Arrival {
     const a = this.arrivals.get(id);
@@ -219,6 +223,8 @@ export class MigrationTarget {
     if (a.switched) return;
     await this.manager.bridgeIncoming(a.name);
     this.manager.adoptIncoming(a.name, a.restored);
+    // Before the answer: asked later, even after the endpoint moved on, this node says it took over.
+    this.takeovers.record(id, a.name);
     a.switched = true;
     writeFileSync(join(a.dir, SWITCHED_FILE), JSON.stringify({ name: a.name }));
     a.watchdog = setTimeout(() => {
@@ -277,7 +283,14 @@ export class MigrationTarget {
     return m;
   }
 
+  /** The source has recorded that this node took the migration over: the record of it may go. */
+  settled(id: string): void {
+    this.takeovers.forget(id);
+  }
+
   async abort(id: string): Promise<void> {
+    const took = this.takeovers.find(id);
+    if (took) throw new RoamError('CONFLICT', `migration ${id}: ${took.name} was taken over here at ${took.at}; it cannot be undone`);
     const a = this.arrivals.get(id);
     const arrived = a ? undefined : this.manager.arrivedWith(id);
     if (arrived) throw new RoamError('CONFLICT', `migration ${id}: ${arrived} arrived here with it; it cannot be undone`);

@@ -119,6 +119,10 @@ export class PeerClient implements TargetAgent {
     await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/abort`, {}, { timeoutMs: 15000 });
   }
 
+  async settled(address: string, id: string): Promise<void> {
+    await callRaw(this.target(address), 'POST', `/peer/v1/migrations/${id}/settled`, {}, { timeoutMs: 15000 });
+  }
+
   // ---- migrations: forwarding a request to the node the endpoint lives on ----
 
   async startMigration(address: string, body: MigrateBody): Promise<StartedAnswer> {

@@ -99,4 +99,9 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPe
     await d.target.abort(req.params.id);
     return { aborted: req.params.id };
   });
+
+  app.post<{ Params: MigrationParams }>('/peer/v1/migrations/:id/settled', { schema: { params: MigrationParams } }, async (req) => {
+    d.target.settled(req.params.id);
+    return { settled: req.params.id };
+  });
 }

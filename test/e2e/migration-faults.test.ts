@@ -283,6 +283,34 @@ test.serial('the source agent killed right after the switch: the target lifts th
   t.is(moved.result, 'success', moved.reason);
 });
 
+test.serial('the source agent killed right after the switch, the endpoint moved on to a third node meanwhile: the restarted source does not bring it back; it runs on exactly one node', async (t) => {
+  const big = await bigService(t, 'moved-on');
+  agentsBackAfter(t);
+  const m = await stopCopyStarted(big.service);
+  const journal = `${tb.nodes[0]!.stateDir}/migrations/${m.id}/journal.json`;
+  const deadline = Date.now() + 60000;
+  // Tight on purpose: between the switch and the unlock there are only milliseconds.
+  while (!(existsSync(journal) && (JSON.parse(readFileSync(journal, 'utf8') || '{}') as { switched?: boolean }).switched)) {
+    if (Date.now() > deadline) throw new Error('the migration never switched');
+  }
+  const source = tb.nodes[0]!;
+  process.kill(source.agentPid, 'SIGKILL');
+  await agentGone(source);
+  await streamAdvances(tb, 'node3', big.watch, 50000, 30000);
+  // While node1's agent is down, the endpoint moves on from node2 to node3: node2 then has no record of it.
+  const onward = await startMigration(tb, { endpoint: big.service, to: 'node3', mode: 'stop-copy' }, 1);
+  const { report: movedOn } = await migrationEnded(tb, onward, 60000, 'the move on to node3', 1);
+  t.is(movedOn.result, 'success', movedOn.reason);
+  const report = await recoverAfterRestart(m);
+  t.is(report.result, 'success', report.reason);
+  t.is(report.running_on, 'node2', 'the recovered migration ended with node2 taking over');
+  const seen = await Promise.all(tb.nodes.map(async (_, i) => (await endpoints(tb, i)).filter((e) => e.name === big.service).map((e) => e.node)));
+  t.deepEqual(seen, [['node3'], ['node3'], ['node3']], 'every node sees it on node3 alone');
+  nothingOf(t, 'node1', big.service);
+  nothingOf(t, 'node2', big.service);
+  await streamAdvances(tb, 'node3', big.watch, 20000, 20000);
+});
+
 /** Starts a post-copy migration of `service` from node `from` (its index) and waits until its memory is being pulled; returns how to follow it. */
 async function postCopyUnderWay(service: string, from: number, to: string) {
   const m = await startMigration(tb, { endpoint: service, to, mode: 'post-copy' }, from);

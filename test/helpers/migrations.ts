@@ -30,15 +30,16 @@ export function startMigration(tb: TestbedState, request: MigrationRequest, via 
   return callJson<MigrationRef>({ socketPath: tb.nodes[via]!.apiSocket }, 'POST', '/v1/migrations', request);
 }
 
-export function migrationStatus(tb: TestbedState, m: MigrationRef): Promise<MigrationStatus> {
-  return callJson<MigrationStatus>({ socketPath: tb.nodes[0]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
+/** Through node `via`'s agent (node1 by default). */
+export function migrationStatus(tb: TestbedState, m: MigrationRef, via = 0): Promise<MigrationStatus> {
+  return callJson<MigrationStatus>({ socketPath: tb.nodes[via]!.apiSocket }, 'GET', `/v1/migrations/${m.id}?from=${m.from}`);
 }
 
 /** Polls a migration's status until it has ended; returns that last status. */
-export async function migrationEnded(tb: TestbedState, m: MigrationRef, timeoutMs = 60000, what = 'the migration to end'): Promise<EndedMigration> {
+export async function migrationEnded(tb: TestbedState, m: MigrationRef, timeoutMs = 60000, what = 'the migration to end', via = 0): Promise<EndedMigration> {
   let last: MigrationStatus | undefined;
   await waitFor(what, async () => {
-    last = await migrationStatus(tb, m);
+    last = await migrationStatus(tb, m, via);
     return last.state !== 'running';
   }, timeoutMs);
   return last as EndedMigration;
