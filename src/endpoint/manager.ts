@@ -302,7 +302,8 @@ export class EndpointManager {
     if (!new RegExp(ENDPOINT_NAME_PATTERN).test(req.name)) {
       throw new RoamError('INPUT_INVALID', `name: ${JSON.stringify(req.name)} must be lowercase letters, digits and dashes (1-63, DNS label)`);
     }
-    if (!req.container && (req.command.length === 0 || req.command[0] === '')) throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    if (!req.container && req.command.length === 0) throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    if (req.command[0] === '') throw new RoamError('INPUT_INVALID', 'command.0: the program to run is empty (its arguments may be, it may not)');
     const identity = this.newIdentity(req.name, req.ip);
     const container = req.container ? await this.containers.partFor(req.container, req.command, this.o.node) : undefined;
     const command = container ? container.spec.process.args : req.command;

@@ -13,7 +13,8 @@ export const CreateEndpointBody = Type.Object(
     name: EndpointName,
     node: Type.Optional(NodeName),
     ip: Type.Optional(IpAddress),
-    command: Type.Array(Type.String({ minLength: 1 }), { maxItems: 4096, description: "program and its arguments (a container from a bundle: empty keeps the bundle's)" }),
+    // An empty argument is a valid one (`redis-server --save ''`); only the program itself must be named (EndpointManager.create).
+    command: Type.Array(Type.String({ maxLength: 131072 }), { maxItems: 4096, description: "program and its arguments, any of which may be empty but the program (a container from a bundle: empty keeps the bundle's)" }),
     container: Type.Optional(ContainerRequest),
     policy: Type.Optional(EndpointPolicy),
   },

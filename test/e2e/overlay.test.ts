@@ -192,3 +192,13 @@ test.serial('roam logs shows what an endpoint wrote, from any node', async (t) =
   t.is(r.code, 0, r.err);
   t.regex(r.out, /echo listening on :7001/);
 });
+
+test.serial("an empty argument is an argument: redis-server --save '' runs as an endpoint, through the CLI and a peer", async (t) => {
+  stopAfter(t, name, 'rds');
+  // From node1's API to node2's agent: the empty element crosses the CLI, the control API, the peer protocol and the shim.
+  const r = await cli(['run', '--testbed', name, '--node', 'node2', '--name', 'rds', '--', 'redis-server', '--port', '7001', '--save', '', '--appendonly', 'no']);
+  t.is(r.code, 0, r.err);
+  // Dropped, the empty value would leave `--save` without one, and Redis would refuse its configuration and exit.
+  await waitFor('redis to accept connections', () => endpointLog(tb, 'node2', 'rds').includes('Ready to accept connections'), 20000);
+  t.like((await endpoints(tb, 1)).find((e) => e.name === 'rds'), { node: 'node2', state: 'running' });
+});
