@@ -93,6 +93,8 @@ test.serial('post-copy: dumped without its memory, restored before it arrives, a
   const daemon = await startLazyPages(images, { address: '127.0.0.1', port }, tls);
   const r = await new CriuTreeCheckpointer({ dir: m.dirOf('srv') }).restore({ netns: arriving.netns, imagesDir: images, pipeKeys: d.pipeKeys, leaveStopped: true, lazyPages: true });
   restoredPid = r.pid;
+  // The switch, as a target does it: the arrival's port joins the bridge (it stays off until then), the endpoint is adopted.
+  await m.bridgeIncoming('srv');
   m.adoptIncoming('srv', r);
   unlockNetns(arriving.netns);
   continueTree(r.pid);
