@@ -83,12 +83,18 @@ static int rotate_log_if_full(int fd) {
   return open_log();
 }
 
+/*
+ * After its one line the shim lets go of both pipes to the agent: an agent
+ * that still held the read end of one would wait on it for as long as the
+ * endpoint runs, and could not exit.
+ */
 static void report(const char *line) {
   ssize_t ignored = write(STDOUT_FILENO, line, strlen(line));
   (void)ignored;
   int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (devnull >= 0) {
     dup3(devnull, STDOUT_FILENO, 0);
+    dup3(devnull, STDERR_FILENO, 0);
     close(devnull);
   }
 }

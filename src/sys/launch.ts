@@ -47,6 +47,10 @@ async function runShim(args: string[], env: NodeJS.ProcessEnv, failure: (reason:
   const reported = new Promise<void>((resolve) => shim.stdout.once('end', resolve));
   await Promise.race([reported, spawnError]);
   shim.unref();
+  // Nothing more comes on them (the shim points both at /dev/null once it has reported); held, they would keep
+  // this process from ever exiting while the endpoint runs.
+  shim.stdout.destroy();
+  shim.stderr.destroy();
   const line = out.trim();
   const ok = /^ok (\d+)$/.exec(line);
   if (!ok) throw failure(line.startsWith('error ') ? line.slice(6) : err.trim() || `shim exited without a report (${line})`);
