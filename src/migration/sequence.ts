@@ -47,6 +47,9 @@ export const SEQUENCE: readonly Step[] = [
   { phase: 'unlock', run: phase.unlock, undo: 'none' },
   { phase: 'cleanup', run: phase.cleanup, undo: 'none' },
   { phase: 'pull', when: (c) => c.lazy !== undefined, run: phase.pull, undo: 'none' },
+  // The move is over: the next one here may start while the clients' stall is observed.
+  { run: async (c) => c.slot.free(), undo: 'none' },
+  { run: phase.observe, undo: 'none' },
   { run: phase.settle, undo: 'none' },
 ];
 
@@ -59,9 +62,6 @@ export async function runSequence(c: MoveContext, d: PhaseDeps): Promise<Handove
       current = step;
       await (step.phase ? timed(c, d, step.phase, step.run) : step.run(c, d));
     }
-    // The move is over: the next one here may start while the clients' stall is observed.
-    c.slot.free();
-    await phase.observe(c, d);
     if (c.pull?.result === 'incomplete') {
       return finish(c, d, 'failed', '', `pull: ${c.pull.reason ?? 'incomplete'}; the service is lost (the target's copy lacked memory and was ended)`);
     }
