@@ -14,6 +14,7 @@ import { readApiToken, requireBearerToken } from './api/control-exposure.js';
 import { PeerClient } from './peer/client.js';
 import type { TlsMaterial } from './http/client.js';
 import { RoamError } from './errors/roam-error.js';
+import { registerPeerIdentity } from './peer/identity.js';
 import { registerPeerRoutes } from './peer/routes.js';
 import { registerMigrationControlRoutes } from './api/migration-routes.js';
 import { registerMigrationPeerRoutes } from './peer/migration-routes.js';
@@ -194,8 +195,10 @@ export class Agent {
       this.events.warn(`peer connection from ${socket.remoteAddress ?? 'unknown'} refused: ${err.code ?? err.message}`);
       this.events.emit('peer.tls-refused', { from: socket.remoteAddress ?? 'unknown', reason: err.code ?? err.message });
     });
-    registerPeerRoutes(this.peer, { manager, sync });
-    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target });
+    // Who calls: the node its certificate names (undefined without tls, the config's choice). Before every route.
+    registerPeerIdentity(this.peer, tls !== undefined, this.events);
+    registerPeerRoutes(this.peer, { manager, sync, events: this.events });
+    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, events: this.events });
     const planner = this.planner;
     registerPolicyPeerRoutes(this.peer, { node: c.node, decisions: () => planner.decisions() });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });

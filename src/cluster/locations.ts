@@ -16,6 +16,16 @@ import type { NodeAnnouncement } from '../records/announcement.js';
  */
 export type TableChange = 'local' | 'remote' | 'peer';
 
+/**
+ * How far a peer's sequence may run ahead of this node's clock. A sequence
+ * is its sender's wall clock in ms (one more per change within a ms), so a
+ * true one is ahead only by the clocks' skew. Without a bound, one
+ * announcement at 2^53-1 would outrank every later true one for good (until
+ * this agent restarts); with it, a sequence from the future outranks them at
+ * most this long. An hour: clocks set by hand stay well within it.
+ */
+export const MAX_SEQ_AHEAD_MS = 60 * 60 * 1000;
+
 export interface NodeView extends NodeAnnouncement {
   lastHeardMs: number | undefined;
   reachable: boolean;
@@ -84,9 +94,22 @@ export class LocationTable {
     this.changed('peer');
   }
 
-  /** Merges a peer's announcement; returns true if it taught us anything. */
+  /** Why `a` cannot be merged whoever sent it (a sequence too far ahead of this node's clock), or undefined. */
+  seqRefusal(a: NodeAnnouncement): string | undefined {
+    const ahead = a.seq - this.now();
+    if (ahead <= MAX_SEQ_AHEAD_MS) return undefined;
+    return `${a.node}'s announcement has seq ${a.seq}, ${Math.round(ahead / 1000)} s ahead of this node's clock (at most ${MAX_SEQ_AHEAD_MS / 1000} s): check the clocks`;
+  }
+
+  /**
+   * Merges a peer's announcement; returns true if it taught us anything.
+   * The caller vouches for who sent it (peer-sync.ts: the node's own
+   * announcement, its certificate checked by the route; or its answer, at the
+   * address we called): a known node's address changes only here, and only
+   * that way. A sequence too far ahead (seqRefusal) is ignored.
+   */
   merge(a: NodeAnnouncement): boolean {
-    if (a.node === this.self) return false;
+    if (a.node === this.self || this.seqRefusal(a) !== undefined) return false;
     const known = this.nodes.get(a.node);
     if (known && a.seq <= known.seq && known.address === a.address) {
       this.markHeard(a.node, true);

@@ -8,6 +8,7 @@ export const ErrorCodes = {
   CONFIG_INVALID: { status: 400, description: 'The agent configuration file is missing, not JSON, or violates the schema; the message names the field.' },
   INPUT_INVALID: { status: 400, description: 'A request or command-line argument is malformed; the message names the field and why.' },
   UNAUTHENTICATED: { status: 401, description: 'A request to the control API over the network carried no bearer token, or a wrong one.' },
+  FORBIDDEN: { status: 403, description: "A peer's request names a node, an address or a migration its TLS certificate does not speak for; the message names the peer and what it may not do." },
   NOT_FOUND: { status: 404, description: 'The named endpoint or node does not exist.' },
   CONFLICT: { status: 409, description: 'The request conflicts with existing state (name or address taken, endpoint busy).' },
   ADDRESS_EXHAUSTED: { status: 409, description: "The node's allocation range has no free address left." },

@@ -10,6 +10,19 @@ import type { HandoverReport } from '../records/migration-report.js';
 /** Why a request to the control API over the network was refused. */
 export type ApiRefusal = 'no-token' | 'wrong-token' | 'tls-handshake';
 
+/**
+ * Why a peer's message was refused although its TLS handshake passed
+ * (peer/identity.ts, cluster/peer-sync.ts): a certificate that names no node
+ * (`no-identity`); an announcement of another node (`not-its-node`) or at an
+ * address its certificate does not name (`not-its-address`); a step of a
+ * migration another node prepared (`not-its-migration`); a sequence number
+ * too far ahead of this node's clock (`seq-ahead`); an answer to our
+ * announcement that speaks for another node or address than the one called
+ * (`answer-mismatch`).
+ */
+export type PeerRefusal = 'no-identity' | 'not-its-node' | 'not-its-address' | 'not-its-migration' | 'seq-ahead' | 'answer-mismatch';
+export const PEER_REFUSALS: readonly PeerRefusal[] = ['no-identity', 'not-its-node', 'not-its-address', 'not-its-migration', 'seq-ahead', 'answer-mismatch'];
+
 export interface AgentEvents {
   'overlay.reconciled': { added: number; removed: number; errors: number; durationMs: number };
   'overlay.fdb_write': { op: 'ensure' | 'delete'; table: 'self' | 'master'; ok: boolean };
@@ -17,6 +30,8 @@ export interface AgentEvents {
   'peer.sync': { node: string; ok: boolean; durationMs: number };
   /** a peer connection that failed the TLS handshake (no certificate, or one the cluster CA did not sign) */
   'peer.tls-refused': { from: string; reason: string };
+  /** a peer's request or answer refused past the handshake: `peer` is who it says or its certificate says it is, `from` its address */
+  'peer.refused': { peer: string; from: string; reason: PeerRefusal };
   /** a request to the control API over the network refused: no or a wrong token, or a failed TLS handshake */
   'api.refused': { from: string; reason: ApiRefusal };
   'peer.joined': { node: string; address: string };

@@ -3,7 +3,7 @@
  * by read-only gauges; the core never calls in here.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { EventBus } from '../events/bus.js';
+import { PEER_REFUSALS, type EventBus } from '../events/bus.js';
 
 export interface MetricsSources {
   node: string;
@@ -46,6 +46,13 @@ export function createAgentMetrics(events: EventBus, src: MetricsSources): Regis
   const tlsRefused = new Counter({ name: 'roam_peer_tls_refusals_total', help: 'Connections refused at the TLS handshake (no certificate, or one the cluster CA did not sign), on the peer port or a CRIU page server.', registers: [registry] });
   tlsRefused.inc(0);
   events.on('peer.tls-refused', () => tlsRefused.inc());
+  const peerRefused = new Counter({
+    name: 'roam_peer_refusals_total',
+    help: "Peer messages refused past the TLS handshake, by reason: a certificate naming no node (no-identity), an announcement of another node (not-its-node) or address (not-its-address), a step of another node's migration (not-its-migration), a sequence from the future (seq-ahead), an answer for another node (answer-mismatch).",
+    labelNames: ['reason'], registers: [registry],
+  });
+  for (const reason of PEER_REFUSALS) peerRefused.inc({ reason }, 0);
+  events.on('peer.refused', ({ reason }) => peerRefused.inc({ reason }));
   const apiRefused = new Counter({
     name: 'roam_api_refusals_total', help: 'Requests to the control API over the network refused, by reason (no-token, wrong-token, tls-handshake).', labelNames: ['reason'], registers: [registry],
   });

@@ -27,6 +27,8 @@ export interface Arrival extends ArrivalMemory {
   /** what the source's lock kept, sent before the unlock */
   sourceHeld: HeldPackets | undefined;
   connections: number;
+  /** set when the restore starts: the container may run in its trees from then, so no tree upload is unpacked any more */
+  restoring?: boolean;
   restored: { pid: number; shimPid: number } | undefined;
   switched: boolean;
   /** after the switch: unlocks on its own if the source never asks (it died) */
@@ -35,6 +37,8 @@ export interface Arrival extends ArrivalMemory {
   /** when the source last asked anything about it, and uploads under way: an arrival nobody drives expires */
   lastSeen: number;
   uploads: number;
+  /** the node that prepared it (its certificate's name; undefined over plaintext peers): every later step comes from it */
+  from: string | undefined;
 }
 
 /**

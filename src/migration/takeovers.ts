@@ -20,6 +20,8 @@ export interface Takeover {
   id: string;
   /** the endpoint it brought here */
   name: string;
+  /** the source (its certificate's node name; absent over plaintext peers): only it may settle the migration */
+  from?: string;
   at: string;
 }
 
@@ -31,9 +33,9 @@ export class Takeovers {
   }
 
   /** Durable before it returns: the switch is answered only after it. */
-  record(id: string, name: string): void {
+  record(id: string, name: string, from?: string): void {
     if (mkdirSync(this.dir, { recursive: true })) syncFolder(join(this.dir, '..'));
-    writeFileDurably(this.path(id), JSON.stringify({ id, name, at: new Date().toISOString() } satisfies Takeover));
+    writeFileDurably(this.path(id), JSON.stringify({ id, name, ...(from !== undefined ? { from } : {}), at: new Date().toISOString() } satisfies Takeover));
   }
 
   find(id: string): Takeover | undefined {

@@ -1,19 +1,18 @@
 /**
- * The receiving half of a migration, on the target node, in the order the
- * source asks for it: prepare a locked namespace with the endpoint's IP and
- * MAC (and what the mode needs for the memory), take the images, restore into
- * the namespace, switch (the endpoint becomes this node's and is announced:
- * the point of no return), lift the lock. Until the switch, abort removes
- * every trace; after it, abort is refused. Arrivals a previous run of this
- * agent left behind are handled at start by target-leftovers.ts.
+ * The receiving half of a migration, on the target node, in the order the source asks for it: prepare a
+ * locked namespace with the endpoint's IP and MAC (and what the mode needs for the memory), take the images,
+ * restore into the namespace, switch (the endpoint becomes this node's and is announced: the point of no
+ * return), lift the lock. Until the switch, abort removes every trace; after it, abort is refused.
+ * Arrivals a previous run of this agent left behind are handled at start by target-leftovers.ts.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { PullOutcome } from '../checkpoint/checkpointer.js';
-import { stopLazyPages } from '../checkpoint/lazy-pages.js';
+import { stopLazyPages, type PullOutcome } from '../checkpoint/lazy-pages.js';
 import { stopPageServer } from '../checkpoint/page-server.js';
 import type { PageServerTls } from '../checkpoint/page-server-tls.js';
+import { requireRoamSpec } from '../container/spec-rules.js';
+import { unpackUpload } from '../container/tree-guard.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import { RoamError } from '../errors/roam-error.js';
 import type { EventBus } from '../events/bus.js';
@@ -21,14 +20,14 @@ import { replays } from '../handover/deliver.js';
 import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { resumeService } from '../handover/resume.js';
 import type { HandoverCounts, ResumeMeasurement } from '../records/handover.js';
-import { measureResume } from '../handover/stall-meter.js';
 import type { HeldPackets } from '../sys/packet-hold.js';
-import { isSameProcessAlive, processStartTime, stopProcess } from '../sys/proc.js';
-import { tarExtract } from '../sys/tar.js';
+import { isSameProcessAlive } from '../sys/proc.js';
 import { arriveContainerFiles, SWITCHED_FILE, type Arrival } from './arrival.js';
 import { checkpointerFor } from './checkpointer-for.js';
 import { strategyOf } from './modes/index.js';
 import { Takeovers } from './takeovers.js';
+import { PullVerdicts } from './target-pulls.js';
+import { StallMeasurements } from './target-stalls.js';
 import { reportPageServerRefusal } from './page-server-refusal.js';
 import type { PrepareRequest, Prepared, Restored, RestoreRequest } from './target-agent.js';
 
@@ -41,8 +40,8 @@ const ARRIVAL_IDLE_MS = 60000;
 
 export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
-  private readonly stalls = new Map<string, Promise<ResumeMeasurement>>();
-  private readonly pulls = new Map<string, Promise<PullOutcome>>();
+  private readonly stalls: StallMeasurements;
+  private readonly pulls: PullVerdicts;
   private readonly takeovers: Takeovers;
   private expiry: NodeJS.Timeout | undefined;
 
@@ -58,6 +57,8 @@ export class MigrationTarget {
     private readonly pageTls?: PageServerTls,
   ) {
     this.takeovers = new Takeovers(stateDir);
+    this.pulls = new PullVerdicts(KEEP_STALL_MS, events);
+    this.stalls = new StallMeasurements(KEEP_STALL_MS, events);
   }
 
   private arrival(id: string): Arrival {
@@ -88,7 +89,10 @@ export class MigrationTarget {
     }
   }
 
-  async prepare(req: PrepareRequest): Promise<Prepared> {
+  /** `from`: the node asking (peer/identity.ts); every later step of `req.id` must come from it (preparedBy). */
+  async prepare(req: PrepareRequest, from: string | undefined): Promise<Prepared> {
+    // The configuration goes to runc as root here: only what roam itself builds for a container (container/spec-rules.ts).
+    if (req.container) requireRoamSpec(req.container.spec, req.container.volumes, `migration ${req.id}: the configuration of container ${req.name}`);
     if (this.arrivals.has(req.id)) throw new RoamError('CONFLICT', `migration ${req.id} is already being prepared here`);
     const strategy = strategyOf(req.mode);
     if (req.container && !strategy.forContainers) throw new RoamError('INPUT_INVALID', `mode: ${req.mode} is not available for containers (${req.name})`);
@@ -111,7 +115,7 @@ export class MigrationTarget {
       );
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, strategy, handover: req.handover, underlayAddress: this.underlayAddress, pageTls: this.pageTls,
-        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false, lastSeen: Date.now(), uploads: 0,
+        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false, lastSeen: Date.now(), uploads: 0, from,
       };
       this.arrivals.set(req.id, arrival);
       this.expiry ??= setInterval(() => this.expireIdleArrivals(), 5000).unref();
@@ -122,6 +126,15 @@ export class MigrationTarget {
       rmSync(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Who prepared migration `id` here (while remembered); undefined: nothing of it is known here. */
+  preparedBy(id: string): { from: string | undefined } | undefined {
+    // While it arrives, then (taken over) until the source settles it: its steps up to the last come from that node.
+    const a = this.arrivals.get(id);
+    if (a) return { from: a.from };
+    const took = this.takeovers.find(id);
+    return took ? { from: took.from } : undefined;
   }
 
   /** The source still means to use this arrival (prepared ahead of a predicted move): it is not idle. */
@@ -161,7 +174,11 @@ export class MigrationTarget {
     const part = a.record.container;
     const root = part ? this.manager.containers.trees(this.manager.dirOf(a.name), part).find((t) => t.name === tree)?.root : undefined;
     if (!root) throw new RoamError('NOT_FOUND', `migration ${id}: ${a.name} has no tree ${tree}`);
-    await this.uploading(a, () => tarExtract(root, archive));
+    // Checked whole before it is unpacked (container/tree-guard.ts), so it waits in the arrival's folder, outside the tree.
+    const spool = join(a.dir, `tree-${tree}-${process.hrtime.bigint()}.tar`);
+    await this.uploading(a, () => unpackUpload(root, archive, spool, () => {
+      if (a.restoring) throw new RoamError('CONFLICT', `migration ${id}: ${a.name} is being restored; its ${tree} files take no more uploads`);
+    }));
   }
 
   private async uploading<T>(a: Arrival, work: () => Promise<T>): Promise<T> {
@@ -177,10 +194,12 @@ export class MigrationTarget {
   async restore(id: string, req: RestoreRequest): Promise<Restored> {
     const a = this.arrival(id);
     if (a.restored) throw new RoamError('CONFLICT', `migration ${id}: already restored`);
+    // From here the container may run in its trees: no upload is unpacked into them (receiveTree).
+    a.restoring = true;
     a.connections = req.connections;
     const started = performance.now();
     await a.strategy.beforeRestore(a, req.lazySource, id);
-    if (a.lazyPages) this.watchPull(a);
+    if (a.lazyPages) this.pulls.watch(a, () => this.arrivals.has(a.id));
     if (a.record.container) await arriveContainerFiles(this.manager, a, a.record.container);
     const r = await checkpointerFor(this.manager, a.record).restore({
       netns: a.record.netns, imagesDir: a.imagesDir, pipeKeys: req.pipeKeys, leaveStopped: a.handover !== 'off', lazyPages: a.lazyPages !== undefined,
@@ -189,31 +208,9 @@ export class MigrationTarget {
     return { pid: r.pid, restore_ms: performance.now() - started };
   }
 
-  /**
-   * Post-copy: once the daemon ends, the restored tree either has all of its
-   * memory or must not run on. Without its daemon, a missing page would read
-   * as zeros (userfaultfd unregisters when its last holder closes it): the
-   * tree is ended at once, and the source learns why from pullOf().
-   */
-  private watchPull(a: Arrival): void {
-    const verdict = a.lazyPages!.outcome.then(async (o) => {
-      if (!o.complete && a.restored) {
-        await stopProcess(a.restored.pid, processStartTime(a.restored.pid) ?? 0, 0);
-        this.events?.error(`migration ${a.id}: the pull of ${a.name}'s memory failed (${o.reason ?? 'incomplete'}); its restored copy was ended rather than run on missing memory`);
-      }
-      // The images (and the daemon's log) were kept for the daemon; an arrival still open removes them itself.
-      if (!this.arrivals.has(a.id)) rmSync(a.dir, { recursive: true, force: true });
-      return o;
-    });
-    this.pulls.set(a.id, verdict);
-    void verdict.finally(() => setTimeout(() => this.pulls.delete(a.id), KEEP_STALL_MS).unref());
-  }
-
   /** How the post-copy pull of `id` ended (waits for it). */
-  async pullOf(id: string): Promise<PullOutcome> {
-    const p = this.pulls.get(id);
-    if (!p) throw new RoamError('NOT_FOUND', `no post-copy pull for migration ${id} here`);
-    return p;
+  pullOf(id: string): Promise<PullOutcome> {
+    return this.pulls.of(id);
   }
 
   /** The decision point: from here the endpoint is this node's. */
@@ -224,7 +221,7 @@ export class MigrationTarget {
     await this.manager.bridgeIncoming(a.name);
     this.manager.adoptIncoming(a.name, a.restored);
     // Before the answer: asked later, even after the endpoint moved on, this node says it took over.
-    this.takeovers.record(id, a.name);
+    this.takeovers.record(id, a.name, a.from);
     a.switched = true;
     writeFileSync(join(a.dir, SWITCHED_FILE), JSON.stringify({ name: a.name }));
     a.watchdog = setTimeout(() => {
@@ -265,22 +262,13 @@ export class MigrationTarget {
     if (!a.lazyPages) rmSync(a.dir, { recursive: true, force: true });
     this.events?.emit('migration.arrival', { id, name: a.name, mode: a.strategy.name, result: 'success' });
     this.events?.emit('migration.handover', { id, name: a.name, counts });
-    // What clients waited: frozen until the unlock was asked for, then the handover, then until their data came.
-    const stall = measureResume(a.record.netns, unlockedAt).then((m) => ({ ...m, resumedAfterMs: m.resumedAfterMs.map((r) => r + (unlockedAt - asked)) }));
-    this.stalls.set(id, stall);
-    setTimeout(() => this.stalls.delete(id), KEEP_STALL_MS).unref();
-    stall.then(
-      (m) => this.events?.emit('migration.stall', { id, name: a.name, stallsMs: m.resumedAfterMs.map((r) => frozenMs + r), idle: m.idle }),
-      (err) => this.events?.warn(`migration ${id}: could not read the restored connections' TCP state: ${String(err)}`),
-    );
+    this.stalls.start({ id, name: a.name, netns: a.record.netns }, frozenMs, asked, unlockedAt);
     return counts;
   }
 
   /** The per-connection resume delays after the unlock of `id` (waits for the measurement to end). */
-  async stallOf(id: string): Promise<ResumeMeasurement> {
-    const m = this.stalls.get(id);
-    if (!m) throw new RoamError('NOT_FOUND', `no stall measurement for migration ${id} here`);
-    return m;
+  stallOf(id: string): Promise<ResumeMeasurement> {
+    return this.stalls.of(id);
   }
 
   /** The source has recorded that this node took the migration over: the record of it may go. */

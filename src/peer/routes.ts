@@ -1,5 +1,13 @@
-/** The agent-to-agent protocol, served on the underlay address: announcements and endpoint requests (migrations: migration-routes.ts). */
+/**
+ * The agent-to-agent protocol, served on the underlay address: announcements
+ * and endpoint requests (migrations: migration-routes.ts). With TLS, an
+ * announcement speaks only for the node its sender's certificate names, at
+ * an address it names (peer/identity.ts). The endpoint requests carry what a
+ * user asked another node's API, and are open to every peer the CA signed.
+ */
 import type { FastifyInstance } from 'fastify';
+import type { EventBus } from '../events/bus.js';
+import { announcementRefusal, callerOf, refusePeer } from './identity.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { PeerSync } from '../cluster/peer-sync.js';
 import { NodeAnnouncement } from '../records/announcement.js';
@@ -8,10 +16,17 @@ import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody } from '../record
 export interface PeerDeps {
   manager: EndpointManager;
   sync: PeerSync;
+  /** where refusals are said and counted */
+  events?: EventBus;
 }
 
 export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
-  app.post<{ Body: NodeAnnouncement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => d.sync.receive(req.body));
+  app.post<{ Body: NodeAnnouncement }>('/peer/v1/announce', { schema: { body: NodeAnnouncement } }, async (req) => {
+    const caller = callerOf(req);
+    const refusal = announcementRefusal(caller, req.body);
+    if (refusal) throw refusePeer(d.events, req, caller?.node ?? req.ip, refusal);
+    return d.sync.receive(req.body);
+  });
 
   app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
     const b = req.body;

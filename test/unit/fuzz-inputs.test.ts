@@ -18,6 +18,7 @@ import { registerMigrationControlRoutes } from '../../src/api/migration-routes.j
 import { registerMigrationPeerRoutes } from '../../src/peer/migration-routes.js';
 import type { PeerClient } from '../../src/peer/client.js';
 import { registerPeerRoutes } from '../../src/peer/routes.js';
+import { registerPeerIdentity } from '../../src/peer/identity.js';
 import { EndpointRouter, type LocalEndpoints, type RemoteEndpoints } from '../../src/cluster/endpoint-router.js';
 import { LocationTable } from '../../src/cluster/locations.js';
 import type { EndpointRecord } from '../../src/records/endpoint.js';
@@ -69,6 +70,8 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
   registerMigrationControlRoutes(control, deps);
 
   const peer = createApp();
+  // Plaintext peers, as a config without tls has them: no identity to check (peer-identity.test.ts has the rules).
+  registerPeerIdentity(peer, false);
   const manager = {
     create: async (req: { name: string }) => record(req.name),
     stop: async (name: string) => notFound(`endpoint ${name}`),
@@ -87,6 +90,7 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     unlock: async (id: string) => notFound(`migration ${id}`),
     stallOf: async (id: string) => notFound(`migration ${id}`),
     abort: async (id: string) => notFound(`migration ${id}`),
+    preparedBy: () => undefined,
   } as unknown as MigrationTarget;
   registerMigrationPeerRoutes(peer, { node: deps.node, source, target });
   return { control, peer };
