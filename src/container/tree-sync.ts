@@ -7,10 +7,13 @@
  * copy was being read differs in the second scan (its ctime moved), so it
  * is sent again: nothing written before the freeze is lost.
  */
-import { lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, normalize } from 'node:path';
+import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { RoamError } from '../errors/roam-error.js';
-import { tarCreateFile, tarExtract } from '../sys/tar.js';
+import { tarCreateFile } from '../sys/tar.js';
+import { removeFromTree, unpackChecked, writingTree } from './tree-guard.js';
+
+export { safeRelative } from './tree-guard.js';
 
 /** What tells one version of an entry from another. */
 export interface EntryStat {
@@ -88,18 +91,16 @@ export async function writeDelta(root: string, delta: TreeDelta, files: { archiv
   await tarCreateFile(root, delta.changed, files.archive);
 }
 
-/** Applies a delta written by writeDelta to the copy at `root`: removals first, then the archive. */
+/**
+ * Applies a delta written by writeDelta to the copy at `root`: removals
+ * first, then the archive, both checked to stay inside the tree
+ * (tree-guard.ts), with the tree held throughout.
+ */
 export async function applyDelta(root: string, files: { archive: string; deleted: string }): Promise<void> {
   const deleted = JSON.parse(readFileSync(files.deleted, 'utf8')) as unknown;
   if (!Array.isArray(deleted)) throw new RoamError('PEER_PROTOCOL', `${files.deleted}: not a list of paths`);
-  for (const path of deleted) rmSync(join(root, safeRelative(path)), { recursive: true, force: true });
-  await tarExtract(root, files.archive);
-}
-
-/** A path from a peer, checked to stay below the tree's root. */
-export function safeRelative(path: unknown): string {
-  if (typeof path !== 'string' || path === '' || path.startsWith('/')) throw new RoamError('PEER_PROTOCOL', `tree path ${JSON.stringify(path)} is not relative`);
-  const n = normalize(path);
-  if (n === '..' || n.startsWith('../') || n === '.') throw new RoamError('PEER_PROTOCOL', `tree path ${JSON.stringify(path)} leaves the tree`);
-  return n;
+  await writingTree(root, async () => {
+    for (const path of deleted) removeFromTree(root, path);
+    await unpackChecked(root, files.archive);
+  });
 }
