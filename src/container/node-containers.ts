@@ -19,6 +19,7 @@ import type { ContainerFiles } from '../checkpoint/runc-container.js';
 import { ImageStore } from './image-store.js';
 import type { ContainerRequest, Volume } from '../records/container.js';
 import { parseOciSpec, readBundle, renderSpec, type OciSpec } from './spec.js';
+import { requireRoamSpec } from './spec-rules.js';
 
 /** What an endpoint record keeps of its container. */
 export interface ContainerPart {
@@ -92,6 +93,8 @@ export class NodeContainers {
       : { spec: parseOciSpec(await defaultSpec(), 'runc spec'), rootfs: req.rootfs! };
     if (command.length > 0) spec.process.args = [...command];
     if (spec.process.args[0] === '') throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
+    // The same rule a target holds it to when the container arrives: whatever roam runs, it can move.
+    requireRoamSpec(spec, req.volumes, req.bundle !== undefined ? `container: the bundle's configuration ${join(req.bundle, 'config.json')}` : "container: runc's default configuration");
     const image = await this.images.importFolder(rootfs);
     return { image, spec, volumes: req.volumes.map((v) => ({ ...v })) };
   }

@@ -7,17 +7,25 @@
  * The control API on the underlay answers the roam CLI holding the token,
  * over HTTPS; without the token, with a wrong one, or in plain HTTP it
  * answers nothing but a refusal, which the agent says and counts.
+ * A node's certificate is not a licence for root: a migration's prepare
+ * carrying a container configuration roam would not build (a prestart hook)
+ * is refused, and nothing of it is left on the target.
+ * A node's certificate speaks for that node only: with node3's, announcing
+ * node1 (or node3 at node1's address) and driving a migration node1 prepared
+ * are refused (403 FORBIDDEN), said and counted, and change nothing.
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureCa, ensureNodeCert } from '../../src/sys/certs.js';
+import { defaultSpec, listContainers } from '../../src/sys/runc.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { requireRoot } from '../helpers/root.js';
-import { downClean, uniqueTestbedName, upTestbed } from '../helpers/testbed.js';
+import { downClean, endpoints, serveEcho, stopAfter, uniqueTestbedName, upTestbed, waitFor } from '../helpers/testbed.js';
 import { TESTBED_ROOT } from '../../src/testbed/layout.js';
 
 const name = uniqueTestbedName();
@@ -108,4 +116,190 @@ test.serial('the control API on the underlay answers the CLI with the token over
   t.true(apiRefusals('tls-handshake') >= before.tls + 1, 'the plain-HTTP attempt is counted as a failed handshake');
   const log = execFileSync('cat', [node1.logPath], { encoding: 'utf8' });
   t.regex(log, /control API request from 172\.31\.0\.254 refused: wrong-token/);
+});
+
+/** A call to node1's peer API as node2, holding node2's certificate; returns the HTTP status and the body. */
+function asNode2(method: string, path: string, data?: { json?: unknown; file?: string }): { status: number; body: string } {
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const args = ['--cacert', join(tls, 'ca.pem'), '--cert', join(tls, 'node2.pem'), '--key', join(tls, 'node2.key'), '-X', method, '-w', '\n%{http_code}'];
+  if (data?.json !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(data.json));
+  if (data?.file !== undefined) args.push('-H', 'content-type: application/octet-stream', '--data-binary', `@${data.file}`);
+  const r = curlFromUnderlay([...args, `https://${tb.nodes[0]!.underlayIp}:7946${path}`]);
+  const at = r.out.lastIndexOf('\n');
+  return { status: Number(r.out.slice(at + 1)), body: r.out.slice(0, at) };
+}
+
+test.serial("a peer's prepare carrying a container configuration with a prestart hook is refused with the reason, and leaves nothing", async (t) => {
+  const node1 = tb.nodes[0]!;
+  const work = mkdtempSync(join(tmpdir(), 'roam-hostile-spec-'));
+  t.teardown(() => rmSync(work, { recursive: true, force: true }));
+  const marker = join(work, 'the-hook-ran');
+
+  // An image node1 holds, sent as a source would, so that only the configuration can be wrong.
+  const rootfs = join(work, 'rootfs');
+  mkdirSync(join(rootfs, 'bin'), { recursive: true });
+  writeFileSync(join(rootfs, 'bin', 'placeholder'), 'x');
+  const archive = join(work, 'image.tar');
+  execFileSync('tar', ['-C', rootfs, '-cf', archive, '.']);
+  const image = createHash('sha256').update(readFileSync(archive)).digest('hex');
+  const sent = asNode2('PUT', `/peer/v1/images/${image}`, { file: archive });
+  t.is(sent.status, 200, sent.body);
+
+  const base = await defaultSpec();
+  const request = (id: string, spec: unknown) => ({
+    id, mode: 'stop-copy', handover: 'full', name: 'intruder', ip: '10.244.2.200', prefixLength: 16, mac: '02:72:0a:f4:02:c8', generation: 2,
+    command: ['/bin/sh'], createdAt: new Date().toISOString(),
+    container: { image, spec, volumes: [{ destination: '/data' }] },
+  });
+  const hostile = { ...base, hooks: { prestart: [{ path: '/bin/sh', args: ['sh', '-c', `echo root > ${marker}`] }] } };
+  const id = 'm-hostile-0a0b0c';
+
+  const refused = asNode2('POST', '/peer/v1/migrations/prepare', { json: request(id, hostile) });
+  t.is(refused.status, 400, refused.body);
+  const error = (JSON.parse(refused.body) as { error: { code: string; message: string } }).error;
+  t.is(error.code, 'INPUT_INVALID');
+  t.regex(error.message, /container intruder is not one roam builds: hooks\.prestart: roam runs no hooks/);
+
+  // Nothing of it on node1: no arrival to go on with, no namespace, no record or folders, no container, no hook run.
+  const restore = asNode2('POST', `/peer/v1/migrations/${id}/restore`, { json: { pipeKeys: [], connections: 0 } });
+  t.true(restore.status === 404 || restore.status === 403, `${restore.status} ${restore.body}`);
+  t.false(existsSync(join(node1.stateDir, 'migrations', id)), 'no migration folder');
+  t.false(existsSync(join(node1.stateDir, 'netns', 'intruder')), 'no namespace');
+  t.false(existsSync(join(node1.stateDir, 'endpoints', 'intruder')), 'no endpoint folder');
+  t.false((await endpoints(tb, 0)).some((e) => e.name === 'intruder'), 'no endpoint');
+  const runcRoot = join(node1.stateDir, 'runc');
+  t.false(existsSync(runcRoot) && (await listContainers(runcRoot)).some((c) => c.id === 'intruder'), 'no container');
+  t.false(existsSync(marker), 'the hook never ran');
+
+  // The same request without the hook is one node1 prepares: the configuration was the only thing refused.
+  const accepted = asNode2('POST', '/peer/v1/migrations/prepare', { json: request('m-hostile-0d0e0f', base) });
+  t.is(accepted.status, 200, accepted.body);
+  const aborted = asNode2('POST', '/peer/v1/migrations/m-hostile-0d0e0f/abort');
+  t.is(aborted.status, 200, aborted.body);
+  t.false(existsSync(join(node1.stateDir, 'netns', 'intruder')), 'its abort left no namespace');
+  t.false(existsSync(join(node1.stateDir, 'endpoints', 'intruder')), 'nor folders');
+  t.false(existsSync(marker));
+});
+
+// ---- a node's certificate speaks for that node only (issue #19, finding 2) ----
+
+/** Where node3 would be: this testbed has two nodes, so nothing answers there. */
+const NODE3_ADDRESS = '172.31.0.3';
+
+/**
+ * node3's certificate: what a third node of this cluster holds (CN=node3,
+ * IP:172.31.0.3, the testbed's CA signs it), made in a folder of its own.
+ */
+function node3Certificate(t: { teardown(fn: () => void): void }): { cert: string; key: string } {
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const dir = mkdtempSync(join(tmpdir(), 'roam-node3-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'ca.pem'), readFileSync(join(tls, 'ca.pem')));
+  writeFileSync(join(dir, 'ca.key'), readFileSync(join(tls, 'ca.key')), { mode: 0o600 });
+  return ensureNodeCert(dir, 'node3', NODE3_ADDRESS);
+}
+
+/** A call to `to`'s peer API from the underlay, holding `who`'s certificate; returns the HTTP status and the body. */
+function peerCall(who: { cert: string; key: string }, to: { underlayIp: string }, method: string, path: string, json?: unknown): { status: number; body: string } {
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const args = ['--cacert', join(tls, 'ca.pem'), '--cert', who.cert, '--key', who.key, '-X', method, '-w', '\n%{http_code}'];
+  if (json !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(json));
+  const r = curlFromUnderlay([...args, `https://${to.underlayIp}:7946${path}`]);
+  const at = r.out.lastIndexOf('\n');
+  return { status: Number(r.out.slice(at + 1)), body: r.out.slice(0, at) };
+}
+
+function errorOf(r: { body: string }): { code: string; message: string; details?: Record<string, unknown> } {
+  return (JSON.parse(r.body) as { error: { code: string; message: string; details?: Record<string, unknown> } }).error;
+}
+
+function peerRefusals(node: { metrics: string }, reason: string): number {
+  const m = new RegExp(`^roam_peer_refusals_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(curlFromUnderlay([`http://${node.metrics}/metrics`]).out);
+  return Number(m?.[1] ?? NaN);
+}
+
+/** The nodes `node` knows (GET /v1/nodes on its control API on the underlay, with the token). */
+function nodesKnownTo(node: { underlayIp: string }): { node: string; address: string; endpoints: number }[] {
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const token = readFileSync(join(tls, 'api.token'), 'utf8').trim();
+  const r = curlFromUnderlay(['--cacert', join(tls, 'ca.pem'), '-H', `authorization: Bearer ${token}`, `https://${node.underlayIp}:7947/v1/nodes`]);
+  return JSON.parse(r.out) as { node: string; address: string; endpoints: number }[];
+}
+
+test.serial("node3's certificate speaks for node3 only: announcing node1, or itself at node1's address, is refused (403), said and counted, and node2's view of node1 is unchanged", async (t) => {
+  const [node1, node2] = [tb.nodes[0]!, tb.nodes[1]!];
+  const node3 = node3Certificate(t);
+  stopAfter(t, name, 'idp-web');
+  await serveEcho(tb, 'node1', 'idp-web');
+  await waitFor('node2 to know idp-web on node1', async () => (await endpoints(tb, 1)).some((e) => e.name === 'idp-web' && e.node === 'node1'), 10000);
+  const before = { node: peerRefusals(node2, 'not-its-node'), address: peerRefusals(node2, 'not-its-address') };
+
+  // node1 with no endpoints at the highest sequence: its endpoints would leave node2's view and FDB, and stay out.
+  const erase = peerCall(node3, node2, 'POST', '/peer/v1/announce', { node: 'node1', address: node1.underlayIp, seq: Number.MAX_SAFE_INTEGER, endpoints: [] });
+  t.is(erase.status, 403, erase.body);
+  t.deepEqual(errorOf(erase), { code: 'FORBIDDEN', message: 'node3 announced itself as node1: its certificate speaks for node3 only', details: { peer: 'node3', reason: 'not-its-node' } });
+  // node1 at node3's address: a move --to node1 would send its images to node3.
+  const hijack = peerCall(node3, node2, 'POST', '/peer/v1/announce', { node: 'node1', address: NODE3_ADDRESS, seq: Date.now() + 1000, endpoints: [] });
+  t.is(hijack.status, 403, hijack.body);
+  t.is(errorOf(hijack).message, 'node3 announced itself as node1: its certificate speaks for node3 only');
+  // node3 itself, but at node1's address.
+  const elsewhere = peerCall(node3, node2, 'POST', '/peer/v1/announce', { node: 'node3', address: node1.underlayIp, seq: Date.now(), endpoints: [] });
+  t.is(elsewhere.status, 403, elsewhere.body);
+  t.is(errorOf(elsewhere).code, 'FORBIDDEN');
+  t.is(errorOf(elsewhere).message, `node3 announced itself at ${node1.underlayIp}, but its certificate names ${NODE3_ADDRESS}`);
+
+  const seen = nodesKnownTo(node2);
+  t.deepEqual(seen.filter((n) => n.node === 'node1').map((n) => ({ address: n.address, endpoints: n.endpoints })), [{ address: node1.underlayIp, endpoints: 1 }], JSON.stringify(seen));
+  t.false(seen.some((n) => n.node === 'node3'), 'node3 was not learnt from a refused announcement');
+  t.true((await endpoints(tb, 1)).some((e) => e.name === 'idp-web' && e.node === 'node1'), 'node2 still sends idp-web to node1');
+
+  t.is(peerRefusals(node2, 'not-its-node'), before.node + 2);
+  t.is(peerRefusals(node2, 'not-its-address'), before.address + 1);
+  const log = readFileSync(node2.logPath, 'utf8');
+  t.regex(log, /peer request POST \/peer\/v1\/announce from node3 \(172\.31\.0\.254\) refused: node3 announced itself as node1/);
+  t.regex(log, /peer request POST \/peer\/v1\/announce from node3 \(172\.31\.0\.254\) refused: node3 announced itself at 172\.31\.0\.1/);
+});
+
+test.serial("node3's certificate cannot drive a migration node1 prepared on node2: each step is refused (403) naming both, before it runs; node1 still drives it", (t) => {
+  const node2 = tb.nodes[1]!;
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const node1 = { cert: join(tls, 'node1.pem'), key: join(tls, 'node1.key') };
+  const node3 = node3Certificate(t);
+  const id = 'm-idtest-0a1b2c';
+  const before = peerRefusals(node2, 'not-its-migration');
+  t.teardown(() => void peerCall(node1, node2, 'POST', `/peer/v1/migrations/${id}/abort`, {}));
+
+  // node1 prepares an arrival on node2, as the source of a move does (a locked namespace; no endpoint of that name exists).
+  const prepared = peerCall(node1, node2, 'POST', '/peer/v1/migrations/prepare', {
+    id, mode: 'stop-copy', handover: 'off', name: 'idp-arrival', ip: '10.244.1.250', prefixLength: 16, mac: '02:72:0a:f4:01:fa', generation: 2,
+    command: ['/bin/true'], createdAt: new Date().toISOString(),
+  });
+  t.is(prepared.status, 200, prepared.body);
+
+  const steps: [method: string, step: string, verb: string, json?: unknown][] = [
+    ['POST', 'abort', 'abort', {}],
+    ['POST', 'switch', 'switch', {}],
+    ['POST', 'restore', 'restore', { pipeKeys: [], connections: 0 }],
+    ['POST', 'unlock', 'unlock', { frozenMs: 1 }],
+    ['PUT', 'held', 'send held packets to'],
+    ['PUT', 'images', 'send images to'],
+    ['POST', 'keep', 'keep', {}],
+    ['POST', 'settled', 'settle', {}],
+    ['GET', 'stall', 'ask for the stall of'],
+  ];
+  for (const [method, step, verb, json] of steps) {
+    const r = peerCall(node3, node2, method, `/peer/v1/migrations/${id}/${step}`, json);
+    t.is(r.status, 403, `${step}: ${r.body}`);
+    t.deepEqual(errorOf(r), { code: 'FORBIDDEN', message: `migration ${id} was prepared here by node1: node3 may not ${verb} it`, details: { peer: 'node3', reason: 'not-its-migration' } }, step);
+  }
+  t.is(peerRefusals(node2, 'not-its-migration'), before + steps.length);
+  t.regex(readFileSync(node2.logPath, 'utf8'), new RegExp(`peer request POST /peer/v1/migrations/${id}/abort from node3 \\(172\\.31\\.0\\.254\\) refused: migration ${id} was prepared here by node1: node3 may not abort it`));
+  t.true(existsSync(join(node2.stateDir, 'netns', 'idp-arrival')), 'the arrival is still there, locked');
+
+  // Its source still drives it: keep, then abort, which removes it.
+  const keep = peerCall(node1, node2, 'POST', `/peer/v1/migrations/${id}/keep`, {});
+  t.is(keep.status, 200, keep.body);
+  const abort = peerCall(node1, node2, 'POST', `/peer/v1/migrations/${id}/abort`, {});
+  t.is(abort.status, 200, abort.body);
+  t.false(existsSync(join(node2.stateDir, 'netns', 'idp-arrival')), 'its abort left no namespace');
 });
