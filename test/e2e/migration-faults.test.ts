@@ -207,6 +207,21 @@ function stopCopyStarted(service: string): Promise<MigrationRef> {
   return startMigration(tb, { endpoint: service, to: 'node2', mode: 'stop-copy' });
 }
 
+/** Starts a stop-copy move of `service` from node1 to node2 and SIGKILLs node1's agent the moment its journal says switched. */
+async function sourceKilledRightAfterSwitch(service: string): Promise<MigrationRef> {
+  const m = await stopCopyStarted(service);
+  const journal = `${tb.nodes[0]!.stateDir}/migrations/${m.id}/journal.json`;
+  const deadline = Date.now() + 60000;
+  // Tight on purpose: between the switch and the unlock there are only milliseconds.
+  while (!(existsSync(journal) && (JSON.parse(readFileSync(journal, 'utf8') || '{}') as { switched?: boolean }).switched)) {
+    if (Date.now() > deadline) throw new Error('the migration never switched');
+  }
+  const source = tb.nodes[0]!;
+  process.kill(source.agentPid, 'SIGKILL');
+  await agentGone(source);
+  return m;
+}
+
 /** SIGKILLs node1's agent, waits until it is gone, starts it again; returns the report of the migration it recovered. */
 async function restartSourceAndRecover(m: MigrationRef): Promise<Report> {
   const source = tb.nodes[0]!;
@@ -258,16 +273,7 @@ test.serial('the source agent killed during the transfer: its restart restores t
 test.serial('the source agent killed right after the switch: the target lifts the lock on its own, the restarted source finishes the migration; the service is on the target only', async (t) => {
   const big = await bigService(t, 'switch-killed');
   agentsBackAfter(t);
-  const m = await stopCopyStarted(big.service);
-  const journal = `${tb.nodes[0]!.stateDir}/migrations/${m.id}/journal.json`;
-  const deadline = Date.now() + 60000;
-  // Tight on purpose: between the switch and the unlock there are only milliseconds.
-  while (!(existsSync(journal) && (JSON.parse(readFileSync(journal, 'utf8') || '{}') as { switched?: boolean }).switched)) {
-    if (Date.now() > deadline) throw new Error('the migration never switched');
-  }
-  const source = tb.nodes[0]!;
-  process.kill(source.agentPid, 'SIGKILL');
-  await agentGone(source);
+  const m = await sourceKilledRightAfterSwitch(big.service);
   // With the source gone, the target's watchdog brings the service back.
   await streamAdvances(tb, 'node3', big.watch, 50000, 30000);
   const report = await recoverAfterRestart(m);
@@ -286,16 +292,7 @@ test.serial('the source agent killed right after the switch: the target lifts th
 test.serial('the source agent killed right after the switch, the endpoint moved on to a third node meanwhile: the restarted source does not bring it back; it runs on exactly one node', async (t) => {
   const big = await bigService(t, 'moved-on');
   agentsBackAfter(t);
-  const m = await stopCopyStarted(big.service);
-  const journal = `${tb.nodes[0]!.stateDir}/migrations/${m.id}/journal.json`;
-  const deadline = Date.now() + 60000;
-  // Tight on purpose: between the switch and the unlock there are only milliseconds.
-  while (!(existsSync(journal) && (JSON.parse(readFileSync(journal, 'utf8') || '{}') as { switched?: boolean }).switched)) {
-    if (Date.now() > deadline) throw new Error('the migration never switched');
-  }
-  const source = tb.nodes[0]!;
-  process.kill(source.agentPid, 'SIGKILL');
-  await agentGone(source);
+  const m = await sourceKilledRightAfterSwitch(big.service);
   await streamAdvances(tb, 'node3', big.watch, 50000, 30000);
   // While node1's agent is down, the endpoint moves on from node2 to node3: node2 then has no record of it.
   const onward = await startMigration(tb, { endpoint: big.service, to: 'node3', mode: 'stop-copy' }, 1);

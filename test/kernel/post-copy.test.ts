@@ -50,6 +50,10 @@ async function freePort(): Promise<number> {
 }
 
 async function serviceWithClient(t: ExecutionContext, prefix: string) {
+  // A lazy dump's CRIU is unref'd (it serves on after the agent), so waiting for it holds nothing in this
+  // process's event loop; an agent has its listeners for that, this test has this timer.
+  const alive = setInterval(() => undefined, 1000);
+  t.teardown(() => clearInterval(alive));
   const node = await nodeWithManager(t, prefix);
   const { srv, log } = await echoWithClient(node.manager, 1, ['--hold-mb', String(HOLD_MB)]);
   const checksum = /sha256 ([0-9a-f]{16})\)/.exec(logOf(node.manager, 'srv'))![1]!;
