@@ -95,6 +95,8 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPe
   });
 
   app.put<{ Params: MigrationParams }>('/peer/v1/migrations/:id/held', { schema: { params: MigrationParams }, onRequest: onlyItsSource('send held packets to') }, async (req) => {
+    // An arrival known here before a byte is read (keep throws NOT_FOUND): no stranger's id gets a 128 MiB buffer.
+    d.target.keep(req.params.id);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const c of req.raw as AsyncIterable<Buffer>) {

@@ -37,6 +37,9 @@ function record(name: string): EndpointRecord {
 }
 
 /** The agent's two HTTP faces, with fakes behind them that answer like the real ones do. */
+/** A migration id the fake target has never heard of. */
+const GONE = 'm-gone-00dead';
+
 function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInstance } {
   const table = new LocationTable('node1', '172.31.0.1');
   table.addPeer('node2', '172.31.0.2');
@@ -84,6 +87,8 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     prepare: async (b: { id: string }) => notFound(`migration ${b.id}`),
     receiveImages: async (id: string, write: (imagesDir: string) => Promise<unknown>) => write(mkdtempSync(join(imagesRoot, `${id}-`))),
     receiveHeld: (_id: string, held: { packets: Buffer[] }) => ({ packets: held.packets.length }),
+    // Every id is an arrival here but this one, which is not known.
+    keep: (id: string) => (id === GONE ? notFound(`migration ${id}`) : undefined),
     restore: async (id: string) => notFound(`migration ${id}`),
     pullOf: async (id: string) => notFound(`migration ${id}`),
     switchOver: async (id: string) => notFound(`migration ${id}`),
@@ -241,6 +246,15 @@ test('the held-packet upload: random and cut-off bodies are refused as bad input
   const { total, refused } = tally(statuses);
   t.is(total, RUNS);
   t.true(refused > RUNS * 0.9, `random bytes are not held packets (${refused} of ${total} refused)`);
+});
+
+test('held packets for a migration not arriving here are refused before the body is read', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'roam-fuzz-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const { peer } = apps(root);
+  const res = await peer.inject({ method: 'PUT', url: `/peer/v1/migrations/${GONE}/held`, payload: Buffer.alloc(32 * 1024 * 1024), headers: { 'content-type': 'application/octet-stream' } });
+  t.is(res.statusCode, 404);
+  t.regex(res.body, new RegExp(`migration ${GONE}`));
 });
 
 test('the config: random and near-valid documents parse or are refused with CONFIG_INVALID naming what is wrong', (t) => {
