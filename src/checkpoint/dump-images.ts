@@ -16,9 +16,6 @@ export function tcpInFlight(imagesDir: string): TcpInFlight {
   };
 }
 
-export function directoryBytes(dir: string): number {
-  return readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
-}
 
 /** Bytes of the images proper (CRIU's logs are not part of what must travel). */
 export function imageBytes(dir: string): number {

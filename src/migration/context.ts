@@ -118,10 +118,10 @@ export function newContext(asked: Pick<MoveContext, 'status' | 'ep' | 'address' 
   };
 }
 
-/** Records a change in the journal (atomically, while the migration's folder exists). */
-export function journal(c: MoveContext, change: Partial<SourceJournal>): void {
+/** Records a change in the journal (atomically, and durably unless told otherwise: journal.ts), while the migration's folder exists. */
+export function journal(c: MoveContext, change: Partial<SourceJournal>, durable = true): void {
   Object.assign(c.journal, change);
-  if (existsSync(c.dir)) writeJournal(c.dir, c.journal);
+  if (existsSync(c.dir)) writeJournal(c.dir, c.journal, durable);
 }
 
 /** The migration's end: its report, in its status and on the bus. `handover`: a rollback's own handover. */

@@ -8,11 +8,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessRef } from '../checkpoint/checkpointer.js';
-import { writeFileDurably } from '../sys/durable-file.js';
+import { writeFileAtomically, writeFileDurably } from '../sys/durable-file.js';
 import type { HandoverMechanism } from '../records/handover.js';
 import type { MigrationMode } from '../records/migration-report.js';
-
-export type { ProcessRef } from '../checkpoint/checkpointer.js';
 
 export const JOURNAL_FILE = 'journal.json';
 
@@ -39,9 +37,13 @@ export interface SourceJournal {
   lazyServer?: { address: string; port: number };
 }
 
-export function writeJournal(dir: string, j: SourceJournal): void {
-  // Durable: after a crash of the node, the journal still says whether the target took over.
-  writeFileDurably(join(dir, JOURNAL_FILE), JSON.stringify(j));
+/**
+ * `durable`: flushed to disk before it returns, so that after a crash of the node the journal still says what
+ * recovery acts on (the dump's process, the lazy page server, whether the target took over). A phase mark
+ * alone is only atomic: recovery never acts on it, and its fsync would lengthen the frozen window.
+ */
+export function writeJournal(dir: string, j: SourceJournal, durable = true): void {
+  (durable ? writeFileDurably : writeFileAtomically)(join(dir, JOURNAL_FILE), JSON.stringify(j));
 }
 
 /** Every journal left under `stateDir`, or why it could not be read. */

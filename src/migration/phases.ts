@@ -11,7 +11,7 @@ import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { freePort } from '../sys/ports.js';
 import { serializeHeld } from '../sys/packet-hold.js';
 import { checkpointerFor } from './checkpointer-for.js';
-import { journal, type MoveContext, type SourceDeps } from './context.js';
+import { journal, round, type MoveContext, type SourceDeps } from './context.js';
 import { prepareTarget, type ModeChooser } from './prepare-target.js';
 import { followPull, paceThePull } from './pull.js';
 import { reportPageServerRefusal } from './page-server-refusal.js';
@@ -129,7 +129,7 @@ export async function observe(c: MoveContext, d: PhaseDeps): Promise<void> {
   try {
     const m = await d.target.clientStall(c.address, c.status.id);
     const stalls = m.resumedAfterMs.map((r) => c.frozenWhenAsked + r).sort((a, b) => a - b);
-    const at = (q: number) => (stalls.length === 0 ? 0 : Math.round(stalls[Math.min(stalls.length - 1, Math.ceil(q * stalls.length) - 1)]! * 10) / 10);
+    const at = (q: number) => (stalls.length === 0 ? 0 : round(stalls[Math.min(stalls.length - 1, Math.ceil(q * stalls.length) - 1)]!));
     c.clientStall = { connections: stalls.length, idle: m.idle, p50_ms: at(0.5), p95_ms: at(0.95), max_ms: at(1) };
   } catch (err) {
     d.events.warn(`migration ${c.status.id}: no client stall measurement from ${c.status.to}: ${describeError(err)}`);

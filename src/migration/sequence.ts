@@ -36,7 +36,7 @@ interface Step {
 /** Whether the target is built before the freeze (every mode but the cold baseline; auto never picks that). */
 const preparesEarly = (c: MoveContext) => c.strategy?.preparesBeforeFreeze ?? true;
 
-export const SEQUENCE: readonly Step[] = [
+const SEQUENCE: readonly Step[] = [
   { phase: 'prepare', when: preparesEarly, run: phase.prepare, undo: 'resume-here' },
   { run: phase.freeze, undo: 'resume-here' },
   { phase: 'dump', run: phase.dump, undo: 'resume-here' },
@@ -76,7 +76,8 @@ export async function runSequence(c: MoveContext, d: PhaseDeps): Promise<Handove
 async function timed(c: MoveContext, d: PhaseDeps, name: Phase, run: Step['run']): Promise<void> {
   const { status } = c;
   status.phase = name;
-  journal(c, { phase: name, mode: status.mode });
+  // A phase mark: recovery acts on no phase, so it is not flushed (writeJournal).
+  journal(c, { phase: name, mode: status.mode }, false);
   d.events.emit('migration.phase', { id: status.id, name: status.name, phase: name, state: 'started', ms: 0 });
   const t0 = performance.now();
   await run(c, d);

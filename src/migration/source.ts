@@ -14,7 +14,7 @@ import type { EventBus } from '../events/bus.js';
 import type { HandoverMechanism } from '../records/handover.js';
 import { PreparationsAhead } from './ahead.js';
 import { ContainerFilesMove } from './container-files.js';
-import { newContext, type SourceDeps, type UnderlayPlan } from './context.js';
+import { newContext, round, type SourceDeps, type UnderlayPlan } from './context.js';
 import { readJournals } from './journal.js';
 import { strategyOf } from './modes/index.js';
 import type { PhaseDeps } from './phases.js';
@@ -24,9 +24,6 @@ import { noPhases, type HandoverReport, type MigrationMode, type MigrationStatus
 import { runSequence } from './sequence.js';
 import { MigrationSlots } from './slots.js';
 import { newMigrationId, type TargetAgent } from './target-agent.js';
-
-export type { UnderlayPlan } from './context.js';
-export type { TargetAgent } from './target-agent.js';
 
 export interface MigrateRequest {
   name: string;
@@ -127,7 +124,7 @@ export class MigrationSource {
     const asked = performance.now();
     const done = this.slots.take().then(async ({ free, waited }) => {
       status.phase = 'prepare';
-      const slot = waited ? { free, queuedMs: Math.round((performance.now() - asked) * 10) / 10 } : { free };
+      const slot = waited ? { free, queuedMs: round(performance.now() - asked) } : { free };
       try {
         const dir = join(stateDir, 'migrations', id);
         const imagesDir = join(dir, 'images');

@@ -9,18 +9,27 @@ import { basename, dirname, join } from 'node:path';
 import { SysError } from '../errors/roam-error.js';
 
 export function writeFileDurably(path: string, data: string): void {
+  writeThenRename(path, data, true);
+  syncFolder(dirname(path));
+}
+
+/** Whole or not at all after a crash of the writer, but not flushed: a crash of the node may keep the older content. */
+export function writeFileAtomically(path: string, data: string): void {
+  writeThenRename(path, data, false);
+}
+
+function writeThenRename(path: string, data: string, sync: boolean): void {
   const tmp = join(dirname(path), `.${basename(path)}.tmp`);
   step('durable.write', tmp, () => {
     const fd = openSync(tmp, 'w', 0o600);
     try {
       writeSync(fd, data);
-      fsyncSync(fd);
+      if (sync) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
   });
   step('durable.rename', path, () => renameSync(tmp, path));
-  syncFolder(dirname(path));
 }
 
 /** Makes a folder's entries (a file created, renamed or removed in it) durable. */
