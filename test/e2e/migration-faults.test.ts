@@ -308,10 +308,13 @@ test.serial('the source agent killed right after the switch, the endpoint moved 
   await streamAdvances(tb, 'node3', big.watch, 20000, 20000);
 });
 
-/** Starts a post-copy migration of `service` from node `from` (its index) and waits until its memory is being pulled; returns how to follow it. */
+/**
+ * Starts a post-copy migration of `service` from node `from` (its index) and waits until its memory is
+ * being pulled (the source follows the pull once the service runs on the target); returns how to follow it.
+ */
 async function postCopyUnderWay(service: string, from: number, to: string) {
   const m = await startMigration(tb, { endpoint: service, to, mode: 'post-copy' }, from);
-  await migrationReaches(tb, m, 'a pull under way', (s) => (s.pull?.pulled_bytes ?? 0) > 1048576, 30000);
+  await migrationReaches(tb, m, 'a pull under way', (s) => s.pull !== undefined, 30000);
   const record = JSON.parse(readFileSync(`${tb.nodes[from]!.stateDir}/migrations/${m.id}/journal.json`, 'utf8')) as { root: { pid: number }; criu: { pid: number } };
   return { m, record };
 }

@@ -45,10 +45,23 @@ export async function migrationEnded(tb: TestbedState, m: MigrationRef, timeoutM
   return last as EndedMigration;
 }
 
-/** Polls a migration's status until `holds` says so; returns that status. */
+/**
+ * Polls a migration's status until `holds` says so; returns that status. A
+ * migration that ends first never will: that fails at once, with its report.
+ */
 export async function migrationReaches(tb: TestbedState, m: MigrationRef, what: string, holds: (s: MigrationStatus) => boolean, timeoutMs = 20000): Promise<MigrationStatus> {
   let last: MigrationStatus | undefined;
-  await waitFor(what, async () => holds((last = await migrationStatus(tb, m))), timeoutMs);
+  try {
+    await waitFor(what, async () => {
+      last = await migrationStatus(tb, m);
+      if (holds(last)) return true;
+      if (last.state !== 'running') throw new Error(`migration ${m.id} ended (${last.state}) before ${what}: ${JSON.stringify(last.report ?? last)}`);
+      return false;
+    }, timeoutMs);
+  } catch (err) {
+    if (last?.state === 'running') (err as Error).message += `; its last status: ${JSON.stringify(last)}`;
+    throw err;
+  }
   return last!;
 }
 
