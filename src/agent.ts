@@ -5,6 +5,7 @@
 import { removeStaleHookSockets } from './checkpoint/runc-container.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import type { Server as TlsServer } from 'node:tls';
 import { dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -32,6 +33,8 @@ import { createAgentMetrics } from './metrics/agent-metrics.js';
 import { serveMetrics } from './metrics/server.js';
 import { KernelDataplane } from './overlay/kernel-dataplane.js';
 import { KubernetesMode } from './kubernetes/kube-mode.js';
+import { KubeClient, PEER_SIGNER_NAME } from './kubernetes/client.js';
+import { PeerCertificateKeeper } from './kubernetes/peer-certificate.js';
 import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
 import { registerPolicyMetrics } from './metrics/policy-metrics.js';
@@ -69,6 +72,8 @@ export class Agent {
   private registry: Registry | undefined;
   private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
   private kube: KubernetesMode | undefined;
+  private certificates: PeerCertificateKeeper | undefined;
+  private peerClient: PeerClient | undefined;
   private planner: PolicyPlanner | undefined;
   private observer: TrafficObserver | undefined;
 
@@ -80,6 +85,15 @@ export class Agent {
   async start(): Promise<void> {
     const c = this.config;
     // Every file the config names is read before the agent touches anything: a missing one leaves nothing half-started.
+    if (c.kubernetes?.peerCertificates && c.tls) {
+      const pc = c.kubernetes.peerCertificates;
+      this.certificates = new PeerCertificateKeeper({
+        client: KubeClient.connect(c.kubernetes.kubeconfig), node: c.node, address: c.underlay.address, paths: c.tls, signerName: PEER_SIGNER_NAME,
+        expirationSeconds: pc.expirationSeconds, renewAfterSeconds: pc.renewAfterSeconds, timeoutMs: pc.waitSeconds * 1000,
+        say: (m) => this.events.info(m), warn: (m) => this.events.warn(m),
+      }, () => this.usePeerCertificate());
+      await this.certificates.start();
+    }
     const tls = c.tls ? readTlsMaterial(c.tls) : undefined;
     const exposure = c.api.listen ? {
       ...splitHostPort(c.api.listen),
@@ -148,10 +162,12 @@ export class Agent {
       events: this.events,
     });
     this.manager = manager;
-    if (!tls) this.events.warn('no tls in the config: the peer protocol (control and images) and the page servers are plain, unauthenticated; keep the underlay private');
+    // config/load.ts lets an agent without tls start only when its config says insecurePlaintextPeers.
+    if (!tls) this.events.warn(`insecurePlaintextPeers: the peer protocol on port ${c.peerPort} and the page servers are plain and unauthenticated: anyone who reaches them can run processes as root on ${c.node}; keep the underlay private`);
     // CRIU reads the same files itself, from its own working directory.
     const pageTls = c.tls ? { ca: resolve(c.tls.ca), cert: resolve(c.tls.cert), key: resolve(c.tls.key) } : undefined;
     const client = new PeerClient(c.peerPort, 3000, tls);
+    this.peerClient = client;
     const sync = new PeerSync(this.table, client, c.syncIntervalMs, this.events, !c.kubernetes);
     this.sync = sync;
     manager.onChange(() => this.table.setLocal(manager.records()));
@@ -241,7 +257,21 @@ export class Agent {
   }
 
   /** Stops serving. Endpoints and the overlay stay as they are: a restarted agent adopts them. */
+  /**
+   * A renewed peer certificate: new connections, both ways, present it;
+   * connections already open (a migration's image stream) finish on the old.
+   * CRIU's page servers read the files anew at each start.
+   */
+  private usePeerCertificate(): void {
+    if (!this.config.tls || !this.peer) return;
+    const tls = readTlsMaterial(this.config.tls);
+    (this.peer.server as unknown as TlsServer).setSecureContext({ ...tls });
+    this.peerClient?.useTls(tls);
+    this.events.info('peer certificate renewed: new peer connections use it');
+  }
+
   async stop(): Promise<void> {
+    this.certificates?.stop();
     await this.planner?.stop();
     this.kube?.stop();
     this.sync?.stop();

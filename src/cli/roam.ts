@@ -10,6 +10,7 @@ import { RoamError, describeError } from '../errors/roam-error.js';
 import { callJson, callRaw } from '../http/client.js';
 import { resolveApi, DEFAULT_TESTBED, type ApiChoice } from './api-target.js';
 import { runAgent } from './agent-command.js';
+import { runSignerCommand } from './signer-command.js';
 import { parseFlags } from './flags.js';
 import { runDemo } from './demo.js';
 import { formatTable } from './table.js';
@@ -25,6 +26,8 @@ const USAGE = `usage: roam <command> [options]
 
   agent --config FILE [--node NAME] [--underlay-address IP]
                                            run a node agent (the flags override the file's node and underlay.address)
+  signer [--kubeconfig FILE] [--namespace NS] [--agents NS:SERVICEACCOUNT] [--max-days N]
+                                           on Kubernetes: sign the agents' peer certificates (CA kept in secret NS/roam-peer-ca)
   run --node NODE --name NAME [--ip IP] -- CMD [ARGS...]
                                            start CMD as a migratable endpoint
   run --node NODE --name NAME (--rootfs DIR -- CMD [ARGS...] | --bundle DIR [-- CMD...]) [--volume HOST_DIR:CONTAINER_DIR]...
@@ -58,6 +61,7 @@ export async function runCli(argv: string[], out: Out = (l) => process.stdout.wr
   try {
     switch (command) {
       case 'agent': return await runAgent(rest, err);
+      case 'signer': return await runSignerCommand(rest, err);
       case 'run': return await cmdRun(rest, out);
       case 'ps': return await cmdPs(rest, out);
       case 'logs': return await cmdLogs(rest, out);

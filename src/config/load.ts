@@ -64,7 +64,7 @@ export function parseConfig(json: unknown, what = 'config'): Readonly<AgentConfi
     seen.add(peer.node);
     addresses.add(peer.address);
   });
-  problems.push(...exposureProblems(config.api));
+  problems.push(...exposureProblems(config.api), ...peerSecurityProblems(config));
   if (problems.length > 0) throw new RoamError('CONFIG_INVALID', `${what}: ${problems.join('; ')}`, { problems });
   return deepFreeze(config);
 }
@@ -84,6 +84,17 @@ function exposureProblems(api: AgentConfig['api']): string[] {
   const missing = [api.tls || loopback ? undefined : 'api.tls', api.tokenFile ? undefined : 'api.tokenFile'].filter(Boolean);
   if (missing.length === 0) return [];
   return [`api.listen: serving the control API on ${loopback ? 'loopback TCP' : `${api.listen}, not a loopback address,`} needs ${missing.join(' and ')}`];
+}
+
+/**
+ * The peer port starts processes as root and carries services' memory:
+ * plain TCP there is a choice the config must spell out, never a default.
+ */
+function peerSecurityProblems(config: AgentConfig): string[] {
+  if (config.tls && config.insecurePlaintextPeers) return ['insecurePlaintextPeers: true contradicts tls, which is set: remove one'];
+  if (config.kubernetes?.peerCertificates && !config.tls) return ['kubernetes.peerCertificates: needs tls, naming the files the agent writes its key, certificate and CA to'];
+  if (config.tls || config.insecurePlaintextPeers) return [];
+  return ['tls: required for the peer protocol, which starts processes as root and carries services\' memory (tls.ca, tls.cert, tls.key; on Kubernetes the agent can get its certificate itself, see docs/KUBERNETES.md); insecurePlaintextPeers: true runs it plain and unauthenticated instead, on a private underlay only'];
 }
 
 function isLoopback(address: string): boolean {

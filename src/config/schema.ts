@@ -76,8 +76,11 @@ export const AgentConfig = Type.Object(
         cert: Type.String({ minLength: 1, description: "PEM file of this node's certificate (for the underlay address), signed by the CA" }),
         key: Type.String({ minLength: 1, description: "PEM file of this node's private key" }),
       },
-      { additionalProperties: false, description: 'mutual TLS for the peer protocol (control and images); without it, agents talk plain HTTP and say so at start' },
+      { additionalProperties: false, description: 'mutual TLS for the peer protocol (control and images) and the page servers; required unless insecurePlaintextPeers is true' },
     )),
+    insecurePlaintextPeers: Type.Optional(Type.Boolean({
+      description: 'serve the peer protocol and the page servers as plain, unauthenticated TCP instead of tls: anyone who reaches peerPort can then start processes as root on this node and read services\' memory. Only for a private lab underlay; the agent warns at every start',
+    })),
     migration: Type.Object(
       {
         maxConcurrent: Type.Integer({
@@ -106,6 +109,17 @@ export const AgentConfig = Type.Object(
           minLength: 1, default: '/run/containerd/runc/k8s.io',
           description: "runc's state directory for the pods' containers (containerd's runc shim, CRI namespace k8s.io): where the agent finds an opted-in pod's network namespace",
         }),
+        peerCertificates: Type.Optional(Type.Object(
+          {
+            expirationSeconds: Type.Integer({ minimum: 600, maximum: 315360000, default: 604800, description: 'the lifetime asked of the signer (it issues whole days, at most its --max-days)' }),
+            renewAfterSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'ask for the next certificate this long after the current one began; by default at two thirds of its life' })),
+            waitSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 300, description: 'how long to wait for the signer before the start (or a renewal) fails' }),
+          },
+          {
+            additionalProperties: false,
+            description: "get this node's peer certificate from the cluster (a CertificateSigningRequest for roam's signer, `roam signer`) and keep it renewed: the agent writes its key, its certificate and the CA to the files tls names",
+          },
+        )),
       },
       { additionalProperties: false, description: 'Kubernetes mode: peers from Node objects, migrations as Migration resources, endpoints recorded as RoamEndpoint resources' },
     )),

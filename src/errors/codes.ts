@@ -20,6 +20,7 @@ export const ErrorCodes = {
   MIGRATION_FAILED: { status: 500, description: 'A migration did not complete; the handover report says in which phase, why, and where the service runs now.' },
   SYSCALL_FAILED: { status: 500, description: 'A kernel operation failed; errno, operation and target are attached.' },
   PRECONDITION: { status: 500, description: 'The host lacks something roam needs (root, a kernel feature, a binary); the message says what.' },
+  CERTIFICATE_UNAVAILABLE: { status: 503, description: 'The agent could not get its peer certificate from the cluster: the signer denied or failed the request, issued a certificate that does not name this node, or did not answer in time; the message names the CertificateSigningRequest.' },
   TESTBED: { status: 500, description: 'The testbed could not be brought up or down; the message names the step.' },
 } as const;
 

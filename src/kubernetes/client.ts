@@ -6,12 +6,16 @@
  * (a test holds the two together).
  */
 import {
-  ApiException, CoreV1Api, CoreV1Event, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, Watch, type KubernetesObject, type V1EndpointSlice, type V1Node, type V1Pod,
+  ApiException, CertificatesV1Api, CoreV1Api, CoreV1Event, CustomObjectsApi, DiscoveryV1Api, KubeConfig, ListWatch, Watch,
+  type KubernetesObject, type V1CertificateSigningRequest, type V1EndpointSlice, type V1Node, type V1Pod, type V1Secret,
 } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, type CustomResourceKind } from './resources.js';
 
-/** What the agent does with the API, as RBAC rules: [apiGroup, resource, verbs]. */
-export const API_PERMISSIONS: readonly (readonly [string, string, readonly string[]])[] = [
+/** RBAC rules: [apiGroup, resource, verbs, resourceNames (all when absent)]. */
+export type Permissions = readonly (readonly [string, string, readonly string[], (readonly string[])?])[];
+
+/** What the agent does with the API, as RBAC rules (its ClusterRole). */
+export const API_PERMISSIONS: Permissions = [
   ['', 'nodes', ['get', 'list', 'watch', 'update']],
   ['', 'pods', ['get', 'list', 'watch']],
   ['', 'events', ['create']],
@@ -20,6 +24,25 @@ export const API_PERMISSIONS: readonly (readonly [string, string, readonly strin
   [GROUP, 'migrations/status', ['get', 'update']],
   [GROUP, 'roamendpoints', ['get', 'list', 'watch', 'create', 'update', 'delete']],
   [GROUP, 'roamendpoints/status', ['get', 'update']],
+  // its own peer certificate (kubernetes/peer-certificate.ts)
+  ['certificates.k8s.io', 'certificatesigningrequests', ['create', 'get']],
+];
+
+/** The signer's name in CertificateSigningRequests for agents' peer certificates. */
+export const PEER_SIGNER_NAME = 'roam.dev/peer';
+
+/** What the peer signer does cluster-wide (its ClusterRole): reads requests and Nodes, approves and signs for its signer name only. */
+export const SIGNER_PERMISSIONS: Permissions = [
+  ['', 'nodes', ['get', 'list', 'watch']],
+  ['certificates.k8s.io', 'certificatesigningrequests', ['get', 'list', 'watch']],
+  ['certificates.k8s.io', 'certificatesigningrequests/approval', ['update']],
+  ['certificates.k8s.io', 'certificatesigningrequests/status', ['update']],
+  ['certificates.k8s.io', 'signers', ['approve', 'sign'], [PEER_SIGNER_NAME]],
+];
+
+/** What the peer signer does in its own namespace (its Role): keeps its CA in a Secret. */
+export const SIGNER_NAMESPACE_PERMISSIONS: Permissions = [
+  ['', 'secrets', ['get', 'create']],
 ];
 
 /** A refused or failed call, with the HTTP status the API server gave (0: it was not reached). */
@@ -83,9 +106,11 @@ export class KubeClient {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly discovery: DiscoveryV1Api;
+  private readonly certificates: CertificatesV1Api;
 
   constructor(private readonly kc: KubeConfig, private readonly restartMs = 1000) {
     this.core = kc.makeApiClient(CoreV1Api);
+    this.certificates = kc.makeApiClient(CertificatesV1Api);
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.discovery = kc.makeApiClient(DiscoveryV1Api);
   }
@@ -161,6 +186,41 @@ export class KubeClient {
   createEvent(event: CoreV1Event): Promise<CoreV1Event> {
     const namespace = event.metadata.namespace ?? '';
     return call('create', `event ${namespace}/${event.metadata.name ?? ''}`, () => this.core.createNamespacedEvent({ namespace, body: event }));
+  }
+
+  createCertificateRequest(csr: V1CertificateSigningRequest): Promise<V1CertificateSigningRequest> {
+    return call('create', `certificatesigningrequest ${csr.metadata?.name ?? ''}`, () => this.certificates.createCertificateSigningRequest({ body: csr }));
+  }
+
+  readCertificateRequest(name: string): Promise<V1CertificateSigningRequest> {
+    return call('get', `certificatesigningrequest ${name}`, () => this.certificates.readCertificateSigningRequest({ name }));
+  }
+
+  /** The requests for `signerName`. */
+  watchCertificateRequests(signerName: string, handlers: WatchHandlers<V1CertificateSigningRequest>): Watcher<V1CertificateSigningRequest> {
+    const fieldSelector = `spec.signerName=${signerName}`;
+    return this.watch('/apis/certificates.k8s.io/v1/certificatesigningrequests', () => this.certificates.listCertificateSigningRequest({ fieldSelector }), handlers, { fieldSelector });
+  }
+
+  /** Writes its Approved or Denied condition; 409 if its resourceVersion is stale. */
+  replaceCertificateApproval(csr: V1CertificateSigningRequest): Promise<V1CertificateSigningRequest> {
+    const name = csr.metadata?.name ?? '';
+    return call('update approval of', `certificatesigningrequest ${name}`, () => this.certificates.replaceCertificateSigningRequestApproval({ name, body: csr }));
+  }
+
+  /** Writes the issued certificate (or a Failed condition); 409 if its resourceVersion is stale. */
+  replaceCertificateStatus(csr: V1CertificateSigningRequest): Promise<V1CertificateSigningRequest> {
+    const name = csr.metadata?.name ?? '';
+    return call('update status of', `certificatesigningrequest ${name}`, () => this.certificates.replaceCertificateSigningRequestStatus({ name, body: csr }));
+  }
+
+  readSecret(namespace: string, name: string): Promise<V1Secret> {
+    return call('get', `secret ${namespace}/${name}`, () => this.core.readNamespacedSecret({ namespace, name }));
+  }
+
+  createSecret(secret: V1Secret): Promise<V1Secret> {
+    const namespace = secret.metadata?.namespace ?? '';
+    return call('create', `secret ${namespace}/${secret.metadata?.name ?? ''}`, () => this.core.createNamespacedSecret({ namespace, body: secret }));
   }
 
   getCustom<T>(k: CustomResourceKind, name: string): Promise<T> {

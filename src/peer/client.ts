@@ -25,7 +25,12 @@ export interface AnnounceResult {
 }
 
 export class PeerClient implements TargetAgent {
-  constructor(private readonly port: number, private readonly timeoutMs = 3000, private readonly tls?: TlsMaterial) {}
+  constructor(private readonly port: number, private readonly timeoutMs = 3000, private tls?: TlsMaterial) {}
+
+  /** A renewed certificate: the next connections present it (http/client.ts keeps connections per material). */
+  useTls(tls: TlsMaterial): void {
+    this.tls = tls;
+  }
 
   private target(address: string): { host: string; port: number; tls?: TlsMaterial } {
     return { host: address, port: this.port, ...(this.tls ? { tls: this.tls } : {}) };

@@ -31,7 +31,17 @@ export interface UpOptions {
    * (reachable from the nodes' namespaces), finding pods' containers in runc's
    * state under runtimeRoot (containerd's, on a real node)
    */
-  kubernetes?: { kubeconfig: string; runtimeRoot: string };
+  kubernetes?: {
+    /** each node's kubeconfig (its own credentials, as each agent pod has its own token) */
+    kubeconfig: (node: string) => string;
+    runtimeRoot: string;
+    /**
+     * the agents get their peer certificates from the cluster (a signer must
+     * run against it) instead of from the testbed's CA, renewing them this
+     * often when renewAfterSeconds is set
+     */
+    peerCertificates?: { renewAfterSeconds?: number };
+  };
   say: (line: string) => void;
 }
 
@@ -183,11 +193,17 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     metrics: { listen: node.metricsListen },
     stateDir: node.stateDir,
     syncIntervalMs: syncIntervalMs ?? 2000,
-    tls,
+    // From the cluster, the agent writes its own peer key, certificate and CA here.
+    tls: kubernetes?.peerCertificates ? { ca: join(node.dir, 'peer-ca.pem'), cert: join(node.dir, 'peer.pem'), key: join(node.dir, 'peer.key') } : tls,
     migration: { maxConcurrent: 1 },
     policy: { intervalMs: 1000, default: { drain: true, minDwellMs: 30000, prepare: true } },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },
-    ...(kubernetes ? { kubernetes: { ...kubernetes, rangePrefixLength: 24, resyncMs: 5000 } } : {}),
+    ...(kubernetes ? {
+      kubernetes: {
+        kubeconfig: kubernetes.kubeconfig(node.name), runtimeRoot: kubernetes.runtimeRoot, rangePrefixLength: 24, resyncMs: 5000,
+        ...(kubernetes.peerCertificates ? { peerCertificates: { expirationSeconds: 86400, waitSeconds: 60, ...kubernetes.peerCertificates } } : {}),
+      },
+    } : {}),
   };
   writeFileSync(node.configPath, JSON.stringify(config, null, 2));
 }

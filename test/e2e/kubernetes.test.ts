@@ -4,24 +4,36 @@
  * in the testbed's underlay "switch" namespace where every node reaches it.
  * Membership and ranges come from Node objects; a Migration resource moves
  * a service with live client streams, and its status and the endpoint's
- * RoamEndpoint record follow.
+ * RoamEndpoint record follow. Peer TLS is on, with certificates the agents
+ * get through CertificateSigningRequests from `roam signer` (a real
+ * process, against the same double), renewed every few seconds.
  */
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import type { V1CertificateSigningRequest } from '@kubernetes/client-node';
 import { callJson } from '../../src/http/client.js';
 import type { NodeStatus } from '../../src/api/schemas.js';
 import { ANNOTATIONS, type MigrationResource, type RoamEndpointResource } from '../../src/kubernetes/resources.js';
+import { PEER_SIGNER_NAME } from '../../src/kubernetes/client.js';
+import { NODE_NAME_EXTRA } from '../../src/kubernetes/peer-signer.js';
+import { makeKeyAndRequest } from '../../src/sys/certs.js';
+import { spawnDetachedInNetns } from '../../src/sys/launch.js';
 import { createNetns, removeNetns } from '../../src/sys/netns/netns.js';
 import { defaultSpec } from '../../src/sys/runc.js';
 import { makeRootfs } from '../../src/testbed/container-rootfs.js';
 import { NETNS_DIR, testbedLayout } from '../../src/testbed/layout.js';
 import type { TestbedState } from '../../src/testbed/state.js';
 import { testbedUp } from '../../src/testbed/up.js';
-import { KubeApiDouble } from '../helpers/kube-api-double.js';
+import { KubeApiDouble, type UserInfo } from '../helpers/kube-api-double.js';
 import { requireRoot } from '../helpers/root.js';
-import { agentGone, downClean, echoWithClients, serveEcho, stopAfter, streamAdvances, streamClient, uniqueTestbedName, waitFor } from '../helpers/testbed.js';
+import {
+  agentGone, downClean, echoMemoryOf, echoWithClients, endpoints, serveEcho, stopAfter, streamAdvances, streamClient, uniqueTestbedName, waitFor,
+} from '../helpers/testbed.js';
 
 const name = uniqueTestbedName();
 const NODES = '/api/v1/nodes';
@@ -30,11 +42,17 @@ const ENDPOINTS = '/apis/roam.dev/v1alpha1/roamendpoints';
 const PODS = '/api/v1/pods';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 const api = new KubeApiDouble();
+const CSRS = '/apis/certificates.k8s.io/v1/certificatesigningrequests';
+const AGENTS = 'system:serviceaccount:roam-system:roam-agent';
+/** how often the agents renew their peer certificates */
+const RENEW_AFTER_S = 10;
+let signerPid = 0;
+let signerLog = '';
 /** the pod's network namespace, as the CNI plugin would have made it */
 const podNetns = `/run/netns/roamtest-${name}-web`;
 const podContainer = `${name}-web-app`;
 let tb: TestbedState;
-let kubeconfig: string;
+const kubeconfigs = new Map<string, string>();
 let runtimeRoot: string;
 
 test.before(async () => {
@@ -46,25 +64,47 @@ test.before(async () => {
   createNetns(layout.switchNetnsPath);
   await api.start({ netns: layout.switchNetnsPath });
   for (const n of layout.nodes) api.put(NODES, { metadata: { name: n.name }, spec: {}, status: { addresses: [{ type: 'InternalIP', address: n.underlayIp }] } });
-  kubeconfig = join(layout.dir, 'kubeconfig');
   runtimeRoot = join(layout.dir, 'containerd-runc-k8s.io');
-  writeFileSync(kubeconfig, [
-    'apiVersion: v1', 'kind: Config', 'current-context: testbed',
-    'clusters:', '- name: testbed', '  cluster:', `    server: http://${layout.switchIp}:${api.listenPort}`, '    insecure-skip-tls-verify: true',
-    'users:', '- name: agent', '  user: {}',
-    'contexts:', '- name: testbed', '  context: {cluster: testbed, user: agent}', '',
-  ].join('\n'));
-  tb = await upTestbed();
+  // Each agent pod's service-account token is bound to its node; the signer has an account of its own.
+  const kubeconfigFor = (who: string, user: UserInfo) => {
+    const token = `token-${who}-${randomBytes(8).toString('hex')}`;
+    api.addUser(token, user);
+    const file = join(layout.dir, `kubeconfig-${who}`);
+    writeFileSync(file, [
+      'apiVersion: v1', 'kind: Config', 'current-context: testbed',
+      'clusters:', '- name: testbed', '  cluster:', `    server: http://${layout.switchIp}:${api.listenPort}`, '    insecure-skip-tls-verify: true',
+      'users:', `- name: ${who}`, `  user: {token: ${token}}`,
+      'contexts:', '- name: testbed', `  context: {cluster: testbed, user: ${who}}`, '',
+    ].join('\n'), { mode: 0o600 });
+    return file;
+  };
+  for (const n of layout.nodes) kubeconfigs.set(n.name, kubeconfigFor(n.name, { username: AGENTS, groups: ['system:serviceaccounts'], extra: { [NODE_NAME_EXTRA]: [n.name] } }));
+  signerLog = join(layout.dir, 'signer.log');
+  signerPid = spawnDetachedInNetns(layout.switchNetnsPath, [process.execPath, fileURLToPath(new URL('../../src/main.js', import.meta.url)), 'signer', '--kubeconfig', kubeconfigFor('signer', { username: 'system:serviceaccount:roam-system:roam-signer' })], signerLog);
+  try {
+    tb = await upTestbed();
+  } catch (err) {
+    // What the agents and the signer said is gone with the testbed: say it here.
+    const said = [signerLog, ...layout.nodes.map((n) => n.logPath)].map((f) => `${f}:\n${existsSync(f) ? readFileSync(f, 'utf8').split('\n').slice(-15).join('\n') : '(none)'}`);
+    throw new Error(`${(err as Error).message}\n${said.join('\n')}`);
+  }
 });
 
 test.after.always(async () => {
+  if (signerPid) {
+    process.kill(signerPid, 'SIGTERM');
+    await waitFor('the signer to stop', () => !existsSync(`/proc/${signerPid}`) || readFileSync(`/proc/${signerPid}/stat`, 'utf8').includes(') Z '));
+  }
   await api.stop();
   await downClean(name);
 });
 
 const migration = (n: string) => api.get(MIGRATIONS, n) as unknown as MigrationResource | undefined;
 const record = (n: string) => api.get(ENDPOINTS, n) as unknown as RoamEndpointResource | undefined;
-const upTestbed = () => testbedUp({ name, nodes: 3, underlayRate: undefined, syncIntervalMs: 500, kubernetes: { kubeconfig, runtimeRoot }, say: () => undefined });
+// A paced underlay, so that a post-copy pull lasts long enough to renew certificates while it runs.
+const upTestbed = () => testbedUp({ name, nodes: 3, underlayRate: '100mbit', syncIntervalMs: 500, kubernetes: {
+  kubeconfig: (node) => kubeconfigs.get(node)!, runtimeRoot, peerCertificates: { renewAfterSeconds: RENEW_AFTER_S },
+}, say: () => undefined });
 
 /** Creates the Migration resource `resource` and waits until it has ended (Succeeded, RolledBack or Failed); returns its status. */
 async function migrationResource(resource: string, spec: { endpoint: string; targetNode: string; mode?: string }, timeoutMs = 60000) {
@@ -95,6 +135,80 @@ test.serial('each agent publishes its VTEP and a range of its own on its Node, a
     const view = await callJson<NodeStatus[]>({ socketPath: n.apiSocket }, 'GET', '/v1/nodes');
     t.deepEqual(view.map((v) => v.node).sort(), ['node1', 'node2', 'node3'], `${n.name}'s view`);
   }
+});
+
+/** The peer TLS files node `node`'s agent was configured with (it writes them itself). */
+function peerFiles(node: string): { ca: string; cert: string; key: string } {
+  const config = JSON.parse(readFileSync(layoutOf().nodes.find((n) => n.name === node)!.configPath, 'utf8')) as { tls: { ca: string; cert: string; key: string } };
+  return config.tls;
+}
+
+const layoutOf = () => testbedLayout(name, 3);
+const serialOf = (node: string) => new X509Certificate(readFileSync(peerFiles(node).cert)).serialNumber;
+const requests = () => api.list(CSRS) as unknown as V1CertificateSigningRequest[];
+
+test.serial('every agent got its peer certificate from the cluster: its own node and address, under the signer\'s CA (kept in a Secret), and no CA key on any node', async (t) => {
+  const secret = api.get('/api/v1/secrets', 'roam-system/roam-peer-ca') as unknown as { type: string; data: Record<string, string> };
+  t.is(secret.type, 'kubernetes.io/tls');
+  const caPem = Buffer.from(secret.data['tls.crt']!, 'base64').toString('utf8');
+  const caKey = Buffer.from(secret.data['tls.key']!, 'base64').toString('utf8');
+  const ca = new X509Certificate(caPem);
+  for (const n of tb.nodes) {
+    const files = peerFiles(n.name);
+    const cert = new X509Certificate(readFileSync(files.cert));
+    t.is(cert.subject, `CN=${n.name}`);
+    t.is(cert.subjectAltName, `IP Address:${n.underlayIp}`);
+    t.true(cert.checkIssued(ca) && cert.verify(ca.publicKey), `${n.name}'s certificate is the signer's`);
+    t.is(readFileSync(files.ca, 'utf8').trim(), caPem.trim(), `${n.name} trusts the signer's CA`);
+    t.is(statSync(files.key).mode & 0o777, 0o600);
+    const dir = dirname(files.key);
+    t.false(readdirSync(dir).some((f) => statSync(join(dir, f)).isFile() && readFileSync(join(dir, f), 'utf8').includes(caKey.trim().split('\n')[1]!)), `no CA key in ${dir}`);
+    const asked = requests().filter((r) => r.spec.extra?.[NODE_NAME_EXTRA]?.[0] === n.name);
+    t.true(asked.length > 0 && asked.every((r) => r.spec.username === AGENTS && r.spec.signerName === PEER_SIGNER_NAME), `${n.name} asked as the agents' account, for roam's signer`);
+  }
+});
+
+test.serial('a request for another node\'s certificate, or from outside the agents\' account, is denied, saying why, and gets nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'roam-csr-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const asNode1 = Buffer.from(makeKeyAndRequest(join(dir, 'key'), 'node1', tb.nodes[0]!.underlayIp)).toString('base64');
+  // What the API server records for these requesters: node3's agent token, and a workload's token.
+  const ask = (n: string, who: { username: string; extra?: Record<string, string[]> }) => api.put(CSRS, {
+    metadata: { name: n }, spec: { request: asNode1, signerName: PEER_SIGNER_NAME, usages: ['digital signature', 'server auth', 'client auth'], groups: ['system:serviceaccounts'], ...who },
+  });
+  ask('node3-asks-as-node1', { username: AGENTS, extra: { [NODE_NAME_EXTRA]: ['node3'] } });
+  ask('a-pod-asks-as-node1', { username: 'system:serviceaccount:default:web', extra: { [NODE_NAME_EXTRA]: ['node1'] } });
+  const denial = (n: string) => (api.get(CSRS, n) as unknown as V1CertificateSigningRequest).status?.conditions?.find((c) => c.type === 'Denied');
+  await waitFor('both denied', () => Boolean(denial('node3-asks-as-node1') && denial('a-pod-asks-as-node1')));
+  t.regex(denial('node3-asks-as-node1')!.message ?? '', /asks for "CN=node1", but its requester runs on node node3/);
+  t.regex(denial('a-pod-asks-as-node1')!.message ?? '', /requested by "system:serviceaccount:default:web", not by the agents' service account/);
+  t.falsy((api.get(CSRS, 'node3-asks-as-node1') as unknown as V1CertificateSigningRequest).status?.certificate);
+  t.falsy((api.get(CSRS, 'a-pod-asks-as-node1') as unknown as V1CertificateSigningRequest).status?.certificate);
+});
+
+test.serial('certificates renewed while a post-copy pull runs: the move goes on over the new ones and ends with every page', async (t) => {
+  const { sum } = await echoWithClients(t, tb, 'renewed', { on: 'node1', holdMb: 96, clientsOn: 'node3', connections: 4, rate: 5000 });
+  await waitFor('renewed recorded on node1', () => record('renewed')?.status?.node === 'node1');
+  const before = ['node1', 'node2'].map(serialOf);
+  const waiting = (node: string) => requests().some((r) => r.spec.extra?.[NODE_NAME_EXTRA]?.[0] === node && !r.status?.certificate && !r.status?.conditions?.length);
+  // The signer holds still: both agents come due and wait for it; the move starts meanwhile.
+  process.kill(signerPid, 'SIGSTOP');
+  try {
+    await waitFor('node1 and node2 waiting for a renewal', () => waiting('node1') && waiting('node2'), RENEW_AFTER_S * 2000 + 10000);
+    api.put(MIGRATIONS, { metadata: { name: 'renewed-to-node2' }, spec: { endpoint: 'renewed', targetNode: 'node2', mode: 'post-copy' } });
+    await waitFor('the pull under way', () => migration('renewed-to-node2')?.status?.phase === 'Pull', 60000);
+  } finally {
+    process.kill(signerPid, 'SIGCONT');
+  }
+  await waitFor('node1 and node2 renewed', () => serialOf('node1') !== before[0] && serialOf('node2') !== before[1], 20000);
+  t.is(migration('renewed-to-node2')?.status?.phase, 'Pull', 'both renewed while the pull ran');
+  await waitFor('the Migration to end', () => ['Succeeded', 'RolledBack', 'Failed'].includes(migration('renewed-to-node2')?.status?.phase ?? ''), 90000);
+  const status = migration('renewed-to-node2')!.status!;
+  t.is(status.phase, 'Succeeded', JSON.stringify(status.conditions));
+  t.is(status.report?.pull?.result, 'complete');
+  const moved = (await endpoints(tb, 1)).find((e) => e.name === 'renewed')!;
+  t.like(await echoMemoryOf(tb, 'node2', 'renewed', moved.pid!), { sum, connections: 4 }, 'every page arrived');
+  await streamAdvances(tb, 'node3', 'renewed-cli', 20000, 20000);
 });
 
 test.serial('a Migration resource moves a service with its client streams; its status and the endpoint\'s record follow', async (t) => {

@@ -14,6 +14,11 @@
  *    /namespaces/NS/, listed and watched across namespaces too, with the
  *    equality field selectors the agent uses (spec.nodeName,
  *    metadata.name, metadata.namespace) and equality label selectors;
+ *  - CertificateSigningRequests as the API server keeps them: the
+ *    requester's identity (from its bearer token: username, groups and
+ *    extra, such as a service-account token's node) written into the spec
+ *    at create, the spec immutable, approval only through /approval, the
+ *    certificate only through /status, only once approved, and only once;
  *  - faults on demand: every watch dropped, history compacted, a
  *    concurrent writer racing the next update, the server away for a while.
  * The test-facing methods name a collection by its path across namespaces
@@ -56,7 +61,19 @@ const COLLECTIONS: Omit<Collection, 'objects' | 'path'>[] = [
   { base: '/apis/discovery.k8s.io/v1', plural: 'endpointslices', namespaced: true, apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', statusSubresource: false },
   { base: '/apis/roam.dev/v1alpha1', plural: 'migrations', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'Migration', statusSubresource: true },
   { base: '/apis/roam.dev/v1alpha1', plural: 'roamendpoints', namespaced: false, apiVersion: 'roam.dev/v1alpha1', kind: 'RoamEndpoint', statusSubresource: true },
+  { base: '/apis/certificates.k8s.io/v1', plural: 'certificatesigningrequests', namespaced: false, apiVersion: 'certificates.k8s.io/v1', kind: 'CertificateSigningRequest', statusSubresource: true },
+  { base: '/api/v1', plural: 'secrets', namespaced: true, apiVersion: 'v1', kind: 'Secret', statusSubresource: false },
 ];
+
+/** Who a bearer token authenticates, as the API server's authenticators say it. */
+export interface UserInfo {
+  username: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+const CSRS = '/apis/certificates.k8s.io/v1/certificatesigningrequests';
+type CsrStatus = { conditions?: { type: string }[]; certificate?: string } | undefined;
 
 const keyOf = (o: StoredObject): string => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
 
@@ -90,6 +107,7 @@ export class KubeApiDouble {
   readonly requests: { method: string; url: string; status: number }[] = [];
   /** watches answered with 410 Gone (an ERROR event on a 200 stream, as the API server does) */
   goneSent = 0;
+  private readonly users = new Map<string, UserInfo>();
 
   constructor() {
     for (const c of COLLECTIONS) this.collections.set(`${c.base}/${c.plural}`, { ...c, path: `${c.base}/${c.plural}`, objects: new Map() });
@@ -136,6 +154,11 @@ export class KubeApiDouble {
   compact(): void {
     this.history = [];
     this.oldestRv = this.rv;
+  }
+
+  /** Requests bearing `token` are `user`'s (others are system:anonymous). */
+  addUser(token: string, user: UserInfo): void {
+    this.users.set(token, user);
   }
 
   /** The next update of `path`'s object `name` loses a race: another writer changes it first (409 for the caller). */
@@ -227,6 +250,7 @@ export class KubeApiDouble {
         const fresh: StoredObject = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata, ...(namespace ? { namespace } : {}) } };
         if (c.objects.has(keyOf(fresh))) return status(409, 'AlreadyExists', `${c.kind} "${obj.metadata.name}" already exists`);
         if (c.statusSubresource) delete fresh.status;
+        if (c.path === CSRS) fresh.spec = { ...(fresh.spec as object), ...this.userOf(req) };
         return answer(201, this.store(c, fresh, undefined));
       }
       if (req.method === 'PUT' && key) {
@@ -239,8 +263,12 @@ export class KubeApiDouble {
         if (rv && rv !== latest.metadata.resourceVersion) {
           return status(409, 'Conflict', `Operation cannot be fulfilled on ${c.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
         }
+        if (c.path === CSRS) {
+          const refusal = csrUpdateRefusal(latest, obj, sub);
+          if (refusal) return status(422, 'Invalid', `CertificateSigningRequest.certificates.k8s.io "${name}" is invalid: ${refusal}`);
+        }
         let next: StoredObject;
-        if (sub === 'status') {
+        if (sub === 'status' || sub === 'approval') {
           next = { ...latest, status: obj.status };
         } else {
           next = { ...obj, apiVersion: c.apiVersion, kind: c.kind, metadata: { ...obj.metadata, name: name!, ...(namespace ? { namespace } : {}) } };
@@ -264,6 +292,12 @@ export class KubeApiDouble {
     } catch (err) {
       return status(400, 'BadRequest', (err as Error).message);
     }
+  }
+
+  private userOf(req: IncomingMessage): { username: string; groups: string[]; extra?: Record<string, string[]>; uid: string } {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const user = token ? this.users.get(token) : undefined;
+    return { username: user?.username ?? 'system:anonymous', groups: user?.groups ?? ['system:unauthenticated'], ...(user?.extra ? { extra: user.extra } : {}), uid: randomUUID() };
   }
 
   private runRacer(c: Collection, key: string): void {
@@ -328,4 +362,31 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   if (chunks.length === 0) return undefined;
   const text = Buffer.concat(chunks).toString('utf8');
   return text ? JSON.parse(text) : undefined;
+}
+
+/** What the API server's validation refuses in an update of a CertificateSigningRequest (its main resource, /approval or /status). */
+function csrUpdateRefusal(latest: StoredObject, obj: StoredObject, sub: string | undefined): string | undefined {
+  if (obj.spec !== undefined && canonical(obj.spec) !== canonical(latest.spec)) return 'spec: Forbidden: field is immutable';
+  const before = latest.status as CsrStatus;
+  const after = obj.status as CsrStatus;
+  const decisions = (st: CsrStatus) => JSON.stringify((st?.conditions ?? []).filter((c) => c.type === 'Approved' || c.type === 'Denied'));
+  if (sub === 'approval') {
+    if ((after?.certificate ?? '') !== (before?.certificate ?? '')) return 'status.certificate: Forbidden: updated only through the status subresource';
+    const types = new Set((after?.conditions ?? []).map((c) => c.type));
+    if (types.has('Approved') && types.has('Denied')) return 'status.conditions: Invalid value: Approved and Denied conditions are mutually exclusive';
+    return undefined;
+  }
+  if (sub === 'status') {
+    if (decisions(after) !== decisions(before)) return 'status.conditions: Forbidden: updated only through the approval subresource';
+    if (after?.certificate && before?.certificate && after.certificate !== before.certificate) return 'status.certificate: Forbidden: updates may not modify existing certificate content';
+    if (after?.certificate && !(before?.conditions ?? []).some((c) => c.type === 'Approved')) return 'status.certificate: Invalid value: certificate may only be set if the request is approved';
+  }
+  return undefined;
+}
+
+/** JSON with every object's keys in order: equal values, equal text, whatever order a client wrote them in. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') return `{${Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(value);
 }

@@ -14,6 +14,7 @@ const good = {
   api: { socket: '/run/roam/agent.sock' },
   metrics: { listen: '172.31.0.1:9464' },
   stateDir: '/run/roam/state',
+  tls: { ca: '/etc/roam/tls/ca.pem', cert: '/etc/roam/tls/node1.pem', key: '/etc/roam/tls/node1.key' },
 };
 
 function refused(t: import('ava').ExecutionContext, input: unknown, pattern: RegExp): void {
@@ -61,6 +62,15 @@ test('the control API leaves its unix socket only with a token, and leaves loopb
   refused(t, api({ listen: 'anywhere' }), /api\.listen: expected string to match 'hostport' format/);
   t.is(parseConfig(api({ listen: '127.0.0.1:7947', tokenFile: '/t' })).api.listen, '127.0.0.1:7947');
   t.is(parseConfig(api({ listen: '172.31.0.1:7947', tokenFile: '/t', tls: { cert: '/c.pem', key: '/k.pem' } })).api.tokenFile, '/t');
+});
+
+test('the peer protocol is never plain by default: no tls is refused, and plain TCP only when the config spells out what it costs', (t) => {
+  const { tls: _tls, ...plain } = good;
+  refused(t, plain, /^config: tls: required for the peer protocol, which starts processes as root/);
+  refused(t, { ...plain, insecurePlaintextPeers: false }, /tls: required for the peer protocol/);
+  refused(t, { ...good, insecurePlaintextPeers: true }, /insecurePlaintextPeers: true contradicts tls/);
+  refused(t, { ...plain, insecurePlaintextPeers: 'yes' }, /insecurePlaintextPeers: expected boolean/);
+  t.true(parseConfig({ ...plain, insecurePlaintextPeers: true }).insecurePlaintextPeers);
 });
 
 test('an unreadable or non-JSON file is refused naming the file', (t) => {

@@ -261,6 +261,7 @@ test('the config: random and near-valid documents parse or are refused with CONF
   const good = {
     node: 'node1', underlay: { address: '172.31.0.1', rateMbit: 1000, pullShare: 0.8 }, vni: 42, overlay: { subnet: '10.244.0.0/16', range: '10.244.1.0/24' },
     peers: [{ node: 'node2', address: '172.31.0.2' }], api: { socket: '/run/roam/agent.sock' }, metrics: { listen: '172.31.0.1:9464' }, stateDir: '/run/roam/state',
+    tls: { ca: '/etc/roam/tls/ca.pem', cert: '/etc/roam/tls/node1.pem', key: '/etc/roam/tls/node1.key' },
   };
   const nested = fc.constantFrom('underlay', 'overlay', 'api', 'metrics').chain((k) => mutated(good[k as keyof typeof good] as Record<string, unknown>).map((v) => ({ ...good, [k]: v })));
   let accepted = 0;

@@ -14,12 +14,12 @@ import { Value } from '@sinclair/typebox/value';
 import type { TSchema } from '@sinclair/typebox';
 import { parse, parseAllDocuments } from 'yaml';
 import { ConfigMap, Namespace, Pod, Service, ServiceAccount } from 'kubernetes-models/v1';
-import { DaemonSet } from 'kubernetes-models/apps/v1';
-import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1';
 import { PrometheusRule, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { parseConfig } from '../../src/config/load.js';
-import { API_PERMISSIONS } from '../../src/kubernetes/client.js';
+import { API_PERMISSIONS, SIGNER_NAMESPACE_PERMISSIONS, SIGNER_PERMISSIONS, type Permissions } from '../../src/kubernetes/client.js';
 import { crdsYaml } from '../../src/kubernetes/crds.js';
 import { CUSTOM_KINDS, GROUP, MigrationSpec, POD_ANNOTATIONS } from '../../src/kubernetes/resources.js';
 
@@ -37,8 +37,11 @@ const MODELS: Record<string, new (data: never) => Validatable> = {
   'v1/ConfigMap': ConfigMap,
   'v1/Pod': Pod,
   'apps/v1/DaemonSet': DaemonSet,
+  'apps/v1/Deployment': Deployment,
   'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
+  'rbac.authorization.k8s.io/v1/Role': Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
   'apiextensions.k8s.io/v1/CustomResourceDefinition': CustomResourceDefinition,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
@@ -160,14 +163,32 @@ test('the CRDs\' openAPIV3Schema says what the agent\'s TypeBox schemas say', (t
   t.deepEqual(disagreements(MigrationSpec as unknown as Schema, drifted, 'spec'), ['spec: field targetNode missing from the CRD', 'spec: required ["endpoint"] vs ["endpoint","targetNode"]']);
 });
 
-test('the ClusterRole grants exactly what the agent calls', (t) => {
-  const role = one('ClusterRole', 'roam-agent') as unknown as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
-  const granted = role.rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.map((res) => `${g}/${res}: ${[...r.verbs].sort().join(',')}`))).sort();
-  const used = API_PERMISSIONS.map(([g, res, verbs]) => `${g}/${res}: ${[...verbs].sort().join(',')}`).sort();
-  t.deepEqual(granted, used);
+type Rules = { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] };
+
+/** Each rule as `group/resource[names]: verbs`, sorted: what a role grants, or what the code lists. */
+const granted = (role: Rules) => role.rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.map((res) => `${g}/${res}${r.resourceNames ? `[${r.resourceNames.join(',')}]` : ''}: ${[...r.verbs].sort().join(',')}`))).sort();
+const used = (p: Permissions) => p.map(([g, res, verbs, names]) => `${g}/${res}${names ? `[${names.join(',')}]` : ''}: ${[...verbs].sort().join(',')}`).sort();
+
+test('the ClusterRole grants exactly what the agent calls, and the signer\'s roles exactly what it calls', (t) => {
+  t.deepEqual(granted(one('ClusterRole', 'roam-agent') as unknown as Rules), used(API_PERMISSIONS));
   const binding = one('ClusterRoleBinding', 'roam-agent') as unknown as { subjects: { name: string; namespace: string }[] };
   const ds = one('DaemonSet', 'roam-agent') as unknown as { metadata: { namespace: string }; spec: { template: { spec: { serviceAccountName: string } } } };
   t.deepEqual(binding.subjects.map((s) => `${s.namespace}/${s.name}`), [`${ds.metadata.namespace}/${ds.spec.template.spec.serviceAccountName}`]);
+
+  t.deepEqual(granted(one('ClusterRole', 'roam-signer') as unknown as Rules), used(SIGNER_PERMISSIONS));
+  t.deepEqual(granted(one('Role', 'roam-signer') as unknown as Rules), used(SIGNER_NAMESPACE_PERMISSIONS));
+  const signer = one('Deployment', 'roam-signer') as unknown as { metadata: { namespace: string }; spec: { replicas: number; template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } } };
+  const account = `${signer.metadata.namespace}/${signer.spec.template.spec.serviceAccountName}`;
+  for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+    const b = one(kind, 'roam-signer') as unknown as { subjects: { name: string; namespace: string }[] };
+    t.deepEqual(b.subjects.map((s) => `${s.namespace}/${s.name}`), [account], kind);
+  }
+  t.not(account, `${ds.metadata.namespace}/${ds.spec.template.spec.serviceAccountName}`, 'the agents do not hold the signer\'s rights');
+  t.is(signer.spec.replicas, 1);
+  // The signer trusts requests from the agents' account: the one the DaemonSet runs as.
+  const args = signer.spec.template.spec.containers[0]!.args;
+  t.deepEqual(args.slice(0, 3), ['signer', '--namespace', signer.metadata.namespace]);
+  t.is(args[args.indexOf('--agents') + 1], `${ds.metadata.namespace}:${ds.spec.template.spec.serviceAccountName}`);
 });
 
 test('the PrometheusRule carries the same alerts as deploy/monitoring/roam-alerts.yaml', (t) => {
@@ -198,6 +219,10 @@ test('the DaemonSet runs the agent with the config it ships, on every node, with
   // The shipped config is one the agent accepts once the flags fill in the node, and the ports match it.
   const config = parseConfig({ ...JSON.parse(readFileSync(join(KUBE, 'agent.json'), 'utf8')), node: 'edge-1', underlay: { address: '192.0.2.1' } });
   t.truthy(config.kubernetes);
+  // Peers over mutual TLS, with a certificate from the cluster, kept on the node's own state volume.
+  t.truthy(config.kubernetes?.peerCertificates);
+  t.falsy(config.insecurePlaintextPeers);
+  for (const file of Object.values(config.tls!)) t.true(file.startsWith(`${config.stateDir}/`), `${file} is on the state volume`);
   const ports = Object.fromEntries(agent.ports.map((p) => [p.name, `${p.containerPort}/${p.protocol}`]));
   t.deepEqual(ports, { metrics: `${config.metrics.listen.split(':').at(-1)}/TCP`, peers: `${config.peerPort}/TCP`, vxlan: `${config.vxlanPort}/UDP` });
 
