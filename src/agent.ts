@@ -6,6 +6,7 @@ import { removeStaleHookSockets } from './checkpoint/runc-container.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Server as TlsServer } from 'node:tls';
+import { totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -57,6 +58,9 @@ function readTlsMaterial(t: { ca: string; cert: string; key: string }): TlsMater
   return { ca: readPem('tls.ca', t.ca), cert: readPem('tls.cert', t.cert), key: readPem('tls.key', t.key) };
 }
 
+/** A container image kept this long after its last use, for a container that comes back. */
+const IMAGE_UNUSED_MS = 3600000;
+
 export class Agent {
   readonly events = new EventBus();
   readonly table: LocationTable;
@@ -73,6 +77,7 @@ export class Agent {
   private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
   private kube: KubernetesMode | undefined;
   private certificates: PeerCertificateKeeper | undefined;
+  private imageCollector: NodeJS.Timeout | undefined;
   private peerClient: PeerClient | undefined;
   private planner: PolicyPlanner | undefined;
   private observer: TrafficObserver | undefined;
@@ -162,6 +167,18 @@ export class Agent {
       events: this.events,
     });
     this.manager = manager;
+    // Container images no endpoint here uses, nor used for an hour, are removed: at start and every ten minutes.
+    const collectImages = () => {
+      try {
+        const removed = manager.containers.images.collect(manager.imagesInUse(), IMAGE_UNUSED_MS);
+        if (removed.length > 0) this.events.info(`container images unused here for ${IMAGE_UNUSED_MS / 60000} min removed: ${removed.join(', ')}`);
+      } catch (err) {
+        this.events.warn(`collecting unused container images: ${(err as Error).message}`);
+      }
+    };
+    collectImages();
+    this.imageCollector = setInterval(collectImages, 600000);
+    this.imageCollector.unref();
     // config/load.ts lets an agent without tls start only when its config says insecurePlaintextPeers.
     if (!tls) this.events.warn(`insecurePlaintextPeers: the peer protocol on port ${c.peerPort} and the page servers are plain and unauthenticated: anyone who reaches them can run processes as root on ${c.node}; keep the underlay private`);
     // CRIU reads the same files itself, from its own working directory.
@@ -188,7 +205,12 @@ export class Agent {
     // The switch: this node's FDB and the peers' learn the new owner at the same time; both before the unlock.
     const target = new MigrationTarget(manager, c.stateDir, async () => {
       await Promise.all([reconciler.reconcile(), sync.publish(2000)]);
-    }, this.events, c.underlay.address, pageTls);
+    }, this.events, c.underlay.address, pageTls, {
+      idleMs: c.limits.arrivalIdleSeconds * 1000,
+      // No endpoint a node of this size runs dumps more than its memory.
+      imageBytes: c.limits.imageBytes ?? totalmem() + 1024 ** 3,
+      reserveFreeBytes: c.limits.reserveFreeBytes,
+    });
     await resumeSwitchedArrivals(c.stateDir, manager, this.events);
     this.migrations = { source, target };
     this.kube?.run(manager, source);
@@ -214,7 +236,7 @@ export class Agent {
     // Who calls: the node its certificate names (undefined without tls, the config's choice). Before every route.
     registerPeerIdentity(this.peer, tls !== undefined, this.events);
     registerPeerRoutes(this.peer, { manager, sync, events: this.events });
-    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, events: this.events });
+    registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, events: this.events, uploads: { idleMs: c.limits.uploadIdleSeconds * 1000, fileBytes: c.limits.fileBytes } });
     const planner = this.planner;
     registerPolicyPeerRoutes(this.peer, { node: c.node, decisions: () => planner.decisions() });
     await this.peer.listen({ host: c.underlay.address, port: c.peerPort });
@@ -272,6 +294,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.certificates?.stop();
+    clearInterval(this.imageCollector);
     await this.planner?.stop();
     this.kube?.stop();
     this.sync?.stop();

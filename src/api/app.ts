@@ -29,6 +29,8 @@ export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requ
   });
   app.setErrorHandler((err: unknown, _req, reply) => {
     if (err instanceof RoamError) {
+      // The rest of a refused upload is not read: the connection ends with the answer.
+      if (err.code === 'TOO_LARGE' || err.code === 'UPLOAD_STALLED') void reply.header('connection', 'close');
       return reply.status(httpStatusOf(err.code)).send({ error: err.toJSON() });
     }
     const e = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };

@@ -81,6 +81,16 @@ export const AgentConfig = Type.Object(
     insecurePlaintextPeers: Type.Optional(Type.Boolean({
       description: 'serve the peer protocol and the page servers as plain, unauthenticated TCP instead of tls: anyone who reaches peerPort can then start processes as root on this node and read services\' memory. Only for a private lab underlay; the agent warns at every start',
     })),
+    limits: Type.Object(
+      {
+        uploadIdleSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'an upload from a peer (images, a container\'s files or image, held packets) that moves no byte for this long is cut off' }),
+        imageBytes: Type.Optional(Type.Integer({ minimum: 1048576, description: 'the most one migration\'s memory images may take, all uploads together; by default this node\'s RAM plus 1 GiB (no endpoint that fits a node of this size dumps more)' })),
+        fileBytes: Type.Integer({ minimum: 1048576, default: 17179869184, description: 'the most one upload of a container\'s files, or one container image, may take (16 GiB by default)' }),
+        arrivalIdleSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 60, description: 'an arriving migration whose source has not been heard from for this long before the switch is given up' }),
+        reserveFreeBytes: Type.Integer({ minimum: 0, default: 1073741824, description: 'free space kept in stateDir: an arrival is refused when less would be left (1 GiB by default)' }),
+      },
+      { additionalProperties: false, default: {}, description: 'bounds on what peers may send: every upload is limited in size and in idle time, every arrival in how long it waits' },
+    ),
     migration: Type.Object(
       {
         maxConcurrent: Type.Integer({

@@ -108,6 +108,7 @@ export class NodeContainers {
   /** Mounts the root filesystem and writes the configuration: ready for runc run or restore. */
   assemble(name: string, dir: string, netns: string, part: ContainerPart): void {
     if (!this.images.has(part.image)) throw new RoamError('CONTAINER_FAILED', `image ${part.image} is not on this node`);
+    this.images.touch(part.image);
     for (const v of part.volumes) if (!existsSync(v.source)) throw new RoamError('INPUT_INVALID', `volume: ${v.source} does not exist on this node`);
     this.makeFolders(dir, part);
     const l = this.layout(dir);

@@ -59,6 +59,8 @@ export async function unpackUpload(root: string, upload: Readable, spool: string
     try {
       await pipeline(upload, createWriteStream(spool, { flags: 'wx', mode: 0o600 }));
     } catch (err) {
+      // A bound the upload broke (its size, its idle time) is said as it is.
+      if (err instanceof RoamError) throw err;
       throw new RoamError('CONTAINER_FAILED', `archive for ${root}: the archive stopped arriving (${err instanceof Error ? err.message : String(err)})`);
     }
     await writingTree(root, async () => {

@@ -283,6 +283,11 @@ export class EndpointManager {
     return [...this.local.values()].find((r) => r.arrivedWith === id)?.name;
   }
 
+  /** The container images the endpoints here and those arriving are made from. */
+  imagesInUse(): Set<string> {
+    return new Set([...this.local.values(), ...this.incoming.values()].flatMap((r) => (r.container ? [r.container.image] : [])));
+  }
+
   records(): EndpointRecord[] {
     return [...this.local.values()].map((r) => this.toRecord(r));
   }

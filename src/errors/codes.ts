@@ -20,6 +20,9 @@ export const ErrorCodes = {
   MIGRATION_FAILED: { status: 500, description: 'A migration did not complete; the handover report says in which phase, why, and where the service runs now.' },
   SYSCALL_FAILED: { status: 500, description: 'A kernel operation failed; errno, operation and target are attached.' },
   PRECONDITION: { status: 500, description: 'The host lacks something roam needs (root, a kernel feature, a binary); the message says what.' },
+  TOO_LARGE: { status: 413, description: "A peer's upload (images, a container's files or image, held packets) is larger than this node allows (config limits); it was refused before more was read, and nothing of it kept." },
+  UPLOAD_STALLED: { status: 408, description: "A peer's upload moved no byte for longer than this node waits (config limits.uploadIdleSeconds); it was cut off and nothing of it kept." },
+  NO_SPACE: { status: 507, description: "This node's state directory has too little free space for an arrival (config limits.reserveFreeBytes is kept free); the message says how much is free and how much was asked." },
   CERTIFICATE_UNAVAILABLE: { status: 503, description: 'The agent could not get its peer certificate from the cluster: the signer denied or failed the request, issued a certificate that does not name this node, or did not answer in time; the message names the CertificateSigningRequest.' },
   TESTBED: { status: 500, description: 'The testbed could not be brought up or down; the message names the step.' },
 } as const;

@@ -37,6 +37,8 @@ export interface Arrival extends ArrivalMemory {
   /** when the source last asked anything about it, and uploads under way: an arrival nobody drives expires */
   lastSeen: number;
   uploads: number;
+  /** image bytes received so far, against limits.imageBytes */
+  imageBytes: number;
   /** the node that prepared it (its certificate's name; undefined over plaintext peers): every later step comes from it */
   from: string | undefined;
 }

@@ -21,6 +21,7 @@ import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
 import { resumeService } from '../handover/resume.js';
 import type { HandoverCounts, ResumeMeasurement } from '../records/handover.js';
 import type { HeldPackets } from '../sys/packet-hold.js';
+import { requireFreeSpace } from '../sys/free-space.js';
 import { isSameProcessAlive } from '../sys/proc.js';
 import { arriveContainerFiles, SWITCHED_FILE, type Arrival } from './arrival.js';
 import { checkpointerFor } from './checkpointer-for.js';
@@ -36,7 +37,15 @@ const KEEP_STALL_MS = 30000;
 /** After the switch, how long the service waits behind the lock for the source's unlock before the target lifts it itself. */
 const UNLOCK_WATCHDOG_MS = 10000;
 /** An arrival not yet switched that the source has not driven for this long is given up (the source died, or cannot reach us). */
-const ARRIVAL_IDLE_MS = 60000;
+/** What an arrival may take and how long it may wait (config limits). */
+export interface ArrivalLimits {
+  /** before the switch, an arrival whose source is silent this long is given up */
+  idleMs: number;
+  /** all of one migration's images together */
+  imageBytes: number;
+  /** free space an arrival must leave in the state directory */
+  reserveFreeBytes: number;
+}
 
 export class MigrationTarget {
   private readonly arrivals = new Map<string, Arrival>();
@@ -55,6 +64,7 @@ export class MigrationTarget {
     private readonly underlayAddress = '127.0.0.1',
     /** page-server connections over TLS (the cluster's, from the config's tls); plain without */
     private readonly pageTls?: PageServerTls,
+    private readonly limits: ArrivalLimits = { idleMs: 60000, imageBytes: Number.MAX_SAFE_INTEGER, reserveFreeBytes: 0 },
   ) {
     this.takeovers = new Takeovers(stateDir);
     this.pulls = new PullVerdicts(KEEP_STALL_MS, events);
@@ -79,8 +89,8 @@ export class MigrationTarget {
     for (const a of this.arrivals.values()) {
       // A streamed dump talks to the page server, not to this agent: while it runs, the source is at work.
       const streaming = a.pageServer !== undefined && isSameProcessAlive(a.pageServer.pid, a.pageServer.startTime);
-      if (a.switched || a.uploads > 0 || streaming || Date.now() - a.lastSeen < ARRIVAL_IDLE_MS) continue;
-      this.events?.warn(`migration ${a.id}: its source has not been heard from for ${ARRIVAL_IDLE_MS / 1000} s before the switch; giving up the arrival of ${a.name}`);
+      if (a.switched || a.uploads > 0 || streaming || Date.now() - a.lastSeen < this.limits.idleMs) continue;
+      this.events?.warn(`migration ${a.id}: its source has not been heard from for ${this.limits.idleMs / 1000} s before the switch; giving up the arrival of ${a.name}`);
       this.abort(a.id).catch((err: unknown) => this.events?.error(`migration ${a.id}: removing the arrival of ${a.name}: ${String(err)}`));
     }
     if (this.arrivals.size === 0) {
@@ -99,6 +109,9 @@ export class MigrationTarget {
     if (req.container && !this.manager.containers.images.has(req.container.image)) {
       throw new RoamError('CONFLICT', `image ${req.container.image} of ${req.name} is not on this node; send it first`);
     }
+    // Where its images will go: an arrival that would leave less than the reserve is not taken.
+    mkdirSync(join(this.stateDir, 'migrations'), { recursive: true });
+    requireFreeSpace(join(this.stateDir, 'migrations'), this.limits.reserveFreeBytes, `migration ${req.id} of ${req.name}`);
     const dir = join(this.stateDir, 'migrations', req.id);
     const imagesDir = join(dir, 'images');
     mkdirSync(imagesDir, { recursive: true });
@@ -115,7 +128,7 @@ export class MigrationTarget {
       );
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, strategy, handover: req.handover, underlayAddress: this.underlayAddress, pageTls: this.pageTls,
-        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false, lastSeen: Date.now(), uploads: 0, from,
+        hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false, lastSeen: Date.now(), uploads: 0, imageBytes: 0, from,
       };
       this.arrivals.set(req.id, arrival);
       this.expiry ??= setInterval(() => this.expireIdleArrivals(), 5000).unref();
@@ -150,13 +163,21 @@ export class MigrationTarget {
   }
 
   /** An upload into the arrival's images folder (`write` takes it from the wire); the arrival is not idle meanwhile. */
-  receiveImages<T>(id: string, write: (imagesDir: string) => Promise<T>): Promise<T> {
+  /** `write` gets the bytes this migration's images may still take (limits.imageBytes, all uploads together). */
+  receiveImages<T extends { bytes: number }>(id: string, write: (imagesDir: string, maxBytes: number) => Promise<T>): Promise<T> {
     const a = this.arrival(id);
-    return this.uploading(a, () => write(a.imagesDir));
+    return this.uploading(a, async () => {
+      const got = await write(a.imagesDir, this.limits.imageBytes - a.imageBytes);
+      a.imageBytes += got.bytes;
+      return got;
+    });
   }
 
   hasImage(image: string): boolean {
-    return this.manager.containers.images.has(image);
+    // A peer asks before it sends the image and prepares a container from it: kept from now.
+    const here = this.manager.containers.images.has(image);
+    if (here) this.manager.containers.images.touch(image);
+    return here;
   }
 
   /** A container image a source sends before it migrates a container made from it here. */

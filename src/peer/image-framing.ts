@@ -15,6 +15,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { RoamError, SysError } from '../errors/roam-error.js';
+import { boundedChunks, type BodyBounds } from '../http/bounded-body.js';
 import { errorFromBody, requestTo, type TlsMaterial } from '../http/client.js';
 
 export const IMAGE_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -162,9 +163,9 @@ class Framed {
  * against the sender's checksum. On any failure the files it wrote are
  * removed: an arrival never restores from a partial or damaged set.
  */
-export async function receiveImages(dir: string, body: IncomingMessage): Promise<{ files: number; bytes: number }> {
+export async function receiveImages(dir: string, body: IncomingMessage, bounds: BodyBounds, what: string): Promise<{ files: number; bytes: number }> {
   const hash = createHash('sha256');
-  const framed = new Framed(body, hash);
+  const framed = new Framed(boundedChunks(body, bounds, what), hash);
   const written: string[] = [];
   let bytes = 0;
   try {

@@ -9,6 +9,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { RoamError } from '../errors/roam-error.js';
+import { boundedChunks, boundedStream } from '../http/bounded-body.js';
 import { HOLD_BUDGET_BYTES } from '../handover/hold.js';
 import type { EventBus } from '../events/bus.js';
 import type { MigrationSource } from '../migration/source.js';
@@ -25,6 +26,8 @@ export interface MigrationPeerDeps {
   node: string;
   source: MigrationSource;
   target: MigrationTarget;
+  /** bounds on uploads (config limits): idle time, and the size of a container's files or image */
+  uploads: { idleMs: number; fileBytes: number };
   /** where refusals are said and counted */
   events?: EventBus;
 }
@@ -36,8 +39,9 @@ export function startMigrationHere(d: { node: string; source: MigrationSource },
 }
 
 export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPeerDeps): void {
-  // Images arrive as raw streams; the route reads them itself.
+  // Images arrive as raw streams; the route reads them itself, within its bounds.
   app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null, undefined));
+  const fileBounds = { maxBytes: d.uploads.fileBytes, idleMs: d.uploads.idleMs };
 
   /** Refuses (403) a step of a migration another node prepared here. */
   const fromItsSource = (req: FastifyRequest, step: string): void => {
@@ -65,16 +69,19 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPe
 
   app.put<{ Params: MigrationParams }>('/peer/v1/migrations/:id/images', { schema: { params: MigrationParams }, onRequest: onlyItsSource('send images to') }, async (req) => {
     fromItsSource(req, 'send images to');
-    return d.target.receiveImages(req.params.id, (imagesDir) => receiveImages(imagesDir, req.raw));
+    const what = `images of migration ${req.params.id}`;
+    return d.target.receiveImages(req.params.id, (imagesDir, maxBytes) => receiveImages(imagesDir, req.raw, { maxBytes, idleMs: d.uploads.idleMs }, what));
   });
 
   app.get<{ Params: ImageParams }>('/peer/v1/images/:image', { schema: { params: ImageParams } }, async (req) => ({ present: d.target.hasImage(req.params.image) }));
 
-  app.put<{ Params: ImageParams }>('/peer/v1/images/:image', { schema: { params: ImageParams } }, async (req) => ({ image: await d.target.receiveImage(req.params.image, req.raw) }));
+  app.put<{ Params: ImageParams }>('/peer/v1/images/:image', { schema: { params: ImageParams } }, async (req) => ({
+    image: await d.target.receiveImage(req.params.image, boundedStream(req.raw, fileBounds, `container image ${req.params.image}`)),
+  }));
 
   app.put<{ Params: TreeParams }>('/peer/v1/migrations/:id/trees/:tree', { schema: { params: TreeParams }, onRequest: onlyItsSource('send files to') }, async (req) => {
     fromItsSource(req, 'send files to');
-    await d.target.receiveTree(req.params.id, req.params.tree, req.raw);
+    await d.target.receiveTree(req.params.id, req.params.tree, boundedStream(req.raw, fileBounds, `${req.params.tree} files of migration ${req.params.id}`));
     return { tree: req.params.tree };
   });
 
@@ -98,12 +105,7 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPe
     // An arrival known here before a byte is read (keep throws NOT_FOUND): no stranger's id gets a 128 MiB buffer.
     d.target.keep(req.params.id);
     const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of req.raw as AsyncIterable<Buffer>) {
-      size += c.length;
-      if (size > HOLD_BUDGET_BYTES * 2) throw new RoamError('INPUT_INVALID', `held packets of migration ${req.params.id}: more than ${HOLD_BUDGET_BYTES * 2} bytes`);
-      chunks.push(c);
-    }
+    for await (const c of boundedChunks(req.raw, { maxBytes: HOLD_BUDGET_BYTES * 2, idleMs: d.uploads.idleMs }, `held packets of migration ${req.params.id}`)) chunks.push(c);
     let held: HeldPackets;
     try {
       held = parseHoldOutput(Buffer.concat(chunks));

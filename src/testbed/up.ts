@@ -42,6 +42,8 @@ export interface UpOptions {
      */
     peerCertificates?: { renewAfterSeconds?: number };
   };
+  /** the agents' bounds on what peers send (tests shorten them); by default the agent's own, with a 1 MiB free-space reserve */
+  limits?: Partial<AgentConfig['limits']>;
   say: (line: string) => void;
 }
 
@@ -72,7 +74,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     // A running agent keeps the config it started with: nodes added later are found by discovery.
     // Agents talk mutual TLS under a CA of the testbed's own.
     const tls = ensureNodeCert(tlsDir, node.name, node.underlayIp);
-    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubernetes);
+    if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubernetes, o.limits);
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -177,7 +179,9 @@ function underlayMac(index: number): string {
   return `02:75:00:00:${((index >> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert, kubernetes: UpOptions['kubernetes']): void {
+function writeAgentConfig(
+  layout: TestbedLayout, node: NodeLayout, syncIntervalMs: number | undefined, rateBits: bigint | undefined, tls: NodeCert, kubernetes: UpOptions['kubernetes'], limits: UpOptions['limits'],
+): void {
   const config: AgentConfig = {
     node: node.name,
     // The limited rate, when there is one, is what the agents plan migrations with.
@@ -195,6 +199,8 @@ function writeAgentConfig(layout: TestbedLayout, node: NodeLayout, syncIntervalM
     syncIntervalMs: syncIntervalMs ?? 2000,
     // From the cluster, the agent writes its own peer key, certificate and CA here.
     tls: kubernetes?.peerCertificates ? { ca: join(node.dir, 'peer-ca.pem'), cert: join(node.dir, 'peer.pem'), key: join(node.dir, 'peer.key') } : tls,
+    // The testbed's state is on the host's disk, shared by every node: each keeps a small reserve only.
+    limits: { uploadIdleSeconds: 30, fileBytes: 16 * 1024 ** 3, arrivalIdleSeconds: 60, reserveFreeBytes: 1024 ** 2, ...limits },
     migration: { maxConcurrent: 1 },
     policy: { intervalMs: 1000, default: { drain: true, minDwellMs: 30000, prepare: true } },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },

@@ -11,7 +11,7 @@ import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { runCli } from '../../src/cli/roam.js';
 import { mountsBelow, testbedDown } from '../../src/testbed/down.js';
 import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
-import { testbedUp } from '../../src/testbed/up.js';
+import { testbedUp, type UpOptions } from '../../src/testbed/up.js';
 import { isAgentRunning } from '../../src/testbed/agent-process.js';
 import type { TestbedNodeState, TestbedState } from '../../src/testbed/state.js';
 import { waitFor } from './wait.js';
@@ -24,8 +24,8 @@ export function uniqueTestbedName(): string {
   return `t${randomBytes(3).toString('hex')}`;
 }
 
-export async function upTestbed(name: string, nodes = 3, underlayRate?: string): Promise<TestbedState> {
-  return testbedUp({ name, nodes, underlayRate, syncIntervalMs: 500, say: () => undefined });
+export async function upTestbed(name: string, nodes = 3, underlayRate?: string, limits?: UpOptions['limits']): Promise<TestbedState> {
+  return testbedUp({ name, nodes, underlayRate, syncIntervalMs: 500, say: () => undefined, ...(limits ? { limits } : {}) });
 }
 
 /** Tears down and returns what is left of it (empty when clean). */

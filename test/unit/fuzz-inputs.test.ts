@@ -97,7 +97,7 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     abort: async (id: string) => notFound(`migration ${id}`),
     preparedBy: () => undefined,
   } as unknown as MigrationTarget;
-  registerMigrationPeerRoutes(peer, { node: deps.node, source, target });
+  registerMigrationPeerRoutes(peer, { node: deps.node, source, target, uploads: { idleMs: 5000, fileBytes: 64 * 1024 * 1024 } });
   return { control, peer };
 }
 

@@ -23,7 +23,7 @@ async function receiver(t: import('ava').ExecutionContext): Promise<Receiver> {
   const dir = mkdtempSync(join(tmpdir(), 'roam-images-in-'));
   let outcome: Promise<{ files: number; bytes: number } | string> = Promise.resolve('nothing received');
   const server = createServer((req, res) => {
-    outcome = receiveImages(dir, req).then(
+    outcome = receiveImages(dir, req, { maxBytes: 256 * 1024 * 1024, idleMs: 5000 }, 'images').then(
       (r) => {
         res.end(JSON.stringify(r));
         return r;

@@ -161,7 +161,7 @@ test.before(async () => {
   const app = createApp({ ...server, requestCert: true, rejectUnauthorized: true });
   registerPeerIdentity(app, true, events);
   registerPeerRoutes(app, { manager: {} as EndpointManager, sync, events });
-  registerMigrationPeerRoutes(app, { node: 'node2', source: {} as MigrationSource, target, events });
+  registerMigrationPeerRoutes(app, { node: 'node2', source: {} as MigrationSource, target, events, uploads: { idleMs: 5000, fileBytes: 64 * 1024 * 1024 } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   tls = { dir, app, port: (app.server.address() as AddressInfo).port, table, events, refused, warnings, steps, prepared, as };
 });
