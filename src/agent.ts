@@ -26,6 +26,7 @@ import { removeArrivalLeftovers, resumeSwitchedArrivals } from './migration/targ
 import { EndpointRouter } from './cluster/endpoint-router.js';
 import { LocationTable } from './cluster/locations.js';
 import { PeerSync } from './cluster/peer-sync.js';
+import { claimName, NameClaims } from './cluster/name-claims.js';
 import type { AgentConfig } from './config/schema.js';
 import { splitHostPort } from './records/formats.js';
 import { EndpointManager } from './endpoint/manager.js';
@@ -160,10 +161,13 @@ export class Agent {
     const first = await reconciler.start(Math.max(c.syncIntervalMs * 5, 10000));
     for (const e of first.errors) this.events.warn(`initial reconcile: ${e}`);
 
+    // A new endpoint's name is claimed from every node first: no two nodes create the same name at once.
+    const names = new NameClaims((name) => this.table.endpoints().find((e) => e.name === name)?.node);
     const manager = new EndpointManager({
       node: c.node, stateDir: c.stateDir, subnet: c.overlay.subnet, range, mtu: c.overlay.mtu,
       session, bridgeIndex: () => reconciler.overlayDevices!.bridgeIndex,
       clusterEndpoints: () => this.table.endpoints().filter((e) => e.node !== c.node),
+      claimName: (name) => claimName(name, c.node, names, this.table.peers().map((p) => ({ node: p.node, address: p.address })), this.peerClient!),
       events: this.events,
     });
     this.manager = manager;
@@ -235,7 +239,7 @@ export class Agent {
     });
     // Who calls: the node its certificate names (undefined without tls, the config's choice). Before every route.
     registerPeerIdentity(this.peer, tls !== undefined, this.events);
-    registerPeerRoutes(this.peer, { manager, sync, events: this.events });
+    registerPeerRoutes(this.peer, { manager, sync, names, events: this.events });
     registerMigrationPeerRoutes(this.peer, { node: c.node, source, target, events: this.events, uploads: { idleMs: c.limits.uploadIdleSeconds * 1000, fileBytes: c.limits.fileBytes } });
     const planner = this.planner;
     registerPolicyPeerRoutes(this.peer, { node: c.node, decisions: () => planner.decisions() });

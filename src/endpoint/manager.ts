@@ -55,6 +55,8 @@ export interface EndpointManagerOptions {
   bridgeIndex: () => number;
   /** every endpoint the cluster knows of, for name and address uniqueness */
   clusterEndpoints: () => readonly EndpointRecord[];
+  /** claims a new endpoint's name across the cluster before it is created (cluster/name-claims.ts); released if the create fails */
+  claimName?: (name: string) => Promise<{ release(): void }>;
   events: EventBus;
   stopGraceMs?: number;
 }
@@ -310,6 +312,16 @@ export class EndpointManager {
     if (!req.container && req.command.length === 0) throw new RoamError('INPUT_INVALID', 'command: give the program to run after --');
     if (req.command[0] === '') throw new RoamError('INPUT_INVALID', 'command.0: the program to run is empty (its arguments may be, it may not)');
     const identity = this.newIdentity(req.name, req.ip);
+    const claim = await this.o.claimName?.(req.name);
+    try {
+      return await this.createClaimed(req, identity);
+    } catch (err) {
+      claim?.release();
+      throw err;
+    }
+  }
+
+  private async createClaimed(req: CreateEndpointRequest, identity: ReturnType<EndpointManager['newIdentity']>): Promise<EndpointRecord> {
     const container = req.container ? await this.containers.partFor(req.container, req.command, this.o.node) : undefined;
     const command = container ? container.spec.process.args : req.command;
     const record: StoredEndpoint = {

@@ -15,6 +15,7 @@ import { EndpointRecord, type EndpointRecord as EndpointRecordT } from '../recor
 import type { CreateEndpointBody } from '../records/endpoint-requests.js';
 import { HandoverCounts, ResumeMeasurement } from '../records/handover.js';
 import { MigrationStatus } from '../records/migration-report.js';
+import { NameClaimAnswer, type NameClaimAnswer as NameClaimAnswerT, type NameClaimBody } from '../records/name-claim.js';
 import type { EndpointPolicy } from '../records/policy.js';
 import { sendImages } from './image-framing.js';
 import { PreparedAnswer, PullAnswer, RestoredAnswer, StartedAnswer, type MigrateBody } from './schemas.js';
@@ -39,6 +40,15 @@ export class PeerClient implements TargetAgent {
   async announce(address: string, mine: NodeAnnouncement): Promise<AnnounceResult> {
     const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/announce', mine, { timeoutMs: this.timeoutMs });
     return parseWithSchema(AnnounceResponse, answer, 'PEER_PROTOCOL', `announce answer from ${address}`) as AnnounceResult;
+  }
+
+  async claimName(address: string, body: NameClaimBody): Promise<NameClaimAnswerT> {
+    const answer = await callJson<unknown>(this.target(address), 'POST', '/peer/v1/names/claim', body, { timeoutMs: this.timeoutMs });
+    return parseWithSchema(NameClaimAnswer, answer, 'PEER_PROTOCOL', `name claim answer from ${address}`) as NameClaimAnswerT;
+  }
+
+  async releaseName(address: string, body: NameClaimBody): Promise<void> {
+    await callJson<unknown>(this.target(address), 'POST', '/peer/v1/names/release', body, { timeoutMs: this.timeoutMs });
   }
 
   async createEndpoint(address: string, body: CreateEndpointBody): Promise<EndpointRecordT> {

@@ -114,6 +114,12 @@ export function announcementRefusal(caller: PeerIdentity | undefined, a: { node:
   return undefined;
 }
 
+/** A name claim (POST /peer/v1/names/claim or release) speaks for the certificate's node. Without an identity it passes. */
+export function nameClaimRefusal(caller: PeerIdentity | undefined, claim: { name: string; node: string }): Refusal | undefined {
+  if (caller === undefined || claim.node === caller.node) return undefined;
+  return { reason: 'not-its-node', message: `${caller.node} claimed endpoint name ${claim.name} for ${claim.node}: its certificate speaks for ${caller.node} only` };
+}
+
 /**
  * A step of migration `id` (images, trees, restore, switch, held, unlock,
  * stall, pull, keep, abort, settled) comes from the node that prepared it

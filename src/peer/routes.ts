@@ -7,7 +7,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { EventBus } from '../events/bus.js';
-import { announcementRefusal, callerOf, refusePeer } from './identity.js';
+import { announcementRefusal, callerOf, nameClaimRefusal, refusePeer } from './identity.js';
+import type { NameClaims } from '../cluster/name-claims.js';
+import { NameClaimBody } from '../records/name-claim.js';
 import type { EndpointManager } from '../endpoint/manager.js';
 import type { PeerSync } from '../cluster/peer-sync.js';
 import { NodeAnnouncement } from '../records/announcement.js';
@@ -16,6 +18,8 @@ import { CreateEndpointBody, LogsQuery, NameParams, PolicyBody } from '../record
 export interface PeerDeps {
   manager: EndpointManager;
   sync: PeerSync;
+  /** the endpoint names this node granted to creating nodes */
+  names: NameClaims;
   /** where refusals are said and counted */
   events?: EventBus;
 }
@@ -27,6 +31,18 @@ export function registerPeerRoutes(app: FastifyInstance, d: PeerDeps): void {
     if (refusal) throw refusePeer(d.events, req, caller?.node ?? req.ip, refusal);
     return d.sync.receive(req.body);
   });
+
+  // A node about to create an endpoint claims its name from every node (cluster/name-claims.ts), for itself only.
+  for (const verb of ['claim', 'release'] as const) {
+    app.post<{ Body: NameClaimBody }>(`/peer/v1/names/${verb}`, { schema: { body: NameClaimBody } }, async (req) => {
+      const caller = callerOf(req);
+      const refused = nameClaimRefusal(caller, req.body);
+      if (refused) throw refusePeer(d.events, req, caller?.node ?? req.ip, refused);
+      if (verb === 'claim') return d.names.answer(req.body.name, req.body.node);
+      d.names.release(req.body.name, req.body.node);
+      return { released: req.body.name };
+    });
+  }
 
   app.post<{ Body: CreateEndpointBody }>('/peer/v1/endpoints', { schema: { body: CreateEndpointBody } }, async (req, reply) => {
     const b = req.body;

@@ -202,3 +202,28 @@ test.serial("an empty argument is an argument: redis-server --save '' runs as an
   await waitFor('redis to accept connections', () => endpointLog(tb, 'node2', 'rds').includes('Ready to accept connections'), 20000);
   t.like((await endpoints(tb, 1)).find((e) => e.name === 'rds'), { node: 'node2', state: 'running' });
 });
+
+test.serial('two nodes asked at the same moment to create the same name: exactly one does, the other is refused naming it, and every agent agrees where it runs', async (t) => {
+  stopAfter(t, name, 'dup');
+  // Each through its own node's API, as two users on two nodes would: neither view has the other's yet.
+  const ask = (i: number) => callJson<{ node: string }>({ socketPath: tb.nodes[i]!.apiSocket }, 'POST', '/v1/endpoints', { name: 'dup', node: `node${i + 1}`, command: [node, '-e', 'setInterval(() => {}, 1000)'] });
+  for (let round = 0; round < 5; round++) {
+    const answers = await Promise.allSettled([ask(0), ask(1)]);
+    const made = answers.filter((a): a is PromiseFulfilledResult<{ node: string }> => a.status === 'fulfilled');
+    const refused = answers.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+    t.true(made.length <= 1, `round ${round}: ${made.length} nodes created dup`);
+    for (const r of refused) {
+      t.is(r.reason.code, 'CONFLICT', String(r.reason.message));
+      t.regex(String(r.reason.message), /^name: endpoint dup (already exists on node[12]|is being created on node[12] at this moment)/);
+    }
+    if (made.length === 1) {
+      const where = made[0]!.value.node;
+      await waitFor('every agent to know where dup runs', async () => {
+        const seen = await Promise.all(tb.nodes.map(async (_, i) => (await endpoints(tb, i)).filter((e) => e.name === 'dup').map((e) => e.node)));
+        return seen.every((s) => s.length === 1 && s[0] === where);
+      });
+    }
+    await callJson({ socketPath: tb.nodes[0]!.apiSocket }, 'DELETE', '/v1/endpoints/dup').catch(() => undefined);
+    await waitFor('dup gone everywhere', async () => (await Promise.all(tb.nodes.map(async (_, i) => (await endpoints(tb, i)).some((e) => e.name === 'dup')))).every((x) => !x));
+  }
+});

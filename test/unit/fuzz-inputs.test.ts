@@ -23,6 +23,7 @@ import { EndpointRouter, type LocalEndpoints, type RemoteEndpoints } from '../..
 import { LocationTable } from '../../src/cluster/locations.js';
 import type { EndpointRecord } from '../../src/records/endpoint.js';
 import { PeerSync } from '../../src/cluster/peer-sync.js';
+import { NameClaims } from '../../src/cluster/name-claims.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { EndpointManager } from '../../src/endpoint/manager.js';
 import { RoamError } from '../../src/errors/roam-error.js';
@@ -81,7 +82,7 @@ function apps(imagesRoot: string): { control: FastifyInstance; peer: FastifyInst
     logs: (name: string) => notFound(`endpoint ${name}`),
   } as unknown as EndpointManager;
   const sync = new PeerSync(table, { announce: async () => notFound('peer') } as never, 2000, new EventBus());
-  registerPeerRoutes(peer, { manager, sync });
+  registerPeerRoutes(peer, { manager, sync, names: new NameClaims(() => undefined) });
   // The image upload and the held packets go through their real readers; the rest of the target is unknown ids.
   const target = {
     prepare: async (b: { id: string }) => notFound(`migration ${b.id}`),

@@ -9,15 +9,18 @@
  * end. test/e2e/peer-tls.test.ts makes the same attacks on a testbed.
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fc from 'fast-check';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createApp } from '../../src/api/app.js';
 import { LocationTable, MAX_SEQ_AHEAD_MS } from '../../src/cluster/locations.js';
+import { NameClaims } from '../../src/cluster/name-claims.js';
 import { answerRefusal, PeerSync, type PeerTransport } from '../../src/cluster/peer-sync.js';
 import type { EndpointManager } from '../../src/endpoint/manager.js';
+import { httpStatusOf } from '../../src/errors/codes.js';
 import { RoamError } from '../../src/errors/roam-error.js';
 import { EventBus, type AgentEvents } from '../../src/events/bus.js';
 import { callJson, type TlsMaterial } from '../../src/http/client.js';
@@ -99,7 +102,7 @@ test('the node that prepared a migration drives it; an unknown migration and a p
 test('a peer app without the identity hook answers nothing rather than treat its callers as plaintext', async (t) => {
   const table = new LocationTable('node2', '172.31.0.2');
   const app = createApp();
-  registerPeerRoutes(app, { manager: {} as EndpointManager, sync: new PeerSync(table, { announce: async () => Promise.reject(new Error('no')) }, 60000, new EventBus()) });
+  registerPeerRoutes(app, { manager: {} as EndpointManager, sync: new PeerSync(table, { announce: async () => Promise.reject(new Error('no')) }, 60000, new EventBus()), names: new NameClaims(() => undefined) });
   const res = await app.inject({ method: 'POST', url: '/peer/v1/announce', payload: { node: 'node1', address: '172.31.0.1', seq: 1, endpoints: [] } });
   t.is(res.statusCode, 500);
   t.regex(res.body, /no identity hook/);
@@ -118,6 +121,7 @@ interface Tls {
   warnings: string[];
   steps: string[];
   prepared: Map<string, string | undefined>;
+  names: NameClaims;
   as: Record<'node1' | 'node3' | 'nameless', TlsMaterial>;
 }
 
@@ -157,19 +161,41 @@ test.before(async () => {
     keep: (id: string) => void steps.push(`keep ${id}`),
     abort: async (id: string) => void steps.push(`abort ${id}`),
     settled: (id: string) => void steps.push(`settled ${id}`),
+    // What the steps would act on is not here: the fuzz below reaches these only for its own migrations.
+    receiveImages: async (id: string) => notHere(`migration ${id}`),
+    receiveTree: async (id: string) => notHere(`migration ${id}`),
+    receiveHeld: (id: string) => notHere(`migration ${id}`),
+    restore: async (id: string) => notHere(`migration ${id}`),
+    pullOf: async (id: string) => notHere(`migration ${id}`),
+    stallOf: async (id: string) => notHere(`migration ${id}`),
+    hasImage: () => false,
+    receiveImage: async (image: string) => notHere(`image ${image}`),
   } as unknown as MigrationTarget;
+  // Forwarded endpoint requests are open to every node (THREAT-MODEL.md); none exists here.
+  const manager = {
+    create: async (b: { name: string }) => Promise.reject(new RoamError('CONFLICT', `endpoint ${b.name}: not made in this test`)),
+    setPolicy: async (name: string) => notHere(`endpoint ${name}`),
+    stop: async (name: string) => notHere(`endpoint ${name}`),
+    logs: (name: string) => notHere(`endpoint ${name}`),
+  } as unknown as EndpointManager;
+  const source = { status: () => undefined, start: () => notHere('endpoint') } as unknown as MigrationSource;
   const app = createApp({ ...server, requestCert: true, rejectUnauthorized: true });
   registerPeerIdentity(app, true, events);
-  registerPeerRoutes(app, { manager: {} as EndpointManager, sync, events });
-  registerMigrationPeerRoutes(app, { node: 'node2', source: {} as MigrationSource, target, events, uploads: { idleMs: 5000, fileBytes: 64 * 1024 * 1024 } });
+  const names = new NameClaims((name) => table.endpoints().find((e) => e.name === name)?.node);
+  registerPeerRoutes(app, { manager, sync, names, events });
+  registerMigrationPeerRoutes(app, { node: 'node2', source, target, events, uploads: { idleMs: 5000, fileBytes: 64 * 1024 * 1024 } });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  tls = { dir, app, port: (app.server.address() as AddressInfo).port, table, events, refused, warnings, steps, prepared, as };
+  tls = { dir, app, port: (app.server.address() as AddressInfo).port, table, events, refused, warnings, steps, prepared, names, as };
 });
 
 test.after.always(async () => {
   await tls?.app.close();
   if (tls) rmSync(tls.dir, { recursive: true, force: true });
 });
+
+function notHere(what: string): never {
+  throw new RoamError('NOT_FOUND', `${what} is not here`);
+}
 
 /** A request to node2 with `who`'s certificate; a refusal comes back as the RoamError it described. */
 function call<T>(who: keyof Tls['as'], method: string, path: string, body?: unknown): Promise<T> {
@@ -214,6 +240,16 @@ test.serial("over TLS, node3's certificate cannot drive node1's migration, befor
   await call('node1', 'POST', `/peer/v1/migrations/${id}/keep`, {});
   await call('node1', 'POST', `/peer/v1/migrations/${id}/abort`, {});
   t.deepEqual(tls.steps, [`keep ${id}`, `abort ${id}`]);
+});
+
+test.serial("over TLS, node3's certificate claims endpoint names for node3 only: not for node1, nor releases node1's", async (t) => {
+  await forbidden(t, call('node3', 'POST', '/peer/v1/names/claim', { name: 'api', node: 'node1' }), /^node3 claimed endpoint name api for node1: its certificate speaks for node3 only$/);
+  t.deepEqual(await call('node1', 'POST', '/peer/v1/names/claim', { name: 'api', node: 'node1' }), { granted: true });
+  await forbidden(t, call('node3', 'POST', '/peer/v1/names/release', { name: 'api', node: 'node1' }), /node3 claimed endpoint name api for node1/);
+  t.deepEqual(await call('node3', 'POST', '/peer/v1/names/claim', { name: 'api', node: 'node3' }), { granted: false, holder: 'node1', exists: false }, 'node1 still holds it');
+  t.deepEqual(await call('node3', 'POST', '/peer/v1/names/claim', { name: 'web', node: 'node3' }), { granted: false, holder: 'node1', exists: true }, 'web runs on node1');
+  await call('node1', 'POST', '/peer/v1/names/release', { name: 'api', node: 'node1' });
+  t.deepEqual(await call('node3', 'POST', '/peer/v1/names/claim', { name: 'api', node: 'node3' }), { granted: true });
 });
 
 test.serial('over TLS, a prepare records the node that asked, and only it drives that migration', async (t) => {
@@ -311,4 +347,62 @@ test('an announcement received with a sequence from the far future is answered I
   t.true(err instanceof RoamError && err.code === 'INPUT_INVALID');
   t.deepEqual(refused, [{ peer: 'n2', from: '172.31.0.2', reason: 'seq-ahead' }]);
   t.is(table.node('n2')!.seq, 0);
+});
+
+// ---- random certificates of the cluster's CA, random requests ----
+
+test.serial('fuzz: random certificates the CA signed (wrong nodes, odd names, other addresses) and random bodies on every peer route never crash node2, never get a 5xx, and never change what belongs to node1', async (t) => {
+  // Certificates a compromised or mistaken node could hold: every one signed by the cluster CA, none node1's at its address.
+  const names = ['node3', 'node9', 'node1x', 'edge-7', 'NODE1', 'node1.evil', 'a'.repeat(64), '-node', ''];
+  const holders = names.map((cn, i) => {
+    const dir = join(tls.dir, `fuzz-${i}`);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'ca.pem'), readFileSync(join(tls.dir, 'ca.pem')));
+    writeFileSync(join(dir, 'ca.key'), readFileSync(join(tls.dir, 'ca.key')), { mode: 0o600 });
+    const made = ensureNodeCert(dir, cn || 'placeholder', i % 2 ? '127.0.0.11' : `127.0.0.${50 + i}`);
+    return { ca: readFileSync(made.ca), cert: readFileSync(made.cert), key: readFileSync(made.key) };
+  });
+  // node1 at another address than its own is among them (i odd names node1's address).
+  const stepsBefore = [...tls.steps];
+  const node1Before = JSON.stringify(tls.table.node('node1'));
+  const id = 'm-web-00000a';
+  const routes: [method: string, path: string, body: fc.Arbitrary<unknown>][] = [
+    ['POST', '/peer/v1/announce', fc.record({ node: fc.constantFrom('node1', 'node3', 'node9'), address: fc.constantFrom('127.0.0.11', '127.0.0.13', '127.0.0.51'), seq: fc.integer({ min: 0 }), endpoints: fc.constant([]) })],
+    ['POST', '/peer/v1/names/claim', fc.record({ name: fc.constantFrom('api', 'web', 'db'), node: fc.constantFrom('node1', 'node3', 'node9') })],
+    ['POST', '/peer/v1/names/release', fc.record({ name: fc.constantFrom('api', 'web', 'db'), node: fc.constantFrom('node1', 'node3') })],
+    ['POST', '/peer/v1/endpoints', fc.record({ name: fc.constantFrom('web', 'x'), command: fc.array(fc.string(), { maxLength: 3 }) })],
+    ['POST', '/peer/v1/migrations/prepare', fc.jsonValue()],
+    ['POST', `/peer/v1/migrations/${id}/abort`, fc.jsonValue()],
+    ['POST', `/peer/v1/migrations/${id}/switch`, fc.constant({})],
+    ['POST', `/peer/v1/migrations/${id}/unlock`, fc.jsonValue()],
+    ['POST', `/peer/v1/migrations/${id}/keep`, fc.constant({})],
+    ['POST', `/peer/v1/migrations/${id}/settled`, fc.constant({})],
+    ['POST', `/peer/v1/migrations/${id}/restore`, fc.jsonValue()],
+    ['GET', `/peer/v1/migrations/${id}/stall`, fc.constant(undefined)],
+    ['GET', `/peer/v1/migrations/${id}`, fc.constant(undefined)],
+    ['PUT', `/peer/v1/migrations/${id}/images`, fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b))],
+    ['PUT', `/peer/v1/migrations/${id}/held`, fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b))],
+  ];
+  const seen = new Map<number, number>();
+  await fc.assert(
+    fc.asyncProperty(fc.nat(holders.length - 1), fc.nat(routes.length - 1).chain((r) => fc.tuple(fc.constant(r), routes[r]![2])), async (h, [r, body]) => {
+      const [method, path] = routes[r]!;
+      let status = 200;
+      try {
+        await callJson({ host: '127.0.0.1', port: tls.port, tls: holders[h]! }, method, path, body, { timeoutMs: 5000 });
+      } catch (err) {
+        if (!(err instanceof RoamError)) throw err;
+        status = httpStatusOf(err.code);
+      }
+      seen.set(status, (seen.get(status) ?? 0) + 1);
+      return status < 500;
+    }),
+    { numRuns: 400, seed: 1907 },
+  );
+  t.log(`statuses: ${[...seen].sort().map(([s, n]) => `${s}×${n}`).join(', ')}`);
+  t.true((seen.get(403) ?? 0) > 0 && (seen.get(200) ?? 0) > 0, 'both refusals and accepted requests were made');
+  t.is(JSON.stringify(tls.table.node('node1')), node1Before, "node1's place in node2's view is as it was");
+  t.deepEqual(tls.steps, stepsBefore, "no step of node1's migration ran");
+  for (const name of ['api', 'db']) t.not(tls.names.answer(name, 'probe').holder, 'node1', `no claim of ${name} was taken for node1`);
+  await t.notThrowsAsync(call('node1', 'POST', `/peer/v1/migrations/${id}/keep`, {}), 'node2 still serves node1');
 });
