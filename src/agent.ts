@@ -39,6 +39,7 @@ import { KubeClient, PEER_SIGNER_NAME } from './kubernetes/client.js';
 import { PeerCertificateKeeper } from './kubernetes/peer-certificate.js';
 import { OverlayReconciler } from './overlay/reconciler.js';
 import { RtnlSession } from './sys/netlink/session.js';
+import { liftStaleGates } from './sys/port-gate.js';
 import { registerPolicyMetrics } from './metrics/policy-metrics.js';
 import { TrafficObserver } from './policy/observer.js';
 import { PolicyPlanner } from './policy/planner.js';
@@ -78,7 +79,7 @@ export class Agent {
   private migrations: { source: MigrationSource; target: MigrationTarget } | undefined;
   private kube: KubernetesMode | undefined;
   private certificates: PeerCertificateKeeper | undefined;
-  private imageCollector: NodeJS.Timeout | undefined;
+  private housekeeping: NodeJS.Timeout | undefined;
   private peerClient: PeerClient | undefined;
   private planner: PolicyPlanner | undefined;
   private observer: TrafficObserver | undefined;
@@ -167,22 +168,28 @@ export class Agent {
       node: c.node, stateDir: c.stateDir, subnet: c.overlay.subnet, range, mtu: c.overlay.mtu,
       session, bridgeIndex: () => reconciler.overlayDevices!.bridgeIndex,
       clusterEndpoints: () => this.table.endpoints().filter((e) => e.node !== c.node),
-      claimName: (name) => claimName(name, c.node, names, this.table.peers().map((p) => ({ node: p.node, address: p.address })), this.peerClient!),
+      claimName: async (name) => {
+        const claim = await claimName(name, c.node, names, this.table.peers().map((p) => ({ node: p.node, address: p.address })), this.peerClient!);
+        return { release: claim.release, created: () => claim.created(() => this.sync!.publish(2000)) };
+      },
       events: this.events,
     });
     this.manager = manager;
-    // Container images no endpoint here uses, nor used for an hour, are removed: at start and every ten minutes.
-    const collectImages = () => {
+    // At start and every ten minutes: container images no endpoint here uses, nor used for an hour, are removed, and
+    // so are the gates of page servers that ended while no agent was there to lift them.
+    const housekeeping = () => {
       try {
         const removed = manager.containers.images.collect(manager.imagesInUse(), IMAGE_UNUSED_MS);
         if (removed.length > 0) this.events.info(`container images unused here for ${IMAGE_UNUSED_MS / 60000} min removed: ${removed.join(', ')}`);
+        const lifted = liftStaleGates();
+        if (lifted.length > 0) this.events.info(`gates of page servers that have ended lifted: ports ${lifted.join(', ')}`);
       } catch (err) {
-        this.events.warn(`collecting unused container images: ${(err as Error).message}`);
+        this.events.warn(`housekeeping: ${(err as Error).message}`);
       }
     };
-    collectImages();
-    this.imageCollector = setInterval(collectImages, 600000);
-    this.imageCollector.unref();
+    housekeeping();
+    this.housekeeping = setInterval(housekeeping, 600000);
+    this.housekeeping.unref();
     // config/load.ts lets an agent without tls start only when its config says insecurePlaintextPeers.
     if (!tls) this.events.warn(`insecurePlaintextPeers: the peer protocol on port ${c.peerPort} and the page servers are plain and unauthenticated: anyone who reaches them can run processes as root on ${c.node}; keep the underlay private`);
     // CRIU reads the same files itself, from its own working directory.
@@ -298,7 +305,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.certificates?.stop();
-    clearInterval(this.imageCollector);
+    clearInterval(this.housekeeping);
     await this.planner?.stop();
     this.kube?.stop();
     this.sync?.stop();

@@ -70,6 +70,8 @@ export interface LazyDumpRequest extends DumpRequest {
   /** where the page server listens: this node's underlay address */
   address: string;
   port: number;
+  /** the only addresses (with this node's) that may connect to the page server: the target's */
+  allow?: readonly string[];
   /** the page server turned a client away at the TLS handshake (and so ended) */
   onRefusal?(refusal: PageServerRefusal): void;
 }

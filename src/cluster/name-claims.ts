@@ -7,8 +7,10 @@
  *
  * Each node grants a name to one claimant at a time: refused where an
  * endpoint of that name already runs on another node (its table), or where
- * another node's claim on it is younger than the claim's life (30 s, longer
- * than a create takes and its announcement needs to reach every peer). Two
+ * another node's claim on it is still held. A claim is given back once the
+ * endpoint is created and its announcement has reached the peers (from then
+ * on their tables answer for it), or once its create failed; a claimant
+ * that dies meanwhile loses it after 30 s (longer than a create takes). Two
  * claims at once cannot both reach a majority, since every node grants one;
  * both may fail (two nodes only: each refuses the other), and are said to
  * be racing, so the user asks again. Any answer that the endpoint exists
@@ -53,13 +55,19 @@ export class NameClaims {
   }
 }
 
+/** A name claimed across the cluster: give it back when the create failed, or say the endpoint was made. */
+export interface ClaimedName {
+  release(): void;
+  /** the endpoint runs: the claim goes once `announce` (the announcement to the peers) has ended */
+  created(announce: () => Promise<void>): void;
+}
+
 /**
  * Claims `name` for `self` across the cluster (this node's own claims and
- * `peers`); resolves with how to release it if the create then fails, or
- * refuses with CONFLICT (it exists, or another node is creating it) or
- * PEER_UNREACHABLE (too few nodes answered).
+ * `peers`); resolves with the claim, or refuses with CONFLICT (it exists, or
+ * another node is creating it) or PEER_UNREACHABLE (too few nodes answered).
  */
-export async function claimName(name: string, self: string, mine: NameClaims, peers: readonly { node: string; address: string }[], ask: NameClaimPeers): Promise<{ release(): void }> {
+export async function claimName(name: string, self: string, mine: NameClaims, peers: readonly { node: string; address: string }[], ask: NameClaimPeers): Promise<ClaimedName> {
   const body = { name, node: self };
   const own = mine.answer(name, self);
   if (!own.granted) throw refusal(name, own);
@@ -86,7 +94,7 @@ export async function claimName(name: string, self: string, mine: NameClaims, pe
     const silent = answers.filter((a) => a.error).map((a) => `${a.peer.node} (${a.error})`);
     throw new RoamError('PEER_UNREACHABLE', `name: cannot make sure no other node has endpoint ${name}: ${grantedBy.length + 1} of ${total} nodes agreed, ${majority} are needed; no answer from ${silent.join(', ')}`);
   }
-  return { release };
+  return { release, created: (announce) => void announce().catch(() => undefined).finally(release) };
 }
 
 function refusal(name: string, a: NameClaimAnswer): RoamError {

@@ -45,6 +45,9 @@ export interface AttachPodRequest {
   startTime: number;
 }
 
+/** The most of a log one request reads (it is answered whole). */
+export const MAX_LOG_BYTES = 16 * 1024 * 1024;
+
 export interface EndpointManagerOptions {
   node: string;
   stateDir: string;
@@ -55,8 +58,8 @@ export interface EndpointManagerOptions {
   bridgeIndex: () => number;
   /** every endpoint the cluster knows of, for name and address uniqueness */
   clusterEndpoints: () => readonly EndpointRecord[];
-  /** claims a new endpoint's name across the cluster before it is created (cluster/name-claims.ts); released if the create fails */
-  claimName?: (name: string) => Promise<{ release(): void }>;
+  /** claims a new endpoint's name across the cluster before it is created (cluster/name-claims.ts): given back when the create fails, or once the new endpoint is announced */
+  claimName?: (name: string) => Promise<{ release(): void; created(): void }>;
   events: EventBus;
   stopGraceMs?: number;
 }
@@ -313,12 +316,15 @@ export class EndpointManager {
     if (req.command[0] === '') throw new RoamError('INPUT_INVALID', 'command.0: the program to run is empty (its arguments may be, it may not)');
     const identity = this.newIdentity(req.name, req.ip);
     const claim = await this.o.claimName?.(req.name);
+    let made: EndpointRecord;
     try {
-      return await this.createClaimed(req, identity);
+      made = await this.createClaimed(req, identity);
     } catch (err) {
       claim?.release();
       throw err;
     }
+    claim?.created();
+    return made;
   }
 
   private async createClaimed(req: CreateEndpointRequest, identity: ReturnType<EndpointManager['newIdentity']>): Promise<EndpointRecord> {
@@ -449,12 +455,13 @@ export class EndpointManager {
   }
 
   /** The last `maxBytes` of the endpoint's combined stdout/stderr. */
+  /** The end of an endpoint's output: at most `maxBytes`, and never more than MAX_LOG_BYTES (held in memory at once). */
   logs(name: string, maxBytes = 256 * 1024): string {
     if (!this.local.has(name)) throw new RoamError('NOT_FOUND', `endpoint ${name} is not on node ${this.o.node}`);
     const path = join(this.store.dirOf(name), 'log');
     if (!existsSync(path)) return '';
     const size = statSync(path).size;
-    const length = Math.min(size, maxBytes);
+    const length = Math.min(size, maxBytes, MAX_LOG_BYTES);
     const buf = Buffer.alloc(length);
     const fd = openSync(path, 'r');
     try {

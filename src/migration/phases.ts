@@ -58,7 +58,7 @@ export async function dump(c: MoveContext, d: PhaseDeps): Promise<void> {
     lazyServer: async () => {
       const lazyServer = { address: d.underlay.address, port: await freePort(d.underlay.address) };
       journal(c, { lazyServer });
-      return { ...lazyServer, onRefusal: (r) => reportPageServerRefusal(d.events, `migration ${c.status.id}: the lazy page server`, r) };
+      return { ...lazyServer, allow: [c.address], onRefusal: (r) => reportPageServerRefusal(d.events, `migration ${c.status.id}: the lazy page server`, r) };
     },
   });
   c.dumped = dumped.result;

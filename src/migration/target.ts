@@ -9,7 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { stopLazyPages, type PullOutcome } from '../checkpoint/lazy-pages.js';
-import { stopPageServer } from '../checkpoint/page-server.js';
+import { stopPageServer, ungatePageServer } from '../checkpoint/page-server.js';
 import type { PageServerTls } from '../checkpoint/page-server-tls.js';
 import { requireRoamSpec } from '../container/spec-rules.js';
 import { unpackUpload } from '../container/tree-guard.js';
@@ -22,6 +22,7 @@ import { resumeService } from '../handover/resume.js';
 import type { HandoverCounts, ResumeMeasurement } from '../records/handover.js';
 import type { HeldPackets } from '../sys/packet-hold.js';
 import { requireFreeSpace } from '../sys/free-space.js';
+import { hasConnectionOn } from '../sys/port-gate.js';
 import { isSameProcessAlive } from '../sys/proc.js';
 import { arriveContainerFiles, SWITCHED_FILE, type Arrival } from './arrival.js';
 import { checkpointerFor } from './checkpointer-for.js';
@@ -87,8 +88,9 @@ export class MigrationTarget {
    */
   private expireIdleArrivals(): void {
     for (const a of this.arrivals.values()) {
-      // A streamed dump talks to the page server, not to this agent: while it runs, the source is at work.
-      const streaming = a.pageServer !== undefined && isSameProcessAlive(a.pageServer.pid, a.pageServer.startTime);
+      // A streamed dump talks to the page server, not to this agent: while it sends, the source is at work.
+      const ps = a.pageServer;
+      const streaming = ps !== undefined && isSameProcessAlive(ps.pid, ps.startTime) && hasConnectionOn(ps.port);
       if (a.switched || a.uploads > 0 || streaming || Date.now() - a.lastSeen < this.limits.idleMs) continue;
       this.events?.warn(`migration ${a.id}: its source has not been heard from for ${this.limits.idleMs / 1000} s before the switch; giving up the arrival of ${a.name}`);
       this.abort(a.id).catch((err: unknown) => this.events?.error(`migration ${a.id}: removing the arrival of ${a.name}: ${String(err)}`));
@@ -100,7 +102,8 @@ export class MigrationTarget {
   }
 
   /** `from`: the node asking (peer/identity.ts); every later step of `req.id` must come from it (preparedBy). */
-  async prepare(req: PrepareRequest, from: string | undefined): Promise<Prepared> {
+  /** `fromAddress`: where the prepare came from, the only address (with this node's) that may reach its page server. */
+  async prepare(req: PrepareRequest, from: string | undefined, fromAddress?: string): Promise<Prepared> {
     // The configuration goes to runc as root here: only what roam itself builds for a container (container/spec-rules.ts).
     if (req.container) requireRoamSpec(req.container.spec, req.container.volumes, `migration ${req.id}: the configuration of container ${req.name}`);
     if (this.arrivals.has(req.id)) throw new RoamError('CONFLICT', `migration ${req.id} is already being prepared here`);
@@ -129,6 +132,7 @@ export class MigrationTarget {
       const arrival: Arrival = {
         id: req.id, name: req.name, dir, imagesDir, record, strategy, handover: req.handover, underlayAddress: this.underlayAddress, pageTls: this.pageTls,
         hold: undefined, sourceHeld: undefined, connections: 0, restored: undefined, switched: false, lastSeen: Date.now(), uploads: 0, imageBytes: 0, from,
+        ...(fromAddress ? { sourceAddress: fromAddress } : {}),
       };
       this.arrivals.set(req.id, arrival);
       this.expiry ??= setInterval(() => this.expireIdleArrivals(), 5000).unref();
@@ -277,6 +281,7 @@ export class MigrationTarget {
       hold: a.hold, pid: restored.pid, stopped: a.handover !== 'off',
     });
     const unlockedAt = performance.now();
+    if (a.pageServer) ungatePageServer(a.pageServer);
     this.arrivals.delete(id);
     rmSync(join(a.dir, SWITCHED_FILE), { force: true });
     // Post-copy: the lazy-pages daemon still works in the images folder; it goes once the pull has ended.

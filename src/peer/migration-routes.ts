@@ -15,7 +15,7 @@ import type { EventBus } from '../events/bus.js';
 import type { MigrationSource } from '../migration/source.js';
 import type { MigrationTarget } from '../migration/target.js';
 import { parseHoldOutput, type HeldPackets } from '../sys/packet-hold.js';
-import { callerOf, migrationStepRefusal, refusePeer } from './identity.js';
+import { callerOf, canonicalIp, migrationStepRefusal, refusePeer } from './identity.js';
 import { receiveImages } from './image-framing.js';
 import {
   ImageParams, MigrateBody, MigrationParams, PrepareBody, RestoreBody, TreeParams, UnlockBody, type StartedAnswer,
@@ -63,7 +63,7 @@ export function registerMigrationPeerRoutes(app: FastifyInstance, d: MigrationPe
   });
 
   app.post<{ Body: PrepareRequest }>('/peer/v1/migrations/prepare', { schema: { body: PrepareBody } }, async (req) => {
-    const prepared = await d.target.prepare(req.body, callerOf(req)?.node);
+    const prepared = await d.target.prepare(req.body, callerOf(req)?.node, canonicalIp(req.ip.replace(/^::ffff:(?=\d+\.)/, '')));
     return { prepared: req.body.id, ...prepared };
   });
 

@@ -2,7 +2,7 @@
  * Processes as the kernel shows them in /proc: identity (PID plus start time,
  * so a recycled PID is never mistaken for ours), liveness, signals, stop.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** /proc/PID/stat field 22, or undefined when there is no such process. */
@@ -169,4 +169,24 @@ export function treeAnonymousBytes(pid: number): number {
     }
   }
   return kib * 1024;
+}
+
+/** The inode that names the network namespace pinned at `path` (or a process's /proc/PID/ns/net). */
+export function netnsInode(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process (but this one) whose network namespace is one of `inodes`. */
+export function processesInNetns(inodes: ReadonlySet<number>): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const ino = netnsInode(`/proc/${entry}/ns/net`);
+    if (ino !== undefined && inodes.has(ino)) found.push(Number(entry));
+  }
+  return found;
 }

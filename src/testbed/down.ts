@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { callJson } from '../http/client.js';
 import { describeError } from '../errors/roam-error.js';
-import { isSameProcessAlive, stopProcess } from '../sys/proc.js';
+import { isSameProcessAlive, netnsInode, processesInNetns, processStartTime, stopProcess } from '../sys/proc.js';
 import type { StoredEndpoint } from '../endpoint/store.js';
 import { removeNetns } from '../sys/netns/netns.js';
 import { unmount } from '../sys/mounts.js';
@@ -35,6 +35,12 @@ export async function testbedDown(name: string, say: (line: string) => void): Pr
     }
   }
   for (const n of state?.nodes ?? []) await stopAgent(n.agentPid);
+  // Whatever still runs in the testbed's namespaces once its agents are gone (a page server or lazy-pages daemon
+  // of a migration cut short, an endpoint the agent did not stop) would keep them alive past their files: ended.
+  await stopProcessesIn([
+    ...leftoverNetns(name).map((ns) => join(NETNS_DIR, ns)),
+    ...(state?.nodes ?? []).flatMap((n) => namespacesIn(join(n.stateDir, 'netns'))),
+  ]);
   // Sweep: endpoint processes and namespaces the agents did not remove.
   for (const n of state?.nodes ?? []) await sweepEndpoints(n.stateDir);
   for (const ns of leftoverNetns(name)) removeNetns(join(NETNS_DIR, ns));
@@ -66,6 +72,18 @@ async function sweepEndpoints(stateDir: string): Promise<void> {
 export function mountsBelow(dir: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
     .filter((m) => m.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
+}
+
+function namespacesIn(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)) : [];
+}
+
+async function stopProcessesIn(namespaces: string[]): Promise<void> {
+  const inodes = new Set(namespaces.map(netnsInode).filter((i): i is number => i !== undefined));
+  for (const pid of processesInNetns(inodes)) {
+    const startTime = processStartTime(pid);
+    if (startTime !== undefined) await stopProcess(pid, startTime, 0);
+  }
 }
 
 function leftoverNetns(name: string): string[] {

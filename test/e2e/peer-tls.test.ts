@@ -20,7 +20,7 @@
  * small, so that each bound is reached in seconds.)
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -412,4 +412,31 @@ test.serial('an arrival that would leave less free disk than the reserve is refu
   t.regex(error.message, new RegExp(`migration ${id} of no-room: ${migrations} has \\d+ bytes free, and 1048576 are kept free`));
   t.deepEqual(readdirSync(migrations), ['ballast']);
   t.false(existsSync(join(node2.stateDir, 'netns', 'no-room')));
+});
+
+test.serial("a page server answers only the migration's other end: another node of the cluster is reset before TLS, its gate goes with the arrival", (t) => {
+  const tls = join(TESTBED_ROOT, name, 'tls');
+  const node1 = { cert: join(tls, 'node1.pem'), key: join(tls, 'node1.key') };
+  const node2 = tb.nodes[1]!;
+  const id = 'm-gated-0a0b0c';
+  // The source is node1's certificate from the underlay's own address (172.31.0.254); node1's namespace (172.31.0.1) plays another node.
+  const prepared = peerCall(node1, node2, 'POST', '/peer/v1/migrations/prepare', {
+    id, mode: 'streamed', handover: 'off', name: 'gated', ip: '10.244.1.252', prefixLength: 16, mac: '02:72:0a:f4:01:fc', generation: 2,
+    command: ['/bin/true'], createdAt: new Date().toISOString(),
+  });
+  t.is(prepared.status, 200, prepared.body);
+  const port = (JSON.parse(prepared.body) as { pageServerPort: number }).pageServerPort;
+  t.true(port > 0, prepared.body);
+  // The nft program itself: node_modules/.bin has another `nft` (@vercel/nft) first on the tests' PATH.
+  const tables = () => execFileSync('nsenter', [`--net=${node2.netns}`, '/usr/sbin/nft', 'list', 'tables'], { encoding: 'utf8' });
+  t.regex(tables(), new RegExp(`table inet roam_gate_${port}\\b`));
+  const connectFrom = (netns: string) => spawnSync('nsenter', [`--net=${netns}`, 'bash', '-c', `exec 3<>/dev/tcp/${node2.underlayIp}/${port}`], { encoding: 'utf8', timeout: 10000 });
+  const stranger = connectFrom(tb.nodes[0]!.netns);
+  t.not(stranger.status, 0, 'node1\'s namespace is refused');
+  t.regex(stranger.stderr, /Connection refused/);
+  const source = connectFrom(tb.switchNetns);
+  t.is(source.status, 0, `the source's address gets through: ${source.stderr}`);
+  const aborted = peerCall(node1, node2, 'POST', `/peer/v1/migrations/${id}/abort`, {});
+  t.is(aborted.status, 200, aborted.body);
+  t.notRegex(tables(), /roam_gate_/, 'the gate went with the arrival');
 });

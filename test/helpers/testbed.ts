@@ -13,7 +13,8 @@ import { mountsBelow, testbedDown } from '../../src/testbed/down.js';
 import { NETNS_DIR, TESTBED_ROOT } from '../../src/testbed/layout.js';
 import { testbedUp, type UpOptions } from '../../src/testbed/up.js';
 import { isAgentRunning } from '../../src/testbed/agent-process.js';
-import type { TestbedNodeState, TestbedState } from '../../src/testbed/state.js';
+import { readTestbedState, type TestbedNodeState, type TestbedState } from '../../src/testbed/state.js';
+import { netnsInode, processesInNetns } from '../../src/sys/proc.js';
 import { waitFor } from './wait.js';
 import { echoMemory, streamVerifies, workload, type StreamProgress } from './workloads.js';
 
@@ -30,8 +31,20 @@ export async function upTestbed(name: string, nodes = 3, underlayRate?: string, 
 
 /** Tears down and returns what is left of it (empty when clean). */
 export async function downAndCheck(name: string): Promise<string[]> {
+  // The namespaces' identities before down removes their files: a process still in one afterwards is a leak.
+  const namespaces = new Set([
+    ...(existsSync(NETNS_DIR) ? readdirSync(NETNS_DIR).filter((f) => f.startsWith(`roam-${name}-`)).map((f) => `${NETNS_DIR}/${f}`) : []),
+    ...readTestbedStateOf(name).flatMap((stateDir) => (existsSync(`${stateDir}/netns`) ? readdirSync(`${stateDir}/netns`).map((f) => `${stateDir}/netns/${f}`) : [])),
+  ].map(netnsInode).filter((i): i is number => i !== undefined));
   await testbedDown(name, () => undefined);
   const left: string[] = [];
+  for (const pid of processesInNetns(namespaces)) {
+    try {
+      left.push(`process ${pid} in a testbed namespace: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 120)}`);
+    } catch {
+      // it ended meanwhile
+    }
+  }
   if (existsSync(NETNS_DIR)) left.push(...readdirSync(NETNS_DIR).filter((f) => f.startsWith(`roam-${name}-`)).map((f) => `netns ${f}`));
   if (existsSync(`${TESTBED_ROOT}/${name}`)) left.push(`state dir ${TESTBED_ROOT}/${name}`);
   left.push(...mountsBelow(`${TESTBED_ROOT}/${name}`).map((m) => `mount ${m}`));
@@ -163,4 +176,9 @@ export async function stopEndpoint(tbName: string, name: string, timeoutMs = 120
   }, timeoutMs).catch((err: unknown) => {
     throw refused ? new Error(`stopping ${name}: ${refused}`) : err;
   });
+}
+
+/** The state folders of testbed `name`'s nodes, as its state file names them. */
+function readTestbedStateOf(name: string): string[] {
+  return (readTestbedState(name)?.nodes ?? []).map((n) => n.stateDir);
 }

@@ -85,3 +85,20 @@ test('a claim lapses after its life: a node that died mid-create does not hold a
   now = 30001;
   t.true(claims.answer('web', 'node2').granted);
 });
+
+test('a created endpoint gives its claims back once announced: from then on the tables answer for the name', async (t) => {
+  const running = new Map<string, string>();
+  const c = cluster(3, undefined, new Set(), running);
+  const held = await c.claim('node1', 'web');
+  let announced!: () => void;
+  held.created(() => new Promise<void>((resolve) => (announced = () => {
+    running.set('web', 'node1');
+    resolve();
+  })));
+  await t.throwsAsync(c.claim('node2', 'web'), { message: /is being created on node1/ }, 'held until the announcement is out');
+  announced();
+  await new Promise((resolve) => setImmediate(resolve));
+  await t.throwsAsync(c.claim('node2', 'web'), { message: 'name: endpoint web already exists on node1' });
+  running.delete('web');
+  await t.notThrowsAsync(c.claim('node2', 'web'), 'stopped, the name is free again at once');
+});

@@ -36,6 +36,8 @@ export interface ArrivalMemory {
   /** where the target's page servers listen */
   underlayAddress: string;
   pageTls: PageServerTls | undefined;
+  /** the address the source prepared it from: the only one (with this node's) its page server answers */
+  sourceAddress?: string;
   /** streamed: the page server the source's dump writes to */
   pageServer?: PageServer;
   /** post-copy: the daemon that pulls the memory the restored tree still lacks */

@@ -15,7 +15,7 @@ export const streamed: ModeStrategy = {
   preparesBeforeFreeze: true,
   forContainers: true,
   async prepareArrival(a) {
-    a.pageServer = await startPageServer(a.imagesDir, a.underlayAddress, a.pageTls);
+    a.pageServer = await startPageServer(a.imagesDir, a.underlayAddress, a.pageTls, a.sourceAddress ? [a.sourceAddress] : undefined);
     return { pageServerPort: a.pageServer.port };
   },
   async dump(s) {
