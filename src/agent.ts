@@ -238,7 +238,9 @@ export class Agent {
       publish: () => sync.publish(2000),
       refresh: (node) => sync.exchangeWith(node),
     });
-    this.peer = createApp(tls ? { ...tls, requestCert: true, rejectUnauthorized: true } : undefined);
+    this.peer = createApp(tls ? { ...tls, requestCert: true, rejectUnauthorized: true } : undefined, {
+      bodyTimeoutMs: c.limits.uploadIdleSeconds * 1000, maxConnections: c.limits.peerConnections,
+    });
     // A peer without a certificate the cluster CA signed never gets past the handshake: said, and counted.
     this.peer.server.on('tlsClientError', (err: Error & { code?: string }, socket: { remoteAddress?: string }) => {
       this.events.warn(`peer connection from ${socket.remoteAddress ?? 'unknown'} refused: ${err.code ?? err.message}`);

@@ -12,9 +12,20 @@ import { describeValueError } from '../config/validate.js';
 import { httpStatusOf } from '../errors/codes.js';
 import { RoamError } from '../errors/roam-error.js';
 
-/** `https`: serve TLS; with `ca`, `requestCert` and `rejectUnauthorized`, only to clients the CA signed. */
-export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean }): FastifyInstance {
+/** Bounds on a listener's callers: how long a JSON body may take to arrive, and how many connections at once. */
+export interface ListenerBounds {
+  bodyTimeoutMs: number;
+  maxConnections: number;
+}
+
+/**
+ * `https`: serve TLS; with `ca`, `requestCert` and `rejectUnauthorized`, only to clients the CA signed.
+ * `bounds`: a JSON body (at most 4 MiB) that has not fully arrived within bodyTimeoutMs ends its connection
+ * (raw uploads bound themselves, http/bounded-body.ts), and connections past maxConnections are refused.
+ */
+export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean }, bounds?: ListenerBounds): FastifyInstance {
   const app = (https ? Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024, https }) : Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 })) as unknown as FastifyInstance;
+  if (bounds) boundCallers(app, bounds);
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const part = httpPart ?? 'body';
     return (input: unknown) => {
@@ -46,6 +57,20 @@ export function createApp(https?: { cert: Buffer; key: Buffer; ca?: Buffer; requ
     void reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` } });
   });
   return app;
+}
+
+function boundCallers(app: FastifyInstance, bounds: ListenerBounds): void {
+  app.server.maxConnections = bounds.maxConnections;
+  app.addHook('onRequest', async (req) => {
+    const raw = req.raw;
+    const hasBody = Number(raw.headers['content-length'] ?? 0) > 0 || raw.headers['transfer-encoding'] !== undefined;
+    if (!hasBody || (raw.headers['content-type'] ?? '').startsWith('application/octet-stream')) return;
+    // 'end' only: a data listener would start the body flowing before the parser is there.
+    const timer = setTimeout(() => raw.socket.destroy(), bounds.bodyTimeoutMs);
+    timer.unref();
+    raw.once('end', () => clearTimeout(timer));
+    raw.once('close', () => clearTimeout(timer));
+  });
 }
 
 /**

@@ -87,6 +87,7 @@ export const AgentConfig = Type.Object(
         imageBytes: Type.Optional(Type.Integer({ minimum: 1048576, description: 'the most one migration\'s memory images may take, all uploads together; by default this node\'s RAM plus 1 GiB (no endpoint that fits a node of this size dumps more)' })),
         fileBytes: Type.Integer({ minimum: 1048576, default: 17179869184, description: 'the most one upload of a container\'s files, or one container image, may take (16 GiB by default)' }),
         arrivalIdleSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 60, description: 'an arriving migration whose source has not been heard from for this long before the switch is given up' }),
+        peerConnections: Type.Integer({ minimum: 16, maximum: 65536, default: 1024, description: 'connections the peer port holds at once; more are refused until some close' }),
         reserveFreeBytes: Type.Integer({ minimum: 0, default: 1073741824, description: 'free space kept in stateDir: an arrival is refused when less would be left (1 GiB by default)' }),
       },
       { additionalProperties: false, default: {}, description: 'bounds on what peers may send: every upload is limited in size and in idle time, every arrival in how long it waits' },

@@ -200,7 +200,7 @@ function writeAgentConfig(
     // From the cluster, the agent writes its own peer key, certificate and CA here.
     tls: kubernetes?.peerCertificates ? { ca: join(node.dir, 'peer-ca.pem'), cert: join(node.dir, 'peer.pem'), key: join(node.dir, 'peer.key') } : tls,
     // The testbed's state is on the host's disk, shared by every node: each keeps a small reserve only.
-    limits: { uploadIdleSeconds: 30, fileBytes: 16 * 1024 ** 3, arrivalIdleSeconds: 60, reserveFreeBytes: 1024 ** 2, ...limits },
+    limits: { uploadIdleSeconds: 30, fileBytes: 16 * 1024 ** 3, arrivalIdleSeconds: 60, peerConnections: 1024, reserveFreeBytes: 1024 ** 2, ...limits },
     migration: { maxConcurrent: 1 },
     policy: { intervalMs: 1000, default: { drain: true, minDwellMs: 30000, prepare: true } },
     devices: { bridge: 'roam0', vxlan: 'roam-vx' },

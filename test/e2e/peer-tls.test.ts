@@ -321,12 +321,12 @@ const rawUploadClient = fixture('raw_peer_upload.py');
  * that its body can stall, declare more than it sends, or run on. Returns the answer (status null: none came)
  * and the bytes it sent.
  */
-function rawPeerUpload(path: string, mode: 'stall' | 'declared' | 'flood', bytes = 0): { status: number | null; body: string | null; sent: number } {
+function rawPeerUpload(path: string, mode: 'stall' | 'declared' | 'flood' | 'json-stall', bytes = 0): { status: number | null; body: string | null; sent: number; seconds: number } {
   const tls = join(TESTBED_ROOT, name, 'tls');
   const out = execFileSync('nsenter', [
     `--net=${tb.switchNetns}`, 'python3', rawUploadClient, join(tls, 'ca.pem'), join(tls, 'node1.pem'), join(tls, 'node1.key'), tb.nodes[1]!.underlayIp, '7946', path, mode, String(bytes),
   ], { encoding: 'utf8', timeout: 120000 });
-  return JSON.parse(out) as { status: number | null; body: string | null; sent: number };
+  return JSON.parse(out) as { status: number | null; body: string | null; sent: number; seconds: number };
 }
 
 /** node2's agent's resident memory, in bytes. */
@@ -389,6 +389,14 @@ test.serial("too large is refused: a declared length before a byte is read, a ch
   t.true(growth < 8 * 1024 ** 2, `node2's agent grew by ${(growth / 1024 ** 2).toFixed(1)} MiB while ${streamed.sent / 1024 ** 2} MiB were sent`);
   t.deepEqual(leftovers(), [], 'no staging folder left');
   t.false(existsSync(join(imagesRoot, image)), 'no image');
+});
+
+test.serial('a JSON body that stops arriving ends its connection after the bound, before any route sees it', (t) => {
+  const before = readFileSync(tb.nodes[1]!.logPath, 'utf8').length;
+  const r = rawPeerUpload('/peer/v1/announce', 'json-stall');
+  t.is(r.status, null, `no answer, the connection ends: ${JSON.stringify(r)}`);
+  t.true(r.seconds >= 1.9 && r.seconds < 10, `ended after ${r.seconds} s (the bound is ${LIMITS.uploadIdleSeconds} s)`);
+  t.notRegex(readFileSync(tb.nodes[1]!.logPath, 'utf8').slice(before), /announce/, 'no announcement was taken or refused');
 });
 
 test.serial('an arrival that would leave less free disk than the reserve is refused (507) naming what is free, and leaves nothing', (t) => {
