@@ -18,8 +18,9 @@ RUNTIME_PACKAGES=(nftables iproute2 util-linux procps runc tar)
 # What the tests and benches use: iperf3 (throughput), python3 (a forking
 # server workload), prometheus (promtool and a real scrape of the testbed),
 # busybox-static (the root filesystem of the containers tests and benches run), redis-server (an
-# unmodified service run as an endpoint, with an empty argument: --save '').
-TOOL_PACKAGES=(iperf3 python3 prometheus busybox-static redis-server)
+# unmodified service run as an endpoint, with an empty argument: --save ''), containerd and the CNI
+# plugins (Debian's, in /usr/lib/cni: the testbed runs one containerd per node for the pods' tests).
+TOOL_PACKAGES=(iperf3 python3 prometheus busybox-static redis-server containerd containernetworking-plugins)
 # The addon links libnftables (the network lock), roam-hold links
 # libnetfilter_log (what the lock drops, kept for replay); node-gyp builds both.
 NATIVE_BUILD_PACKAGES=(build-essential pkg-config libnftables-dev libnetfilter-log-dev)

@@ -35,6 +35,11 @@ export async function testbedDown(name: string, say: (line: string) => void): Pr
     }
   }
   for (const n of state?.nodes ?? []) await stopAgent(n.agentPid);
+  // A node's containerd gets to end its shims itself first.
+  for (const n of state?.nodes ?? []) {
+    const start = n.containerd ? processStartTime(n.containerd.pid) : undefined;
+    if (n.containerd && start !== undefined) await stopProcess(n.containerd.pid, start, 5000);
+  }
   // Whatever still runs in the testbed's namespaces once its agents are gone (a page server or lazy-pages daemon
   // of a migration cut short, an endpoint the agent did not stop) would keep them alive past their files: ended.
   await stopProcessesIn([

@@ -12,6 +12,8 @@ export interface TestbedNodeState {
   stateDir: string;
   agentPid: number;
   logPath: string;
+  /** the node's own containerd, when the testbed was brought up with one (testbed/containerd.ts) */
+  containerd?: { pid: number; address: string; runcRoot: string };
 }
 
 export interface TestbedState {

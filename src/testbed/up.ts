@@ -14,6 +14,7 @@ import { ensureAddress } from '../sys/netlink/addresses.js';
 import { addBridge, addVeth, getLink, requireLink, setLinkMaster, setLinkUp } from '../sys/netlink/links.js';
 import { deleteRootQdisc, ensureRateLimit, parseRate } from '../sys/netlink/qdisc.js';
 import { ensureCa, ensureNodeCert, ensureSecretToken, type NodeCert } from '../sys/certs.js';
+import { ensureNodeContainerd } from './containerd.js';
 import { RtnlSession } from '../sys/netlink/session.js';
 import { createNetns, isNetns } from '../sys/netns/netns.js';
 import { isAgentRunning, startAgent, waitAgentReady } from './agent-process.js';
@@ -42,6 +43,8 @@ export interface UpOptions {
      */
     peerCertificates?: { renewAfterSeconds?: number };
   };
+  /** one containerd per node, in its namespace (the pods' tests) */
+  containerd?: boolean;
   /** the agents' bounds on what peers send (tests shorten them); by default the agent's own, with a 1 MiB free-space reserve */
   limits?: Partial<AgentConfig['limits']>;
   say: (line: string) => void;
@@ -75,6 +78,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     // Agents talk mutual TLS under a CA of the testbed's own.
     const tls = ensureNodeCert(tlsDir, node.name, node.underlayIp);
     if (!previous || !existsSync(node.configPath)) writeAgentConfig(layout, node, o.syncIntervalMs, rateBits, tls, o.kubernetes, o.limits);
+    const containerd = o.containerd || previous?.containerd ? await ensureNodeContainerd(node, previous?.containerd) : undefined;
     let pid = previous?.agentPid ?? 0;
     if (pid && isAgentRunning(pid)) {
       o.say(`${node.name}: agent already running (pid ${pid})`);
@@ -84,7 +88,7 @@ export async function testbedUp(o: UpOptions): Promise<TestbedState> {
     }
     const entry: TestbedNodeState = {
       name: node.name, netns: node.netnsPath, underlayIp: node.underlayIp, apiSocket: node.apiSocket,
-      metrics: node.metricsListen, stateDir: node.stateDir, agentPid: pid, logPath: node.logPath,
+      metrics: node.metricsListen, stateDir: node.stateDir, agentPid: pid, logPath: node.logPath, ...(containerd ? { containerd } : {}),
     };
     state.nodes = [...state.nodes.filter((n) => n.name !== node.name), entry].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
     writeTestbedState(layout.statePath, state);
