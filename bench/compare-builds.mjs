@@ -12,6 +12,10 @@ const FIGURES = {
     [`cold ${row.size_mib} MiB frozen_ms`, row.baseline_cold.frozen_ms],
     [`stop-copy/cold ${row.size_mib} MiB frozen`, row.ratio_frozen_roam_to_baseline],
   ])),
+  memory: (s) => Object.fromEntries(s.summary.flatMap((m) => m.rows.flatMap((row) => [
+    [`${m.mode} ${row.size_mib} MiB frozen_ms`, row.frozen_ms],
+    [`${m.mode} ${row.size_mib} MiB probe_gap_ms`, row.probe_gap_ms],
+  ]))),
   handover: (s) => Object.fromEntries(s.summary.flatMap((row) => [
     [`${row.handover} frozen_ms`, row.frozen_ms],
     [`${row.handover} client_stall_p95_over_frozen_ms`, row.client_stall_p95_over_frozen_ms],

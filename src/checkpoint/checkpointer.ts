@@ -70,8 +70,8 @@ export interface LazyDumpRequest extends DumpRequest {
   /** where the page server listens: this node's underlay address */
   address: string;
   port: number;
-  /** the only addresses (with this node's) that may connect to the page server: the target's */
-  allow?: readonly string[];
+  /** its port was gated for this dump (sys/port-gate.ts): the gate is lifted when serving ends */
+  gated?: boolean;
   /** the page server turned a client away at the TLS handshake (and so ended) */
   onRefusal?(refusal: PageServerRefusal): void;
 }

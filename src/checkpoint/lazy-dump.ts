@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { pageServerRefusalIn } from '../sys/criu/rpc.js';
 import { unlockNetns } from '../sys/nft.js';
-import { gatePort, ungatePort } from '../sys/port-gate.js';
+import { ungatePort } from '../sys/port-gate.js';
 import { isSameProcessAlive, processStartTime } from '../sys/proc.js';
 import type { DumpResult, LazyDump, LazyDumpRequest } from './checkpointer.js';
 import type { PageServerTls } from './page-server-tls.js';
@@ -23,13 +23,11 @@ import { startTreeDump } from './tree-dump.js';
 export async function startLazyDump(pid: number, req: LazyDumpRequest): Promise<LazyDump> {
   const root = { pid, startTime: processStartTime(pid) ?? 0 };
   const ready = deferred<DumpResult>();
-  // Gated before CRIU listens: only the target (and this node, to end it) reach the page server.
-  if (req.allow) gatePort(req.port, [...req.allow, req.address]);
   let dump: Awaited<ReturnType<typeof startTreeDump>>;
   try {
     dump = await startTreeDump(pid, req, { address: req.address, port: req.port, onReady: ready.resolve });
   } catch (err) {
-    if (req.allow) ungatePort(req.port);
+    if (req.gated) ungatePort(req.port);
     throw err;
   }
   const served = dump.criu.then(
@@ -46,7 +44,7 @@ export async function startLazyDump(pid: number, req: LazyDumpRequest): Promise<
     },
   );
   served.catch(() => undefined).finally(() => {
-    if (req.allow) ungatePort(req.port);
+    if (req.gated) ungatePort(req.port);
   });
   return {
     ready: ready.promise, served, address: req.address, port: req.port, root, dumper: dump.dumper,

@@ -93,6 +93,8 @@ export interface MoveContext {
   /** frozen so far when the unlock was asked for: the target measures the stall from there */
   frozenWhenAsked: number;
   dumped: DumpResult | undefined;
+  /** post-copy: where the page server will listen, gated before the freeze */
+  lazyServer: { address: string; port: number } | undefined;
   /** post-copy: the page server that still serves the memory */
   lazy: LazyDump | undefined;
   pacedMbit: number | undefined;
@@ -113,7 +115,7 @@ export function newContext(asked: Pick<MoveContext, 'status' | 'ep' | 'address' 
     startedAt: new Date().toISOString(),
     phases: noPhases(),
     strategy: undefined, modeChoice: undefined, prepared: {}, hold: undefined, releaseHostSlot: undefined,
-    frozenAt: 0, frozenMs: 0, frozenWhenAsked: 0, dumped: undefined, lazy: undefined, pacedMbit: undefined, held: undefined,
+    frozenAt: 0, frozenMs: 0, frozenWhenAsked: 0, dumped: undefined, lazyServer: undefined, lazy: undefined, pacedMbit: undefined, held: undefined,
     switched: false, handoverCounts: undefined, pull: undefined, clientStall: undefined,
   };
 }

@@ -5,9 +5,10 @@
  */
 import { rmSync } from 'node:fs';
 import { dumpSlot } from '../checkpoint/dump-slot.js';
-import { describeError } from '../errors/roam-error.js';
+import { describeError, RoamError } from '../errors/roam-error.js';
 import { replays } from '../handover/deliver.js';
 import { drainWhatWasKept, holdWhatTheLockDrops } from '../handover/hold.js';
+import { gatePort } from '../sys/port-gate.js';
 import { freePort } from '../sys/ports.js';
 import { serializeHeld } from '../sys/packet-hold.js';
 import { checkpointerFor } from './checkpointer-for.js';
@@ -39,6 +40,14 @@ export async function prepare(c: MoveContext, d: PhaseDeps): Promise<void> {
  */
 export async function freeze(c: MoveContext, d: PhaseDeps): Promise<void> {
   if (replays(c.handover)) c.hold = await holdWhatTheLockDrops(c.ep.netns, warnOf(c, d));
+  // Post-copy: where the memory will be served, recorded for a restart, and gated so that only the target
+  // (and this node) reach it (sys/port-gate.ts): all before the freeze, none of it in the frozen window.
+  if (c.strategy?.servesMemory) {
+    const lazyServer = { address: d.underlay.address, port: await freePort(d.underlay.address) };
+    journal(c, { lazyServer });
+    gatePort(lazyServer.port, [c.address, lazyServer.address]);
+    c.lazyServer = lazyServer;
+  }
   c.releaseHostSlot = await dumpSlot();
   c.frozenAt = performance.now();
 }
@@ -55,10 +64,9 @@ export async function dump(c: MoveContext, d: PhaseDeps): Promise<void> {
     },
     prepared: c.prepared,
     targetAddress: c.address,
-    lazyServer: async () => {
-      const lazyServer = { address: d.underlay.address, port: await freePort(d.underlay.address) };
-      journal(c, { lazyServer });
-      return { ...lazyServer, allow: [c.address], onRefusal: (r) => reportPageServerRefusal(d.events, `migration ${c.status.id}: the lazy page server`, r) };
+    lazyServer: () => {
+      if (!c.lazyServer) throw new RoamError('MIGRATION_FAILED', `migration ${c.status.id}: no lazy page server was set up before the freeze`);
+      return { ...c.lazyServer, gated: true, onRefusal: (r) => reportPageServerRefusal(d.events, `migration ${c.status.id}: the lazy page server`, r) };
     },
   });
   c.dumped = dumped.result;

@@ -12,6 +12,7 @@ import { drainWhatWasKept } from '../handover/hold.js';
 import { resumeService } from '../handover/resume.js';
 import { tcpRepairOffTree } from '../sys/borrowed-tcp.js';
 import { waitForShimExit } from '../sys/launch.js';
+import { ungatePort } from '../sys/port-gate.js';
 import { finish, type MoveContext, type SourceDeps } from './context.js';
 import { recoverMigration, restoreOnSource } from './recovery.js';
 import type { HandoverReport } from '../records/migration-report.js';
@@ -38,6 +39,8 @@ export async function undo(c: MoveContext, d: SourceDeps, how: Undo, reason: str
     return finish(c, d, r.result, r.runningOn, r.reason);
   }
   if (c.lazy && c.dumped) return resumeInPlace(c, d, c.lazy, reason);
+  // A page server gated for a dump that never served: its gate goes now (a serving one lifts its own).
+  if (c.lazyServer && !c.lazy) ungatePort(c.lazyServer.port);
   return rollBack(c, d, reason);
 }
 

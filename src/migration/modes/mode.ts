@@ -20,8 +20,8 @@ export interface SourceDump {
   prepared: Prepared;
   /** the target agent's peer address */
   targetAddress: string;
-  /** post-copy: where the lazy page server listens, on this node's underlay address (journaled before the dump) */
-  lazyServer(): Promise<Pick<LazyDumpRequest, 'address' | 'port' | 'onRefusal'>>;
+  /** post-copy: where the lazy page server listens, on this node's underlay address (chosen, journaled and gated before the freeze) */
+  lazyServer(): Pick<LazyDumpRequest, 'address' | 'port' | 'gated' | 'onRefusal'>;
 }
 
 /** How memory left the source: the dump's result, and a page server that still serves it (post-copy). */
@@ -50,6 +50,8 @@ export interface ModeStrategy {
   readonly preparesBeforeFreeze: boolean;
   /** a container can move this way (runc drives its dump, so not every CRIU option is there) */
   readonly forContainers: boolean;
+  /** the source serves the memory after the dump (a lazy page server), set up before the freeze */
+  readonly servesMemory?: boolean;
   /** target, at prepare: what it sets up for the memory beyond the locked namespace; the answer goes to the source */
   prepareArrival(a: ArrivalMemory): Promise<Prepared>;
   /** source: freeze and dump, sending the memory the mode's way */

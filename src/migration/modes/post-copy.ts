@@ -13,10 +13,11 @@ export const postCopy: ModeStrategy = {
   name: 'post-copy',
   preparesBeforeFreeze: true,
   forContainers: false,
+  servesMemory: true,
   prepareArrival: async () => ({}),
   async dump(s) {
     if (!s.checkpointer.lazyDump) throw new RoamError('INPUT_INVALID', `mode: post-copy is not available for a ${s.checkpointer.kind}`);
-    const lazy = await s.checkpointer.lazyDump({ ...s.request, ...(await s.lazyServer()) });
+    const lazy = await s.checkpointer.lazyDump({ ...s.request, ...s.lazyServer() });
     return { result: await lazy.ready, lazy };
   },
   async beforeRestore(a, lazySource, id) {
