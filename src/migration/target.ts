@@ -281,7 +281,9 @@ export class MigrationTarget {
       hold: a.hold, pid: restored.pid, stopped: a.handover !== 'off',
     });
     const unlockedAt = performance.now();
-    if (a.pageServer) ungatePageServer(a.pageServer);
+    // Lifted once the answer is on its way: the source's frozen time waits for that answer.
+    const ps = a.pageServer;
+    if (ps) setImmediate(() => ungatePageServer(ps));
     this.arrivals.delete(id);
     rmSync(join(a.dir, SWITCHED_FILE), { force: true });
     // Post-copy: the lazy-pages daemon still works in the images folder; it goes once the pull has ended.

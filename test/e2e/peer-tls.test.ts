@@ -37,7 +37,7 @@ import { TESTBED_ROOT } from '../../src/testbed/layout.js';
 const name = uniqueTestbedName();
 let tb: TestbedState;
 
-const LIMITS = { uploadIdleSeconds: 2, arrivalIdleSeconds: 4, fileBytes: 32 * 1024 ** 2, imageBytes: 32 * 1024 ** 2 };
+const LIMITS = { uploadIdleSeconds: 2, arrivalIdleSeconds: 4, fileBytes: 128 * 1024 ** 2, imageBytes: 32 * 1024 ** 2 };
 
 test.before(async () => {
   requireRoot();
@@ -374,19 +374,21 @@ test.serial("too large is refused: a declared length before a byte is read, a ch
   t.is(declared.status, 413, declared.body ?? '');
   t.regex(declared.body ?? '', new RegExp(`"code":"TOO_LARGE".*container image ${image}: the body declares ${64 * 1024 ** 3} bytes, more than the ${LIMITS.fileBytes} bytes allowed`));
 
-  // 256 MiB, chunked, as fast as node2 takes it: refused at the bound (32 MiB), memory flat meanwhile.
+  // 512 MiB, chunked, as fast as node2 takes it: refused at the bound (128 MiB), memory flat meanwhile.
   // Once unmeasured: the first large upload sizes the allocator's and TLS's buffers, which then stay (about 15 MiB
-  // here). The second must not add: nothing of a body is kept.
-  rawPeerUpload(`/peer/v1/images/${image}`, 'flood', 256 * 1024 ** 2);
+  // here). The second must not add what it sent: nothing of a body is kept. What it passed through is garbage the
+  // collector takes in its own time (7-34 MiB of resident memory seen after 128 MiB), so the bound is half of what
+  // node2 takes: a body kept whole would be all of it.
+  rawPeerUpload(`/peer/v1/images/${image}`, 'flood', 512 * 1024 ** 2);
   const before = agentRss();
-  const streamed = rawPeerUpload(`/peer/v1/images/${image}`, 'flood', 256 * 1024 ** 2);
+  const streamed = rawPeerUpload(`/peer/v1/images/${image}`, 'flood', 512 * 1024 ** 2);
   const growth = agentRss() - before;
   // The answer may be lost to the reset of a connection closed with unread bytes in it; if it came, it says why.
   t.true(streamed.status === null || streamed.status === 413, JSON.stringify(streamed));
   if (streamed.status !== null) t.regex(streamed.body ?? '', /"code":"TOO_LARGE".*went past/);
-  t.true(streamed.sent < 256 * 1024 ** 2, `node2 stopped taking the body (${streamed.sent / 1024 ** 2} MiB sent)`);
+  t.true(streamed.sent < 512 * 1024 ** 2, `node2 stopped taking the body (${streamed.sent / 1024 ** 2} MiB sent)`);
   t.log(`node2's agent: ${(growth / 1024 ** 2).toFixed(1)} MiB more after ${streamed.sent / 1024 ** 2} MiB offered`);
-  t.true(growth < 8 * 1024 ** 2, `node2's agent grew by ${(growth / 1024 ** 2).toFixed(1)} MiB while ${streamed.sent / 1024 ** 2} MiB were sent`);
+  t.true(growth < LIMITS.fileBytes / 2, `node2's agent grew by ${(growth / 1024 ** 2).toFixed(1)} MiB while ${streamed.sent / 1024 ** 2} MiB were sent`);
   t.deepEqual(leftovers(), [], 'no staging folder left');
   t.false(existsSync(join(imagesRoot, image)), 'no image');
 });
