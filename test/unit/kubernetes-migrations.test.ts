@@ -117,6 +117,8 @@ test('a rolled-back move ends RolledBack with the reason and where the service r
   n1.c.start();
   api.put(MIGRATIONS, migration('move-web', { endpoint: 'web', targetNode: 'n2' }));
   await waitFor('queued', () => read(api, 'move-web').status?.phase === 'Queued');
+  // Queued is written before the runner is asked: ending a move not started yet would end nothing.
+  await waitFor('n1 to start it', () => n1.runner.started.length === 1);
   n1.runner.end(report('web', 'rolled_back', 'n1'));
   await waitFor('RolledBack', () => read(api, 'move-web').status?.phase === 'RolledBack');
   const done = read(api, 'move-web').status!.conditions.at(-1)!;
