@@ -37,6 +37,7 @@ test('one node claiming a free name gets it; the others then refuse it to anyone
 });
 
 test('claims that cross in any order never give one name to two nodes', async (t) => {
+  let decided = 0;
   await fc.assert(
     fc.asyncProperty(
       fc.integer({ min: 1, max: 5 }),
@@ -49,13 +50,15 @@ test('claims that cross in any order never give one name to two nodes', async (t
         const settled = await s.waitFor(Promise.all(results));
         const winners = settled.filter((r): r is string => typeof r === 'string');
         if (winners.length > 1) return false;
+        if (winners.length === 1) decided++;
         // Every loser says why: the name is being created elsewhere.
         return settled.every((r) => typeof r === 'string' || (r.code === 'CONFLICT' && /is being created on node\d/.test(r.message)));
       },
     ),
     { numRuns: 300 },
   );
-  t.pass();
+  // Not only races that everyone lost: many schedules let exactly one claimant through.
+  t.true(decided > 30, `${decided} of 300 schedules had a winner`);
 });
 
 test('a name that runs on another node is refused at once, naming where', async (t) => {
